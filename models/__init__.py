@@ -1,0 +1,35 @@
+"""SQLAlchemy models: importing this package registers every table on `Base.metadata`."""
+
+from models.access import ApiKey, KeyRole
+from models.base import Base
+from models.ledger import (
+    EARNING_KINDS,
+    QUALIFYING_KINDS,
+    EntryKind,
+    EntryStatus,
+    IdempotencyRecord,
+    LedgerEntry,
+    Purchase,
+    Refund,
+)
+from models.member import Member
+from models.program import PROGRAM_ID, Program, Promotion, Tier
+
+__all__ = [
+    "EARNING_KINDS",
+    "PROGRAM_ID",
+    "QUALIFYING_KINDS",
+    "ApiKey",
+    "Base",
+    "EntryKind",
+    "EntryStatus",
+    "IdempotencyRecord",
+    "KeyRole",
+    "LedgerEntry",
+    "Member",
+    "Program",
+    "Promotion",
+    "Purchase",
+    "Refund",
+    "Tier",
+]

@@ -1,0 +1,269 @@
+"""Posting entries, drawing lots, and settling a member's pending and expiring points.
+
+The rules every write follows: lock the member row first (so balances and lots change one
+writer at a time), settle what is due, then post entries through `post`, which keeps the
+member's cached balances equal to the sums of its entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Program
+from services.errors import InsufficientPoints, NotFound
+
+# Entries that can never be spent from, whatever their sign.
+_NOT_LOTS = frozenset({EntryKind.REVERSAL, EntryKind.EXPIRATION})
+
+
+async def lock_member(session: AsyncSession, member_id: int) -> Member:
+    """Load the member for writing: the row lock serializes every balance change."""
+    stmt = (
+        select(Member)
+        .where(Member.id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    member = await session.scalar(stmt)
+    if member is None:
+        raise NotFound("no such member", field=["input", "memberId"])
+    return member
+
+
+def post(
+    session: AsyncSession,
+    member: Member,
+    *,
+    kind: EntryKind,
+    points: int,
+    now: datetime,
+    description: str,
+    status: EntryStatus = EntryStatus.POSTED,
+    reference: str | None = None,
+    available_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    breakdown: Sequence[dict[str, Any]] = (),
+    actor: str = "system",
+    reverses_entry_id: int | None = None,
+) -> LedgerEntry:
+    """Append one entry and apply it to the member's cached balances."""
+    is_lot = points > 0 and kind not in _NOT_LOTS and status is not EntryStatus.VOIDED
+    entry = LedgerEntry(
+        member_id=member.id,
+        kind=kind,
+        status=status,
+        points=points,
+        remaining=points if is_lot else 0,
+        description=description[:500],
+        reference=reference,
+        created_at=now,
+        available_at=available_at,
+        expires_at=expires_at,
+        breakdown=list(breakdown),
+        actor=actor,
+        reverses_entry_id=reverses_entry_id,
+    )
+    session.add(entry)
+    if status is EntryStatus.PENDING:
+        member.pending += points
+        assert available_at is not None, "a pending entry needs the moment it becomes available"
+        _schedule_settlement(member, available_at)
+    elif status is EntryStatus.POSTED:
+        member.available += points
+        _count_posted(member, kind, points)
+    if kind in QUALIFYING_KINDS and status is not EntryStatus.VOIDED:
+        member.qualifying_points += points
+    if is_lot and expires_at is not None:
+        _schedule_settlement(member, expires_at)
+    return entry
+
+
+def credit(
+    session: AsyncSession,
+    member: Member,
+    program: Program,
+    *,
+    kind: EntryKind,
+    points: int,
+    now: datetime,
+    description: str,
+    available_at: datetime | None = None,
+    reference: str | None = None,
+    breakdown: Sequence[dict[str, Any]] = (),
+    actor: str = "system",
+) -> LedgerEntry:
+    """Earn points as a new lot: pending until `available_at`, expiring `expiryDays` after it."""
+    available_at = max(available_at or now, now)
+    expires_at = available_at + timedelta(days=program.expiry_days) if program.expiry_days else None
+    return post(
+        session,
+        member,
+        kind=kind,
+        points=points,
+        now=now,
+        description=description,
+        status=EntryStatus.PENDING if available_at > now else EntryStatus.POSTED,
+        reference=reference,
+        available_at=available_at,
+        expires_at=expires_at,
+        breakdown=breakdown or [{"label": description, "points": points}],
+        actor=actor,
+    )
+
+
+async def debit(
+    session: AsyncSession,
+    member: Member,
+    *,
+    kind: EntryKind,
+    points: int,
+    now: datetime,
+    description: str,
+    reference: str | None = None,
+    breakdown: Sequence[dict[str, Any]] = (),
+    actor: str = "system",
+) -> LedgerEntry:
+    """Spend `points` (> 0) of the available balance, soonest-expiring lots first."""
+    assert points > 0
+    if member.available < points:
+        raise InsufficientPoints(
+            f"{points} points needed, {member.available} available", field=["input", "points"]
+        )
+    await draw(session, member, points, status=EntryStatus.POSTED)
+    return post(
+        session,
+        member,
+        kind=kind,
+        points=-points,
+        now=now,
+        description=description,
+        reference=reference,
+        breakdown=breakdown or [{"label": description, "points": -points}],
+        actor=actor,
+    )
+
+
+async def draw(
+    session: AsyncSession,
+    member: Member,
+    points: int,
+    *,
+    status: EntryStatus,
+    first_lot_id: int | None = None,
+) -> None:
+    """Take `points` from the member's open lots of `status`: `first_lot_id` first, then the
+    soonest-expiring (never-expiring last), oldest first among equals."""
+    if points <= 0:
+        return
+    stmt = (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.status == status,
+            LedgerEntry.remaining > 0,
+        )
+        .order_by(
+            case((LedgerEntry.id == (first_lot_id or 0), 0), else_=1),
+            LedgerEntry.expires_at.is_(None),
+            LedgerEntry.expires_at,
+            LedgerEntry.id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    left = points
+    for lot in await session.scalars(stmt):
+        take = min(left, lot.remaining)
+        lot.remaining -= take
+        left -= take
+        if left == 0:
+            return
+    raise AssertionError(f"member {member.id}: lots hold {points - left} of {points} points drawn")
+
+
+async def settle(session: AsyncSession, member: Member, now: datetime) -> None:
+    """Activate pending entries and expire lots that are due, for one locked member."""
+    if member.next_settlement_at is None or member.next_settlement_at > now:
+        return
+    due = await session.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.status == EntryStatus.PENDING,
+            LedgerEntry.available_at <= now,
+        )
+        .order_by(LedgerEntry.id)
+        .execution_options(populate_existing=True)
+    )
+    for entry in due:
+        entry.status = EntryStatus.POSTED
+        member.pending -= entry.points
+        member.available += entry.points
+        _count_posted(member, entry.kind, entry.points)
+
+    expiring = await session.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.status == EntryStatus.POSTED,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at <= now,
+        )
+        .order_by(LedgerEntry.expires_at, LedgerEntry.id)
+        .execution_options(populate_existing=True)
+    )
+    for lot in expiring:
+        assert lot.expires_at is not None
+        left = lot.remaining
+        lot.remaining = 0
+        post(
+            session,
+            member,
+            kind=EntryKind.EXPIRATION,
+            points=-left,
+            now=now,
+            description=f"{left} points expired on {lot.expires_at:%Y-%m-%d}",
+            reference=lot.reference,
+            breakdown=[{"label": f"Unspent from: {lot.description}", "points": -left}],
+            reverses_entry_id=lot.id,
+        )
+    await session.flush()
+    member.next_settlement_at = await _next_settlement(session, member.id)
+
+
+def _count_posted(member: Member, kind: EntryKind, points: int) -> None:
+    if kind in QUALIFYING_KINDS:
+        member.lifetime_earned += points
+    elif kind is EntryKind.REDEMPTION:
+        member.redeemed -= points
+    elif kind is EntryKind.EXPIRATION:
+        member.expired -= points
+
+
+def _schedule_settlement(member: Member, moment: datetime) -> None:
+    if member.next_settlement_at is None or moment < member.next_settlement_at:
+        member.next_settlement_at = moment
+
+
+async def _next_settlement(session: AsyncSession, member_id: int) -> datetime | None:
+    next_activation = (
+        select(func.min(LedgerEntry.available_at))
+        .where(LedgerEntry.member_id == member_id, LedgerEntry.status == EntryStatus.PENDING)
+        .scalar_subquery()
+    )
+    next_expiry = (
+        select(func.min(LedgerEntry.expires_at))
+        .where(
+            LedgerEntry.member_id == member_id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.status.in_([EntryStatus.POSTED, EntryStatus.PENDING]),
+        )
+        .scalar_subquery()
+    )
+    row = (await session.execute(select(next_activation, next_expiry))).one()
+    moments = [m for m in row if m is not None]
+    return min(moments) if moments else None

@@ -1,0 +1,248 @@
+"""Purchases earn points; refunds reverse them in proportion, never more than was earned."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import EntryKind, EntryStatus, LedgerEntry, Member, Program, Purchase, Refund
+from services.errors import Invalid, NotFound
+from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
+from services.ledger.entries import credit, draw, lock_member, post, settle
+from services.ledger.idempotency import claim, record_result
+from services.program import active_promotions, get_program, list_tiers
+from services.tiers import refresh_tier
+
+MAX_REFERENCE_LENGTH = 200
+# A purchase may be reported a little ahead of our clock (clock skew), not from the future.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class LedgerResult:
+    """A points-moving operation's result: the entry it (first) wrote, and the member."""
+
+    entry: LedgerEntry
+    member: Member
+    replayed: bool = False
+
+
+def reference_key(value: str, field: list[str]) -> str:
+    key = value.strip()
+    if not key:
+        raise Invalid("must not be blank", field=field)
+    if len(key) > MAX_REFERENCE_LENGTH:
+        raise Invalid(f"must be at most {MAX_REFERENCE_LENGTH} characters", field=field)
+    return key
+
+
+async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
+    """The result of an earlier request with the same idempotency key."""
+    assert entry_id is not None, "a committed claim always records its entry"
+    entry = await session.get(LedgerEntry, entry_id)
+    assert entry is not None
+    member = await session.get(Member, entry.member_id)
+    assert member is not None
+    return LedgerResult(entry=entry, member=member, replayed=True)
+
+
+async def quote_for_member(
+    session: AsyncSession, member: Member | None, amount: Decimal, at: datetime
+) -> EarnQuote:
+    """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
+    program = await get_program(session)
+    tiers = await list_tiers(session)
+    tier = next((t for t in tiers if member is not None and t.id == member.tier_id), tiers[0])
+    return quote_purchase(amount, program, tier, await active_promotions(session, at))
+
+
+async def record_purchase(
+    session: AsyncSession,
+    *,
+    member_id: int,
+    order_id: str,
+    amount: float,
+    now: datetime,
+    occurred_at: datetime | None = None,
+    actor: str = "system",
+) -> LedgerResult:
+    order_id = reference_key(order_id, ["input", "orderId"])
+    exact_amount = purchase_amount(amount, ["input", "amount"])
+    if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
+        raise Invalid("occurredAt is in the future", field=["input", "occurredAt"])
+    request = {
+        "member": member_id,
+        "amount": str(exact_amount),
+        "occurredAt": occurred_at.isoformat() if occurred_at else None,
+    }
+    claimed = await claim(session, scope="purchase", key=order_id, request=request, now=now)
+    if claimed.first_use is not None:
+        return await replay(session, claimed.first_use.entry_id)
+
+    member = await lock_member(session, member_id)
+    await settle(session, member, now)
+    program = await get_program(session)
+    tiers = await list_tiers(session)
+    occurred = min(occurred_at or now, now)
+    tier = next(t for t in tiers if t.id == member.tier_id)
+    quote = quote_purchase(exact_amount, program, tier, await active_promotions(session, occurred))
+    available_at = occurred + timedelta(days=program.pending_days)
+    entry = credit(
+        session,
+        member,
+        program,
+        kind=EntryKind.PURCHASE,
+        points=quote.points,
+        now=now,
+        description=f"Purchase {order_id}: {exact_amount} {program.currency}",
+        available_at=available_at,
+        reference=order_id,
+        breakdown=quote.breakdown(),
+        actor=actor,
+    )
+    await session.flush()
+    session.add(
+        Purchase(
+            order_id=order_id,
+            member_id=member.id,
+            amount=exact_amount,
+            occurred_at=occurred,
+            entry_id=entry.id,
+            points_earned=quote.points,
+            refunded_amount=Decimal(0),
+            points_reversed=0,
+        )
+    )
+    if member.referred_by_id is not None and not member.referral_rewarded:
+        await _reward_referral(session, member, program, entry, now)
+    await refresh_tier(session, member, program, tiers, now)
+    await record_result(session, claimed, entry_id=entry.id)
+    await session.flush()
+    return LedgerResult(entry=entry, member=member)
+
+
+async def _reward_referral(
+    session: AsyncSession, member: Member, program: Program, purchase: LedgerEntry, now: datetime
+) -> None:
+    """Both sides earn the referral bonus on the referred member's first purchase, pending
+    as long as that purchase is (a refunded first order should not pay out at once)."""
+    member.referral_rewarded = True
+    if program.referral_bonus <= 0 or member.referred_by_id is None:
+        return
+    # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
+    referrer = await lock_member(session, member.referred_by_id)
+    await settle(session, referrer, now)
+    tiers = await list_tiers(session)
+    for who, other in ((member, referrer), (referrer, member)):
+        credit(
+            session,
+            who,
+            program,
+            kind=EntryKind.REFERRAL,
+            points=program.referral_bonus,
+            now=now,
+            description=f"Referral bonus: {other.display_name}",
+            available_at=purchase.available_at,
+            reference=purchase.reference,
+        )
+    await refresh_tier(session, referrer, program, tiers, now)
+
+
+async def refund_purchase(
+    session: AsyncSession,
+    *,
+    order_id: str,
+    refund_id: str,
+    amount: float | None,
+    now: datetime,
+    actor: str = "system",
+) -> LedgerResult:
+    order_id = reference_key(order_id, ["input", "orderId"])
+    refund_id = reference_key(refund_id, ["input", "refundId"])
+    requested = purchase_amount(amount, ["input", "amount"]) if amount is not None else None
+    request = {"orderId": order_id, "amount": None if requested is None else str(requested)}
+    claimed = await claim(session, scope="refund", key=refund_id, request=request, now=now)
+    if claimed.first_use is not None:
+        return await replay(session, claimed.first_use.entry_id)
+
+    member_id = await session.scalar(
+        select(Purchase.member_id).where(Purchase.order_id == order_id)
+    )
+    if member_id is None:
+        raise NotFound("no purchase with this orderId", field=["input", "orderId"])
+    member = await lock_member(session, member_id)
+    await settle(session, member, now)
+    # Read the purchase only under the member lock: concurrent refunds of it queue there.
+    purchase = await session.scalar(
+        select(Purchase)
+        .where(Purchase.order_id == order_id)
+        .execution_options(populate_existing=True)
+    )
+    assert purchase is not None
+    program = await get_program(session)
+
+    refundable = purchase.amount - purchase.refunded_amount
+    refunded_now = refundable if requested is None else min(requested, refundable)
+    refunded_total = purchase.refunded_amount + refunded_now
+    if purchase.amount == 0 or refunded_total >= purchase.amount:
+        target = purchase.points_earned
+    else:
+        target = math.floor(purchase.points_earned * refunded_total / purchase.amount)
+    to_reverse = max(target - purchase.points_reversed, 0)
+
+    lot = await session.get(LedgerEntry, purchase.entry_id, populate_existing=True)
+    assert lot is not None
+    if lot.status is EntryStatus.PENDING:
+        # Still inside the return window: cancel pending points, the available ones stay.
+        status, available_at = EntryStatus.PENDING, lot.available_at
+        recovered = min(to_reverse, lot.remaining)
+        await draw(session, member, recovered, status=EntryStatus.PENDING, first_lot_id=lot.id)
+    else:
+        status, available_at = EntryStatus.POSTED, None
+        recovered = min(to_reverse, member.available)
+        await draw(session, member, recovered, status=EntryStatus.POSTED, first_lot_id=lot.id)
+    shortfall = to_reverse - recovered
+    breakdown = [
+        {
+            "label": f"Refund of {refunded_now} {program.currency} on order {order_id}",
+            "points": -to_reverse,
+        }
+    ]
+    if shortfall:
+        breakdown.append({"label": "Already spent, not recovered", "points": shortfall})
+    entry = post(
+        session,
+        member,
+        kind=EntryKind.REVERSAL,
+        points=-recovered,
+        now=now,
+        description=f"Refund {refund_id} of order {order_id}",
+        status=status,
+        reference=order_id,
+        available_at=available_at,
+        breakdown=breakdown,
+        actor=actor,
+        reverses_entry_id=lot.id,
+    )
+    purchase.refunded_amount = refunded_total
+    purchase.points_reversed = purchase.points_reversed + to_reverse
+    await session.flush()
+    session.add(
+        Refund(
+            refund_id=refund_id,
+            purchase_id=purchase.id,
+            requested_amount=requested,
+            amount=refunded_now,
+            entry_id=entry.id,
+            created_at=now,
+        )
+    )
+    await refresh_tier(session, member, program, await list_tiers(session), now)
+    await record_result(session, claimed, entry_id=entry.id)
+    await session.flush()
+    return LedgerResult(entry=entry, member=member)

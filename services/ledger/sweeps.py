@@ -1,0 +1,84 @@
+"""The scheduled sweep: activates pending points and expires lots that are due, for every
+member, in small transactions. Running it twice writes nothing the second time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import QUALIFYING_KINDS, LedgerEntry, Member
+from services.ledger.entries import lock_member, settle
+from services.program import get_program, list_tiers
+from services.tiers import TierChange, refresh_tier
+
+BATCH = 200
+
+
+@dataclass(slots=True)
+class SweepReport:
+    members_settled: int = 0
+    tiers_refreshed: int = 0
+    tier_changes: list[TierChange] | None = None
+
+
+async def sweep(
+    sessions: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    window_lookback: timedelta = timedelta(days=2),
+) -> SweepReport:
+    report = SweepReport(tier_changes=[])
+    while True:
+        async with sessions.begin() as session:
+            due = list(
+                await session.scalars(
+                    select(Member.id)
+                    .where(Member.next_settlement_at <= now)
+                    .order_by(Member.id)
+                    .limit(BATCH)
+                )
+            )
+            for member_id in due:
+                member = await lock_member(session, member_id)
+                await settle(session, member, now)
+        report.members_settled += len(due)
+        if len(due) < BATCH:
+            break
+    await _refresh_windowed_tiers(sessions, now, window_lookback, report)
+    return report
+
+
+async def _refresh_windowed_tiers(
+    sessions: async_sessionmaker[AsyncSession],
+    now: datetime,
+    lookback: timedelta,
+    report: SweepReport,
+) -> None:
+    """With a tier window, points age out of it without any write: re-place the members whose
+    qualifying entries crossed the window's edge since about the last sweep."""
+    async with sessions.begin() as session:
+        program = await get_program(session)
+        if program.tier_window_days is None:
+            return
+        edge = now - timedelta(days=program.tier_window_days)
+        member_ids = list(
+            await session.scalars(
+                select(LedgerEntry.member_id)
+                .where(
+                    LedgerEntry.kind.in_(QUALIFYING_KINDS),
+                    LedgerEntry.created_at > edge - lookback,
+                    LedgerEntry.created_at <= edge,
+                )
+                .distinct()
+            )
+        )
+        tiers = await list_tiers(session)
+        for member_id in member_ids:
+            member = await lock_member(session, member_id)
+            change = await refresh_tier(session, member, program, tiers, now)
+            report.tiers_refreshed += 1
+            if change is not None and report.tier_changes is not None:
+                report.tier_changes.append(change)

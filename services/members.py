@@ -1,0 +1,127 @@
+"""Enrolment and member lookups."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import EntryKind, Member
+from services.errors import AlreadyExists, Invalid, NotFound
+from services.ledger.entries import credit
+from services.program import clean_text, get_program, list_tiers
+from services.tiers import refresh_tier
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
+REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+REFERRAL_CODE_LENGTH = 8
+
+
+def normalise_email(email: str) -> str:
+    normalised = email.strip().lower()
+    if len(normalised) > 254 or not EMAIL_PATTERN.match(normalised):
+        raise Invalid("not a valid email address", field=["input", "email"])
+    return normalised
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
+async def enroll(
+    session: AsyncSession,
+    *,
+    email: str,
+    display_name: str,
+    now: datetime,
+    external_id: str | None = None,
+    birthday: date | None = None,
+    referral_code: str | None = None,
+) -> Member:
+    email = normalise_email(email)
+    display_name = clean_text(display_name, ["input", "displayName"], max_length=100)
+    if external_id is not None:
+        external_id = clean_text(external_id, ["input", "externalId"], max_length=200)
+    if birthday is not None and not date(1900, 1, 1) <= birthday <= now.date():
+        raise Invalid("birthday must be a past date", field=["input", "birthday"])
+
+    if await session.scalar(select(Member.id).where(Member.email == email)) is not None:
+        raise AlreadyExists("a member with this email already exists", field=["input", "email"])
+    if (
+        external_id is not None
+        and (await session.scalar(select(Member.id).where(Member.external_id == external_id)))
+        is not None
+    ):
+        raise AlreadyExists(
+            "a member with this externalId already exists", field=["input", "externalId"]
+        )
+    referrer_id: int | None = None
+    if referral_code is not None and referral_code.strip():
+        code = referral_code.strip().upper()
+        referrer_id = await session.scalar(select(Member.id).where(Member.referral_code == code))
+        if referrer_id is None:
+            raise Invalid("unknown referral code", field=["input", "referralCode"])
+
+    program = await get_program(session)
+    tiers = await list_tiers(session)
+    member = Member(
+        email=email,
+        display_name=display_name,
+        external_id=external_id,
+        birthday=birthday,
+        joined_at=now,
+        referral_code=new_referral_code(),
+        referred_by_id=referrer_id,
+        referral_rewarded=False,
+        tier_id=tiers[0].id,
+        available=0,
+        pending=0,
+        lifetime_earned=0,
+        redeemed=0,
+        expired=0,
+        qualifying_points=0,
+    )
+    session.add(member)
+    try:
+        # A concurrent enrolment of the same email or externalId loses here, cleanly.
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists(
+            "a member with this email or externalId already exists", field=["input", "email"]
+        ) from exc
+    if program.signup_bonus > 0:
+        credit(
+            session,
+            member,
+            program,
+            kind=EntryKind.SIGNUP,
+            points=program.signup_bonus,
+            now=now,
+            description="Welcome bonus",
+        )
+        await refresh_tier(session, member, program, tiers, now)
+    await session.flush()
+    return member
+
+
+async def find_member(
+    session: AsyncSession, *, member_id: int | None = None, external_id: str | None = None
+) -> Member:
+    """The member by id or by the merchant's externalId (exactly one of them)."""
+    if (member_id is None) == (external_id is None):
+        raise Invalid("give exactly one of memberId and externalId", field=["input", "memberId"])
+    if member_id is not None:
+        member = await session.get(Member, member_id)
+        field = ["input", "memberId"]
+    else:
+        member = await session.scalar(select(Member).where(Member.external_id == external_id))
+        field = ["input", "externalId"]
+    if member is None:
+        raise NotFound("no such member", field=field)
+    return member

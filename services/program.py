@@ -1,0 +1,199 @@
+"""The program's settings, tiers and promotions: read by every earn, changed only by admins."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import PROGRAM_ID, Program, Promotion, Tier
+from services.errors import AlreadyExists, Invalid, NotFound
+
+DEFAULT_PROGRAM: dict[str, Any] = {
+    "name": "Laurel Rewards",
+    "currency": "USD",
+    "points_per_currency_unit": Decimal(1),
+    "point_value": Decimal("0.01"),
+    "pending_days": 0,
+    "expiry_days": None,
+    "signup_bonus": 0,
+    "referral_bonus": 0,
+    "review_points": 0,
+    "social_share_points": 0,
+    "birthday_points": 0,
+    "tier_window_days": None,
+    "daily_activity_cap": 10,
+}
+ENTRY_TIER_NAME = "Member"
+MAX_POINTS = 1_000_000_000  # any single setting or award above this is a typo, not a program
+MAX_MULTIPLIER = Decimal(100)
+
+
+async def ensure_program(session: AsyncSession, **overrides: Any) -> Program:
+    """Create the program row and its entry tier (threshold 0) when missing."""
+    program = await session.get(Program, PROGRAM_ID)
+    if program is None:
+        program = Program(id=PROGRAM_ID, **{**DEFAULT_PROGRAM, **overrides})
+        session.add(program)
+    entry = await session.scalar(select(Tier).where(Tier.threshold == 0))
+    if entry is None:
+        session.add(Tier(name=ENTRY_TIER_NAME, threshold=0, multiplier=Decimal(1), benefits=[]))
+    await session.flush()
+    return program
+
+
+async def get_program(session: AsyncSession) -> Program:
+    program = await session.get(Program, PROGRAM_ID)
+    if program is None:
+        raise RuntimeError("the program is not set up: run `laurel migrate` (or `laurel demo`)")
+    return program
+
+
+_INT_SETTINGS = {
+    "pending_days": (0, 3650),
+    "expiry_days": (1, 36500),
+    "signup_bonus": (0, MAX_POINTS),
+    "referral_bonus": (0, MAX_POINTS),
+    "review_points": (0, MAX_POINTS),
+    "social_share_points": (0, MAX_POINTS),
+    "birthday_points": (0, MAX_POINTS),
+    "tier_window_days": (1, 36500),
+    "daily_activity_cap": (0, 10_000),
+}
+_NULLABLE = {"expiry_days", "tier_window_days"}
+
+
+async def update_program(session: AsyncSession, changes: Mapping[str, Any]) -> Program:
+    """Apply only the given settings; None clears the nullable ones (never / lifetime)."""
+    program = await get_program(session)
+    for name, value in changes.items():
+        field = ["input", _camel(name)]
+        if value is None and name not in _NULLABLE:
+            raise Invalid(f"{_camel(name)} cannot be null", field=field)
+        if name == "name":
+            program.name = clean_text(value, field, max_length=200)
+        elif name == "currency":
+            if not (isinstance(value, str) and len(value) == 3 and value.isalpha()):
+                raise Invalid("currency must be a three-letter ISO 4217 code", field=field)
+            program.currency = value.upper()
+        elif name == "points_per_currency_unit":
+            program.points_per_currency_unit = positive_decimal(value, field, maximum=10_000)
+        elif name == "point_value":
+            program.point_value = positive_decimal(value, field, maximum=1_000_000)
+        elif name in _INT_SETTINGS:
+            low, high = _INT_SETTINGS[name]
+            if value is not None and not low <= value <= high:
+                raise Invalid(f"{_camel(name)} must be between {low} and {high}", field=field)
+            setattr(program, name, value)
+        else:
+            raise Invalid(f"unknown setting {name}", field=field)
+    await session.flush()
+    return program
+
+
+async def list_tiers(session: AsyncSession) -> list[Tier]:
+    return list(await session.scalars(select(Tier).order_by(Tier.threshold)))
+
+
+def tier_for(qualifying_points: int, tiers: Sequence[Tier]) -> Tier:
+    """The highest tier whose threshold the points reach (tiers sorted by threshold)."""
+    chosen = tiers[0]
+    for tier in tiers:
+        if tier.threshold <= qualifying_points:
+            chosen = tier
+    return chosen
+
+
+async def create_tier(
+    session: AsyncSession, *, name: str, threshold: int, multiplier: float, benefits: list[str]
+) -> Tier:
+    name = clean_text(name, ["input", "name"], max_length=100)
+    if not 0 < threshold <= MAX_POINTS:
+        # The entry tier (threshold 0) always exists; new tiers sit above it.
+        raise Invalid("threshold must be between 1 and 1,000,000,000", field=["input", "threshold"])
+    mult = positive_decimal(multiplier, ["input", "multiplier"], maximum=MAX_MULTIPLIER)
+    if len(benefits) > 50:
+        raise Invalid("at most 50 benefits", field=["input", "benefits"])
+    clean = [clean_text(b, ["input", "benefits"], max_length=200) for b in benefits]
+    existing = await session.scalar(
+        select(Tier).where((Tier.name == name) | (Tier.threshold == threshold))
+    )
+    if existing is not None:
+        raise AlreadyExists(
+            "a tier with this name or threshold already exists", field=["input", "name"]
+        )
+    tier = Tier(name=name, threshold=threshold, multiplier=mult, benefits=clean)
+    session.add(tier)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists("a tier with this name or threshold already exists") from exc
+    return tier
+
+
+async def active_promotions(session: AsyncSession, at: datetime) -> list[Promotion]:
+    stmt = (
+        select(Promotion)
+        .where(Promotion.starts_at <= at, Promotion.ends_at > at)
+        .order_by(Promotion.starts_at, Promotion.id)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def current_and_upcoming_promotions(session: AsyncSession, now: datetime) -> list[Promotion]:
+    stmt = select(Promotion).where(Promotion.ends_at > now).order_by(Promotion.starts_at)
+    return list(await session.scalars(stmt))
+
+
+async def create_promotion(
+    session: AsyncSession, *, name: str, multiplier: float, starts_at: datetime, ends_at: datetime
+) -> Promotion:
+    name = clean_text(name, ["input", "name"], max_length=200)
+    mult = positive_decimal(multiplier, ["input", "multiplier"], maximum=MAX_MULTIPLIER)
+    if ends_at <= starts_at:
+        raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
+    promotion = Promotion(name=name, multiplier=mult, starts_at=starts_at, ends_at=ends_at)
+    session.add(promotion)
+    await session.flush()
+    return promotion
+
+
+async def get_tier(session: AsyncSession, tier_id: int) -> Tier:
+    tier = await session.get(Tier, tier_id)
+    if tier is None:
+        raise NotFound("no such tier")
+    return tier
+
+
+def positive_decimal(value: float, field: list[str], *, maximum: float | Decimal) -> Decimal:
+    """A finite, positive number no larger than `maximum`, as an exact Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise Invalid("must be a number", field=field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Invalid("must be a finite number", field=field)
+    number = Decimal(str(value))
+    if not Decimal(0) < number <= Decimal(maximum):
+        raise Invalid(f"must be greater than 0 and at most {maximum}", field=field)
+    return number
+
+
+def clean_text(value: str, field: list[str], *, max_length: int) -> str:
+    """Stripped, non-blank text no longer than `max_length`."""
+    text = value.strip()
+    if not text:
+        raise Invalid("must not be blank", field=field)
+    if len(text) > max_length:
+        raise Invalid(f"must be at most {max_length} characters", field=field)
+    return text
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
