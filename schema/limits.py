@@ -15,8 +15,9 @@ Every bound is checked before anything executes:
 How the measures are defined (per operation; a document is refused when any of its
 operations is past a bound):
 
-* **depth**: the number of nested fields, fragment spreads and inline fragments followed
-  (``{ a { b } }`` has depth 2). Inside introspection (fields of ``__Type``), the
+* **depth**: the number of nested fields, following fragment spreads and inline
+  fragments, which add no depth themselves (``{ a { ...F } } fragment F on A { b }``
+  has depth 2). Inside introspection (fields of ``__Type``), the
   ``ofType`` link does not add depth: it is a chain of single objects (``NON_NULL`` of
   ``LIST`` of ...) that cannot widen the response, and counting it would refuse
   GraphiQL's own introspection query. Every other introspection field counts.
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from graphql import (
     DocumentNode,
@@ -179,7 +180,8 @@ class _Measurer:
         variables: Mapping[str, Any] | None,
     ) -> None:
         self.schema = schema
-        self.variables: Mapping[str, Any] = variables or {}
+        # Over a WebSocket, strawberry passes the client's `variables` through unchecked.
+        self.variables: Mapping[str, Any] = variables if isinstance(variables, Mapping) else {}
         self.steps = 0
         self.operations: list[OperationDefinitionNode] = []
         self.fragments: dict[str, FragmentDefinitionNode] = {}
@@ -212,7 +214,8 @@ class _Measurer:
             if name == "__type":
                 return TypeMetaFieldDef
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-            return parent.fields.get(name)
+            field: GraphQLField | None = parent.fields.get(name)
+            return field
         return None
 
     def _first(self, node: FieldNode, field_def: GraphQLField | None) -> int:
@@ -404,8 +407,8 @@ class QueryLimitsRule(ValidationRule):
     to the request's variables); this base class checks the default limits.
     """
 
-    limits: Final[QueryLimits] = QueryLimits()  # type: ignore[misc]
-    variables: Mapping[str, Any] | None = None
+    limits: ClassVar[QueryLimits] = QueryLimits()
+    variables: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(self, context: ValidationContext) -> None:
         super().__init__(context)
@@ -427,7 +430,7 @@ def query_limits_rule(
     return type(
         "BoundQueryLimitsRule",
         (QueryLimitsRule,),
-        {"limits": limits, "variables": variables, "__slots__": ()},
+        {"limits": limits, "variables": variables},
     )
 
 

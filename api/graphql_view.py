@@ -1,0 +1,225 @@
+"""The ASGI view serving the schema on Starlette: ``POST/GET /graphql`` and WebSockets.
+
+On top of strawberry's ``GraphQL`` view:
+
+* JSON is encoded and decoded with orjson;
+* every request the view refuses (malformed body, invalid UTF-8, JSON nested too deeply,
+  a body that is not a JSON object, batching, missing or non-string ``query``, a
+  mutation over GET, an unsupported method or content type...) gets a JSON GraphQL
+  response, ``{"data": null, "errors": [{"message", "extensions": {"code"}}]}``, with a
+  4xx status (never strawberry's plain-text body, never a 500); a CodedGraphQLError
+  raised outside execution (e.g. by the context getter) gets its code and a matching
+  status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
+* errors that escaped the ``ErrorCodes`` extension still get a code (masked);
+* WebSockets speak ``graphql-transport-ws`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Final, Generic, TypeVar
+
+import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.types import QueryParams
+from strawberry.schema.base import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+
+from schema.error_codes import (
+    BAD_USER_INPUT,
+    INTERNAL_SERVER_ERROR,
+    MASKED_MESSAGE,
+    code_errors,
+)
+from schema.exceptions import CodedGraphQLError
+
+__all__ = ["ContextGetter", "LaurelGraphQL"]
+
+logger: Final = logging.getLogger("laurel.graphql")
+
+ContextT = TypeVar("ContextT")
+
+ContextGetter = Callable[[Request | WebSocket, Response | None], Awaitable[ContextT]]
+"""Builds the context of an operation: ``(request or websocket, sub-response or None)``."""
+
+# The HTTP status of a CodedGraphQLError raised outside execution (e.g. by the context
+# getter, while authenticating the request).
+_STATUS_BY_CODE: Final[Mapping[str, int]] = {
+    "BAD_USER_INPUT": 400,
+    "QUERY_TOO_COMPLEX": 400,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "RATE_LIMITED": 429,
+}
+
+_NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not supported)."
+
+
+def _has_code(extensions: object) -> bool:
+    return isinstance(extensions, dict) and isinstance(extensions.get("code"), str)
+
+
+class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
+    """Strawberry's ASGI ``GraphQL`` view with Laurel's wire rules (see the module doc)."""
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        *,
+        context_getter: ContextGetter[ContextT],
+        graphiql: bool,
+        allowed_origins: Sequence[str] = (),
+        mask_internal: bool = True,
+        connection_init_wait_timeout: timedelta = timedelta(seconds=30),
+        max_subscriptions_per_connection: int | None = 100,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=True,
+            # Only strawberry's legacy graphql-ws handler sends keep-alives; with
+            # graphql-transport-ws the client pings (the server answers pongs).
+            keep_alive=True,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=connection_init_wait_timeout,
+            max_subscriptions_per_connection=max_subscriptions_per_connection,
+            allowed_origins=allowed_origins,
+        )
+        self.context_getter = context_getter
+        self.mask_internal = mask_internal
+
+    # -- context -------------------------------------------------------------------
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> ContextT:
+        sub_response = response if isinstance(response, Response) else None
+        return await self.context_getter(request, sub_response)
+
+    # -- JSON ----------------------------------------------------------------------
+
+    def encode_json(self, data: object) -> str:
+        # A str, not bytes: strawberry sends bytes over a WebSocket as *binary* frames,
+        # which graphql-transport-ws clients do not read.
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            # orjson refuses what JSON allows but it does not (e.g. ints past 64 bits).
+            return json.dumps(data, separators=(",", ":"))
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson rejects invalid UTF-8 and absurd nesting with a JSONDecodeError (which
+        # the WebSocket adapter handles too), where the json module would raise
+        # UnicodeDecodeError or RecursionError.
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Decode a request body (or a GET ``variables``/``extensions``): a JSON object."""
+        try:
+            value = self.decode_json(data)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON.") from error
+        if not isinstance(value, dict):
+            raise HTTPException(400, _NOT_AN_OBJECT)
+        return value
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        # `variables=null` in a GET request means no variables, as in a JSON body.
+        cleaned = {
+            key: value
+            for key, value in params.items()
+            if not (
+                key in ("variables", "extensions")
+                and isinstance(value, str)
+                and value.strip() == "null"
+            )
+        }
+        return super().parse_query_params(cleaned)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):  # unreachable while parse_json wants an object
+            raise HTTPException(400, _NOT_AN_OBJECT)
+        if not isinstance(data.operation_name, str | None):
+            raise HTTPException(
+                400,
+                "The GraphQL operation's `operationName` must be a string or null, if provided.",
+            )
+        return data
+
+    # -- responses -----------------------------------------------------------------
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        # Safety net: the ErrorCodes extension codes every error it sees, but strawberry
+        # builds some results outside the operation's lifecycle (e.g. an exception from an
+        # extension hook). Those still get a code, and unexpected ones are masked.
+        if result.errors and not all(_has_code(error.extensions) for error in result.errors):
+            result.errors = code_errors(result.errors, mask_internal=self.mask_internal)
+        return await super().process_result(request, result)
+
+    def error_response(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        code: str = BAD_USER_INPUT,
+        extensions: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """A GraphQL JSON response holding a single error and no data."""
+        error = {"message": message, "extensions": {**(extensions or {}), "code": code}}
+        return Response(
+            self.encode_json({"data": None, "errors": [error]}),
+            status_code=status_code,
+            media_type="application/json",
+            headers=dict(headers) if headers else None,
+        )
+
+    def _coded_error_response(self, error: CodedGraphQLError) -> Response:
+        code = str(error.extensions.get("code", INTERNAL_SERVER_ERROR))
+        headers: dict[str, str] = {}
+        retry_after = error.extensions.get("retryAfter")
+        if code == "RATE_LIMITED" and isinstance(retry_after, int | float):
+            headers["Retry-After"] = str(max(0, round(retry_after)))
+        return self.error_response(
+            _STATUS_BY_CODE.get(code, 500),
+            error.message,
+            code=code,
+            extensions=error.extensions,
+            headers=headers,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        request = Request(scope=scope, receive=receive)
+        response: Response
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            headers = {"Allow": "GET, POST"} if error.status_code == 405 else None
+            response = self.error_response(error.status_code, error.reason, headers=headers)
+        except ClientDisconnect:
+            return
+        except CodedGraphQLError as error:
+            response = self._coded_error_response(error)
+        except Exception:
+            logger.exception("Unexpected error while serving a GraphQL HTTP request")
+            response = self.error_response(500, MASKED_MESSAGE, code=INTERNAL_SERVER_ERROR)
+        await response(scope, receive, send)

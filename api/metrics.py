@@ -1,0 +1,62 @@
+"""Prometheus metrics: GraphQL operations counted and timed by name and type."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from strawberry.extensions import SchemaExtension
+
+# Operation names come from clients: past this many distinct ones, new names count as "other"
+# so a client cannot blow up the metrics' memory.
+MAX_OPERATION_NAMES = 200
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.operations = Counter(
+            "laurel_graphql_operations",
+            "GraphQL operations served",
+            ["operation", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "laurel_graphql_operation_seconds",
+            "GraphQL operation latency",
+            ["operation", "type"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self._names: set[str] = set()
+
+    def label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        if name in self._names:
+            return name
+        if len(self._names) >= MAX_OPERATION_NAMES or len(name) > 100:
+            return "other"
+        self._names.add(name)
+        return name
+
+    def extension(self) -> type[SchemaExtension]:
+        metrics = self
+
+        class OperationMetrics(SchemaExtension):
+            def on_operation(self) -> Iterator[None]:
+                started = time.perf_counter()
+                yield
+                context = self.execution_context
+                name = metrics.label(context.operation_name)
+                try:
+                    kind = context.operation_type.value
+                except (RuntimeError, AttributeError, ValueError):
+                    kind = "invalid"
+                result = context.result
+                failed = context.pre_execution_errors or (result is not None and result.errors)
+                metrics.operations.labels(name, kind, "error" if failed else "ok").inc()
+                metrics.latency.labels(name, kind).observe(time.perf_counter() - started)
+
+        return OperationMetrics

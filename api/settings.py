@@ -1,0 +1,37 @@
+"""Configuration from LAUREL_* environment variables (and an optional .env file)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.engine import DEFAULT_SQLITE_URL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAUREL_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = DEFAULT_SQLITE_URL
+    redis_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None  # PEM, for RS256 member tokens signed elsewhere
+    member_token_ttl_seconds: int = 7 * 24 * 3600
+    graphiql: bool | None = None  # default: on in development, off in production
+    db_pool_size: int = 8
+    sweep_interval_seconds: float = 60.0
+    api_key_cache_seconds: float = 10.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else not self.is_production
+
+    @property
+    def jwt_secret_value(self) -> str | None:
+        return self.jwt_secret.get_secret_value() if self.jwt_secret else None

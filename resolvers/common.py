@@ -1,0 +1,39 @@
+"""What every resolver shares: resolving the member an input points at, settling on read."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import models
+from schema.context import Context
+from schema.ids import expect_id
+from services.errors import Invalid
+from services.ledger.entries import lock_member, settle
+from services.members import find_member
+
+
+async def target_member_id(
+    session: AsyncSession, *, member_id: str | None, external_id: str | None
+) -> int:
+    """The member an input names by global `memberId` or by the merchant's `externalId`."""
+    if (member_id is None) == (external_id is None):
+        raise Invalid("give exactly one of memberId and externalId", field=["input", "memberId"])
+    if member_id is not None:
+        pk = expect_id(member_id, "Member", ["input", "memberId"])
+        return (await find_member(session, member_id=pk)).id
+    return (await find_member(session, external_id=external_id)).id
+
+
+async def fresh_member(ctx: Context, member_id: int) -> models.Member | None:
+    """The member for display, with pending points activated and lots expired when due:
+    a balance is right when read, whatever the sweep's schedule."""
+    member = await ctx.loaders.member.load(member_id)
+    now = ctx.runtime.clock.now()
+    if member is None or member.next_settlement_at is None or member.next_settlement_at > now:
+        return member
+    async with ctx.runtime.sessions.begin() as session:
+        locked = await lock_member(session, member_id)
+        await settle(session, locked, now)
+    ctx.loaders.member.clear(member_id)
+    ctx.loaders.member.prime(member_id, locked)
+    return locked

@@ -1,0 +1,158 @@
+"""Points-moving operations: purchases, refunds, activities, adjustments, previews."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import models
+from resolvers.common import target_member_id
+from schema.context import Context, Info, Role
+from schema.errors import UserError
+from schema.exceptions import BadUserInput, Forbidden
+from schema.ids import expect_id
+from schema.inputs import (
+    AdjustPointsInput,
+    RecordActivityInput,
+    RecordPurchaseInput,
+    RefundPurchaseInput,
+)
+from schema.payloads import (
+    AdjustPointsPayload,
+    LedgerPayload,
+    RecordActivityPayload,
+    RecordPurchasePayload,
+    RefundPurchasePayload,
+)
+from schema.permissions import MemberOrStaff, require
+from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
+from schema.types.member import Member
+from services.errors import DomainError
+from services.ledger import activity, adjustments, purchases
+from services.ledger.earning import purchase_amount
+from services.ledger.purchases import LedgerResult
+
+P = TypeVar("P", bound=LedgerPayload)
+
+
+async def _ledger_operation(
+    ctx: Context,
+    payload: type[P],
+    work: Callable[[AsyncSession], Awaitable[LedgerResult]],
+) -> P:
+    """One unit of work: commit on success; on a business refusal roll back and report it."""
+    try:
+        async with ctx.runtime.sessions.begin() as session:
+            result = await work(session)
+    except DomainError as error:
+        return payload(user_errors=[UserError.from_domain(error)])
+    return payload(
+        transaction=PointsTransaction.from_row(result.entry), member=Member.from_row(result.member)
+    )
+
+
+async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurchasePayload:
+    ctx = info.context
+    now = ctx.runtime.clock.now()
+
+    async def work(session: AsyncSession) -> LedgerResult:
+        member_id = await target_member_id(
+            session, member_id=input.member_id, external_id=input.external_id
+        )
+        return await purchases.record_purchase(
+            session,
+            member_id=member_id,
+            order_id=input.order_id,
+            amount=input.amount,
+            occurred_at=input.occurred_at,
+            now=now,
+            actor=ctx.viewer.actor,
+        )
+
+    return await _ledger_operation(ctx, RecordPurchasePayload, work)
+
+
+async def refund_purchase(info: Info, input: RefundPurchaseInput) -> RefundPurchasePayload:
+    ctx = info.context
+    now = ctx.runtime.clock.now()
+
+    async def work(session: AsyncSession) -> LedgerResult:
+        return await purchases.refund_purchase(
+            session,
+            order_id=input.order_id,
+            refund_id=input.refund_id,
+            amount=input.amount,
+            now=now,
+            actor=ctx.viewer.actor,
+        )
+
+    return await _ledger_operation(ctx, RefundPurchasePayload, work)
+
+
+async def record_activity(info: Info, input: RecordActivityInput) -> RecordActivityPayload:
+    ctx = info.context
+    now = ctx.runtime.clock.now()
+
+    async def work(session: AsyncSession) -> LedgerResult:
+        member_id = await target_member_id(
+            session, member_id=input.member_id, external_id=input.external_id
+        )
+        return await activity.record_activity(
+            session,
+            member_id=member_id,
+            kind=models.EntryKind(input.kind.value),
+            reference=input.reference,
+            now=now,
+            actor=ctx.viewer.actor,
+        )
+
+    return await _ledger_operation(ctx, RecordActivityPayload, work)
+
+
+async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPayload:
+    ctx = info.context
+    now = ctx.runtime.clock.now()
+
+    async def work(session: AsyncSession) -> LedgerResult:
+        member_id = await target_member_id(session, member_id=input.member_id, external_id=None)
+        return await adjustments.adjust_points(
+            session,
+            member_id=member_id,
+            points=input.points,
+            reason=input.reason,
+            idempotency_key=input.idempotency_key,
+            actor=ctx.viewer.actor,
+            now=now,
+        )
+
+    return await _ledger_operation(ctx, AdjustPointsPayload, work)
+
+
+async def preview_purchase(
+    info: Info, amount: float, member_id: strawberry.ID | None = None
+) -> PurchasePreview:
+    """What a purchase would earn now, with nothing written."""
+    ctx = info.context
+    viewer = ctx.viewer
+    try:
+        exact = purchase_amount(amount, ["amount"])
+        pk = expect_id(member_id, "Member", ["memberId"]) if member_id is not None else None
+    except DomainError as error:
+        raise BadUserInput(error.message) from error
+    if pk is None and viewer.role is Role.MEMBER:
+        pk = viewer.member_id  # a member previews its own earn rate by default
+    if pk is not None and not viewer.can_see_member(pk):
+        require(viewer, MemberOrStaff.roles)  # anonymous and partners may not name a member
+        raise Forbidden("a member may preview only its own purchases")
+    member = await ctx.loaders.member.load(pk) if pk is not None else None
+    if pk is not None and member is None:
+        raise BadUserInput("no such member")
+    async with ctx.runtime.sessions() as session:
+        quote = await purchases.quote_for_member(session, member, exact, ctx.runtime.clock.now())
+    return PurchasePreview(
+        points=quote.points,
+        breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],
+    )

@@ -1,0 +1,41 @@
+"""`node(id)`: any object by its global ID, if the caller may see it (null otherwise)."""
+
+from __future__ import annotations
+
+import strawberry
+
+import models
+from resolvers.common import fresh_member
+from schema.context import Info
+from schema.ids import decode_id
+from schema.types.ledger import PointsTransaction
+from schema.types.member import Member
+from schema.types.node import Node
+from schema.types.program import Promotion, Tier
+
+
+async def node(info: Info, id: strawberry.ID) -> Node | None:
+    decoded = decode_id(id)
+    if decoded is None:
+        return None
+    type_name, pk = decoded
+    ctx = info.context
+    viewer = ctx.viewer
+    if type_name == "Member":
+        if not viewer.can_see_member(pk):
+            return None
+        row = await fresh_member(ctx, pk)
+        return Member.from_row(row) if row else None
+    if type_name == "PointsTransaction":
+        async with ctx.runtime.sessions() as session:
+            entry = await session.get(models.LedgerEntry, pk)
+        if entry is None or not viewer.can_see_member(entry.member_id):
+            return None
+        return PointsTransaction.from_row(entry)
+    if type_name == "Tier":
+        return next((t for t in Tier.ranked(await ctx.loaders.tiers()) if t.id == id), None)
+    if type_name == "Promotion":
+        async with ctx.runtime.sessions() as session:
+            promotion = await session.get(models.Promotion, pk)
+        return Promotion.from_row(promotion) if promotion else None
+    return None

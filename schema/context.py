@@ -1,0 +1,70 @@
+"""The per-request context: who is calling, the process's runtime, and the request's loaders."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info as StrawberryInfo
+
+from schema.loaders import Loaders
+from services.clock import Clock
+
+
+class Role(enum.StrEnum):
+    ANONYMOUS = "anonymous"
+    MEMBER = "member"
+    SERVICE = "service"
+    PARTNER = "partner"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    role: Role
+    member_id: int | None = None
+    partner_slug: str | None = None
+    # Recorded on entries and scoping idempotency keys: "key:<id>" or "member:<id>".
+    actor: str = "anonymous"
+    # Why a credential that was sent is not accepted (reported only where one is needed).
+    credential_problem: str | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.SERVICE, Role.ADMIN)
+
+    def can_see_member(self, member_id: int) -> bool:
+        return self.is_staff or (self.role is Role.MEMBER and self.member_id == member_id)
+
+
+ANONYMOUS = Viewer(role=Role.ANONYMOUS)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What lives as long as the process: session factory, clock, token settings."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    jwt_secret: str | None
+    member_token_ttl: timedelta = timedelta(days=7)
+
+
+@dataclass(slots=True)
+class Context:
+    request: Request | WebSocket
+    response: Response | None
+    runtime: Runtime
+    viewer: Viewer
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.runtime.sessions)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,64 @@
+"""Mutation payloads: the changed objects and `userErrors` (empty on success)."""
+
+from __future__ import annotations
+
+import strawberry
+
+from schema.errors import UserError
+from schema.types.ledger import PointsTransaction
+from schema.types.member import Member
+from schema.types.program import Program, Promotion, Tier
+
+
+@strawberry.type
+class EnrollPayload:
+    member: Member | None = None
+    token: str | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class LedgerPayload:
+    """What every points-moving mutation returns: the entry written and the member after it."""
+
+    transaction: PointsTransaction | None = None
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RecordPurchasePayload(LedgerPayload):
+    pass
+
+
+@strawberry.type
+class RefundPurchasePayload(LedgerPayload):
+    pass
+
+
+@strawberry.type
+class RecordActivityPayload(LedgerPayload):
+    pass
+
+
+@strawberry.type
+class AdjustPointsPayload(LedgerPayload):
+    pass
+
+
+@strawberry.type
+class UpdateProgramPayload:
+    program: Program | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateTierPayload:
+    tier: Tier | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreatePromotionPayload:
+    promotion: Promotion | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -1,0 +1,28 @@
+"""The Query root: wiring fields to resolvers, with who may call them."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers import ledger, members, node
+from resolvers import program as program_resolvers
+from schema.permissions import MemberOnly, StaffOnly
+from schema.types.ledger import PurchasePreview
+from schema.types.member import Member
+from schema.types.node import Node
+from schema.types.program import Program, Promotion, Tier
+
+
+@strawberry.type
+class Query:
+    node: Node | None = strawberry.field(resolver=node.node)
+    me: Member | None = strawberry.field(resolver=members.me, permission_classes=[MemberOnly])
+    member: Member | None = strawberry.field(
+        resolver=members.member, permission_classes=[StaffOnly]
+    )
+    tiers: list[Tier] = strawberry.field(resolver=program_resolvers.tiers)
+    preview_purchase: PurchasePreview = strawberry.field(resolver=ledger.preview_purchase)
+    program: Program = strawberry.field(resolver=program_resolvers.program)
+    promotions: list[Promotion] = strawberry.field(
+        resolver=program_resolvers.promotions, description="Active and upcoming"
+    )

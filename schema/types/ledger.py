@@ -1,0 +1,111 @@
+"""Points transactions (ledger entries), their breakdown, and their connection."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import strawberry
+
+import models
+from schema.ids import encode_cursor, encode_id
+from schema.types.node import Node, PageInfo
+
+# The ledger's own enums, exposed under the contract's names.
+strawberry.enum(models.EntryKind, name="TransactionKind")
+strawberry.enum(models.EntryStatus, name="TransactionStatus")
+
+
+@strawberry.enum
+class ActivityKind(enum.Enum):
+    REVIEW = "REVIEW"
+    SOCIAL_SHARE = "SOCIAL_SHARE"
+
+
+@strawberry.type
+class PointsComponent:
+    label: str
+    points: int
+
+
+@strawberry.type
+class PointsTransaction(Node):
+    id: strawberry.ID
+    kind: models.EntryKind
+    points: int
+    status: models.EntryStatus
+    description: str
+    reference: str | None
+    created_at: datetime
+    available_at: datetime | None
+    expires_at: datetime | None
+    breakdown: list[PointsComponent]
+    pk: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: models.LedgerEntry) -> PointsTransaction:
+        return cls(
+            id=strawberry.ID(encode_id("PointsTransaction", row.id)),
+            kind=row.kind,
+            points=row.points,
+            status=row.status,
+            description=row.description,
+            reference=row.reference,
+            created_at=row.created_at,
+            available_at=row.available_at,
+            expires_at=row.expires_at,
+            breakdown=[
+                PointsComponent(label=c["label"], points=c["points"]) for c in row.breakdown
+            ],
+            pk=row.id,
+        )
+
+
+@strawberry.type
+class PurchasePreview:
+    points: int
+    breakdown: list[PointsComponent]
+
+
+@strawberry.type
+class PointsTransactionEdge:
+    cursor: str
+    node: PointsTransaction
+
+
+@strawberry.type
+class PointsTransactionConnection:
+    edges: list[PointsTransactionEdge]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        # All the member's transactions, not just this page; counted only when asked for.
+        return await self.count()
+
+    @classmethod
+    def from_page(
+        cls,
+        rows: list[models.LedgerEntry],
+        *,
+        first: int,
+        has_previous: bool,
+        count: Callable[[], Awaitable[int]],
+    ) -> PointsTransactionConnection:
+        """`rows` holds up to first + 1 entries: the extra one only says there is a next page."""
+        edges = [
+            PointsTransactionEdge(cursor=encode_cursor(r.id), node=PointsTransaction.from_row(r))
+            for r in rows[:first]
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first,
+                has_previous_page=has_previous,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            count=count,
+        )

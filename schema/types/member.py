@@ -1,0 +1,132 @@
+"""Members, their balances and tier progress."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+from sqlalchemy import func, select
+
+import models
+from schema.context import Info
+from schema.exceptions import BadUserInput
+from schema.ids import decode_cursor, encode_id
+from schema.types.ledger import PointsTransactionConnection
+from schema.types.node import Node
+from schema.types.program import Tier, TierProgress
+from services.errors import DomainError
+
+MAX_PAGE = 100
+
+
+def page_size(first: int, field: str = "first") -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise BadUserInput(f"`{field}` must be between 1 and {MAX_PAGE}")
+    return first
+
+
+@strawberry.type
+class PointsExpiry:
+    points: int
+    expires_at: datetime
+
+
+@strawberry.type
+class PointsBalance:
+    available: int
+    pending: int
+    lifetime_earned: int
+    redeemed: int
+    expired: int
+    member_pk: strawberry.Private[int]
+
+    @strawberry.field  # next expiries, soonest first
+    async def expiring_soon(self, info: Info) -> list[PointsExpiry]:
+        lots = await info.context.loaders.expiring_soon.load(self.member_pk)
+        return [PointsExpiry(points=p, expires_at=at) for p, at in lots]
+
+    @classmethod
+    def from_row(cls, row: models.Member) -> PointsBalance:
+        return cls(
+            available=row.available,
+            pending=row.pending,
+            lifetime_earned=row.lifetime_earned,
+            redeemed=row.redeemed,
+            expired=row.expired,
+            member_pk=row.id,
+        )
+
+
+@strawberry.type
+class Member(Node):
+    id: strawberry.ID
+    external_id: str | None
+    email: str
+    display_name: str
+    birthday: date | None
+    joined_at: datetime
+    referral_code: str
+    balance: PointsBalance
+    row: strawberry.Private[models.Member]
+
+    @classmethod
+    def from_row(cls, row: models.Member) -> Member:
+        return cls(
+            id=strawberry.ID(encode_id("Member", row.id)),
+            external_id=row.external_id,
+            email=row.email,
+            display_name=row.display_name,
+            birthday=row.birthday,
+            joined_at=row.joined_at,
+            referral_code=row.referral_code,
+            balance=PointsBalance.from_row(row),
+            row=row,
+        )
+
+    @strawberry.field
+    async def tier(self, info: Info) -> Tier:
+        tiers = await info.context.loaders.tiers()
+        rank = next(i for i, t in enumerate(tiers) if t.id == self.row.tier_id)
+        return Tier.from_row(tiers[rank], rank)
+
+    @strawberry.field
+    async def tier_progress(self, info: Info) -> TierProgress:
+        ranked = Tier.ranked(await info.context.loaders.tiers())
+        rank = next(t.rank for t in ranked if t.id == encode_id("Tier", self.row.tier_id))
+        following = ranked[rank + 1] if rank + 1 < len(ranked) else None
+        qualifying = self.row.qualifying_points
+        return TierProgress(
+            current=ranked[rank],
+            next=following,
+            qualifying_points=qualifying,
+            points_to_next=max(following.threshold - qualifying, 0) if following else None,
+        )
+
+    @strawberry.field  # newest first
+    async def transactions(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> PointsTransactionConnection:
+        size = page_size(first)
+        try:
+            before_id = decode_cursor(after, ["after"]) if after is not None else None
+        except DomainError as exc:
+            raise BadUserInput("`after` is not a cursor of this connection") from exc
+        member_id = self.row.id
+        sessions = info.context.runtime.sessions
+        stmt = select(models.LedgerEntry).where(models.LedgerEntry.member_id == member_id)
+        if before_id is not None:
+            stmt = stmt.where(models.LedgerEntry.id < before_id)
+        stmt = stmt.order_by(models.LedgerEntry.id.desc()).limit(size + 1)
+        async with sessions() as session:
+            rows = list(await session.scalars(stmt))
+
+        async def count() -> int:
+            async with sessions() as session:
+                total = await session.scalar(
+                    select(func.count()).where(models.LedgerEntry.member_id == member_id)
+                )
+            return int(total or 0)
+
+        return PointsTransactionConnection.from_page(
+            rows, first=size, has_previous=before_id is not None, count=count
+        )
