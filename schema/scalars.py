@@ -22,7 +22,6 @@ def _parse(value: Any) -> datetime:
 
 
 DateTime = strawberry.scalar(
-    datetime,
     name="DateTime",
     description="ISO 8601 date and time with offset; UTC on output",
     serialize=_serialize,

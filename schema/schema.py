@@ -50,7 +50,6 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         types=[Member, PointsTransaction, Tier, Promotion],
-        scalar_overrides={datetime: DateTime},
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(auto_camel_case=True, scalar_map={datetime: DateTime}),
         extensions=extensions,
     )
