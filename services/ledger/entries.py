@@ -204,6 +204,7 @@ async def settle(session: AsyncSession, member: Member, now: datetime) -> None:
         member.pending -= entry.points
         member.available += entry.points
         _count_posted(member, entry.kind, entry.points)
+    await session.flush()  # lots activated just now may be due to expire as well
 
     expiring = await session.scalars(
         select(LedgerEntry)
