@@ -79,11 +79,11 @@ async def _empty(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-async def engine(request: pytest.FixtureRequest) -> AsyncEngine:
+async def engine(
+    request: pytest.FixtureRequest, pg_engine: AsyncEngine, sqlite_engine: AsyncEngine
+) -> AsyncEngine:
     """Each test using this runs on both backends, on an empty, migrated database."""
-    chosen: AsyncEngine = request.getfixturevalue(
-        f"{'pg' if request.param == 'postgresql' else 'sqlite'}_engine"
-    )
+    chosen = pg_engine if request.param == "postgresql" else sqlite_engine
     await _empty(chosen)
     return chosen
 
