@@ -105,7 +105,13 @@ def code_error(
         return error
 
     original = error.original_error
-    if client_error or original is None or isinstance(original, _CLIENT_EXCEPTIONS):
+    # A bare or wrapped GraphQL error with a path was raised while executing (serializing
+    # a resolver's result, say): the server's fault. Without a path it is about the request.
+    if original is None or isinstance(original, GraphQLError):
+        about_request = not error.path
+    else:
+        about_request = isinstance(original, _CLIENT_EXCEPTIONS)
+    if client_error or about_request:
         error.extensions = {**(error.extensions or {}), "code": BAD_USER_INPUT}
         return error
 

@@ -50,3 +50,11 @@ class AnyoneButMembersAndPartners(_RolePermission):
     """Self sign-up (anonymous) and the merchant's backend."""
 
     roles = frozenset({Role.ANONYMOUS, Role.SERVICE, Role.ADMIN})
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        # A credential that was sent but refused is an error, not a quiet downgrade to
+        # anonymous: a backend with a mistyped key must not lose the member token unseen.
+        problem = info.context.viewer.credential_problem
+        if problem is not None:
+            raise Unauthenticated(problem)
+        return super().has_permission(source, info, **kwargs)

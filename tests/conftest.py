@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -150,10 +151,10 @@ async def make_api(clock: ManualClock) -> AsyncIterator[ApiFactory]:
     async def factory(engine: AsyncEngine, *, production: bool = False) -> Api:
         settings = Settings(
             database_url=engine.url.render_as_string(hide_password=False),
-            jwt_secret=JWT_SECRET,
+            jwt_secret=SecretStr(JWT_SECRET),
             env="production" if production else "development",
             sweep_interval_seconds=0,
-            _env_file=None,
+            _env_file=None,  # type: ignore[call-arg]
         )
         app = create_app(settings, clock=clock)
         apps.append(app)

@@ -104,9 +104,9 @@ class Member(Node):
 
     @strawberry.field  # newest first
     async def transactions(
-        self, info: Info, first: int = 20, after: str | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None
     ) -> PointsTransactionConnection:
-        size = page_size(first)
+        size = page_size(20 if first is None else first)
         try:
             before_id = decode_cursor(after, ["after"]) if after is not None else None
         except DomainError as exc:

@@ -15,7 +15,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Program
-from services.errors import InsufficientPoints, NotFound
+from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
+
+# Balances travel as GraphQL Int (32-bit): stay well inside it, and refuse what is beyond.
+MAX_ENTRY_POINTS = 100_000_000
+MAX_BALANCE = 2_000_000_000
 
 # Entries that can never be spent from, whatever their sign.
 _NOT_LOTS = frozenset({EntryKind.REVERSAL, EntryKind.EXPIRATION})
@@ -52,6 +56,10 @@ def post(
     reverses_entry_id: int | None = None,
 ) -> LedgerEntry:
     """Append one entry and apply it to the member's cached balances."""
+    if abs(points) > MAX_ENTRY_POINTS:
+        raise Invalid(f"one transaction moves at most {MAX_ENTRY_POINTS:,} points")
+    if points > 0 and member.available + member.pending + points > MAX_BALANCE:
+        raise LimitReached(f"a balance holds at most {MAX_BALANCE:,} points")
     is_lot = points > 0 and kind not in _NOT_LOTS and status is not EntryStatus.VOIDED
     entry = LedgerEntry(
         member_id=member.id,

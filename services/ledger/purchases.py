@@ -187,6 +187,8 @@ async def refund_purchase(
     program = await get_program(session)
 
     refundable = purchase.amount - purchase.refunded_amount
+    if refundable <= 0 and purchase.amount > 0:
+        raise Invalid("this order is already fully refunded", field=["input", "orderId"])
     refunded_now = refundable if requested is None else min(requested, refundable)
     refunded_total = purchase.refunded_amount + refunded_now
     if purchase.amount == 0 or refunded_total >= purchase.amount:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member
 from services import members
@@ -57,7 +58,10 @@ async def assert_balances_match_ledger(
         member = await session.get(Member, member_id)
         assert member is not None
 
-        async def total(*conditions: object, column: object = LedgerEntry.points) -> int:
+        async def total(
+            *conditions: ColumnElement[bool],
+            column: InstrumentedAttribute[int] = LedgerEntry.points,
+        ) -> int:
             value = await session.scalar(
                 select(func.coalesce(func.sum(column), 0)).where(
                     LedgerEntry.member_id == member_id, *conditions

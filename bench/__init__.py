@@ -1,0 +1,1 @@
+"""Load benchmark of Laurel against a raw Starlette + asyncpg baseline (see bench/README.md)."""

@@ -1,0 +1,262 @@
+"""Making sure a fast answer is a right one: probes before the load, ledger checks after it.
+
+* Probes (httpx, before any load): the dashboard as a few members from both servers, which
+  must answer without errors and with the same data; an earn on each, then its replay, which
+  must return the same entry (idempotency). Error bodies are kept verbatim.
+* Ledger checks (SQL, after the earn workload): every purchase the run created has exactly one
+  PURCHASE entry of its member, order and points, and an idempotency record pointing at it;
+  no PURCHASE entry lacks its purchase; every member touched has cached balances, lots and
+  tier equal to what its entries say; the purchases each server created match the requests
+  wrk saw completed (no lost credit, no double credit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import workloads
+from bench.config import Database
+from models import QUALIFYING_KINDS
+
+PROBE_MEMBERS = 5
+MAX_BODY = 4000
+
+
+# -- probes ------------------------------------------------------------------------------------
+
+
+def probe(urls: dict[str, str], creds: workloads.Credentials, run_id: str) -> dict[str, Any]:
+    """Single requests to every server before the load; returns what each answered."""
+    report: dict[str, Any] = {"dashboard": {}, "earn": {}}
+    with httpx.Client(timeout=30.0) as client:
+        answers: dict[str, list[Any]] = {}
+        for target, url in urls.items():
+            outcomes = []
+            for index in range(min(PROBE_MEMBERS, len(creds.dashboard_members))):
+                path, headers = workloads.dashboard_request(target, creds, index)
+                response = client.post(
+                    url + path,
+                    content=workloads.dashboard_body(target),
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+                outcomes.append(_outcome(response))
+            answers[target] = [o.get("data") for o in outcomes]
+            report["dashboard"][target] = _summarize(outcomes)
+        if len(answers) == 2:
+            report["dashboard"]["same_data"] = answers["laurel"] == answers["raw"]
+            if not report["dashboard"]["same_data"]:
+                report["dashboard"]["laurel_first"] = answers["laurel"][0]
+                report["dashboard"]["raw_first"] = answers["raw"][0]
+
+        member = creds.earn_members[0]
+        for target, url in urls.items():
+            order_id = f"probe-{run_id}-{target}"
+            path, headers, body = workloads.earn_request(target, creds, member, order_id, 42.5)
+            headers = {**headers, "Content-Type": "application/json"}
+            first = _outcome(client.post(url + path, content=body, headers=headers))
+            replay = _outcome(client.post(url + path, content=body, headers=headers))
+            first_id = _transaction_id(first)
+            report["earn"][target] = {
+                "first": _summarize([first]),
+                "replay": _summarize([replay]),
+                "replay_returns_same_entry": first_id is not None
+                and first_id == _transaction_id(replay),
+            }
+    return report
+
+
+def _outcome(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    payload = (body or {}).get("data") if isinstance(body, dict) else None
+    user_errors = _user_errors(payload)
+    bad = (
+        response.status_code != 200
+        or not isinstance(body, dict)
+        or "errors" in body
+        or bool(user_errors)
+    )
+    return {
+        "status": response.status_code,
+        "ok": not bad,
+        "data": payload,
+        "body": response.text[:MAX_BODY] if bad else None,
+    }
+
+
+def _user_errors(payload: Any) -> list[Any]:
+    if not isinstance(payload, dict):
+        return []
+    return [
+        e
+        for value in payload.values()
+        if isinstance(value, dict)
+        for e in value.get("userErrors") or []
+    ]
+
+
+def _transaction_id(outcome: dict[str, Any]) -> str | None:
+    try:
+        return str(outcome["data"]["recordPurchase"]["transaction"]["id"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _summarize(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [o for o in outcomes if not o["ok"]]
+    return {
+        "requests": len(outcomes),
+        "with_errors": len(failed),
+        "first_error_body": failed[0]["body"] if failed else None,
+    }
+
+
+# -- ledger checks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """The highest ids before a workload: what is above was written by it."""
+
+    entry_id: int
+    purchase_id: int
+    idempotency_id: int
+
+
+async def marks(db: Database) -> Marks:
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT (SELECT coalesce(max(id), 0) FROM ledger_entries) AS entry_id,
+                   (SELECT coalesce(max(id), 0) FROM purchases) AS purchase_id,
+                   (SELECT coalesce(max(id), 0) FROM idempotency_records) AS idempotency_id
+            """
+        )
+    finally:
+        await conn.close()
+    return Marks(row["entry_id"], row["purchase_id"], row["idempotency_id"])
+
+
+PURCHASES_SQL = """
+    SELECT split_part(p.order_id, '-', 1) AS prefix,
+           count(*) AS purchases,
+           count(*) FILTER (WHERE e.id IS NULL OR e.kind <> 'PURCHASE'
+                            OR e.member_id <> p.member_id OR e.points <> p.points_earned
+                            OR e.reference IS DISTINCT FROM p.order_id) AS bad_entry_links,
+           count(*) FILTER (WHERE i.id IS NULL OR i.entry_id IS DISTINCT FROM p.entry_id)
+             AS bad_idempotency_records
+    FROM purchases AS p
+    LEFT JOIN ledger_entries AS e ON e.id = p.entry_id
+    LEFT JOIN idempotency_records AS i ON i.scope = 'purchase' AND i.key = p.order_id
+    WHERE p.id > $1
+    GROUP BY 1
+"""
+ORPHANS_SQL = """
+    SELECT
+      (SELECT count(*) FROM ledger_entries AS e
+       WHERE e.id > $1 AND e.kind = 'PURCHASE'
+         AND NOT EXISTS (SELECT 1 FROM purchases AS p WHERE p.entry_id = e.id))
+        AS entries_without_purchase,
+      (SELECT count(*) FROM (SELECT reference FROM ledger_entries
+                             WHERE id > $1 AND kind = 'PURCHASE'
+                             GROUP BY reference HAVING count(*) > 1) AS d)
+        AS orders_credited_twice,
+      (SELECT count(*) FROM idempotency_records AS i
+       WHERE i.id > $2 AND i.scope = 'purchase'
+         AND NOT EXISTS (SELECT 1 FROM purchases AS p WHERE p.order_id = i.key))
+        AS claims_without_purchase
+"""
+# Members whose cached figures differ from their entries (all members, or those with entries
+# above an id).
+BALANCES_SQL = """
+    WITH sums AS (
+        SELECT member_id,
+               coalesce(sum(points) FILTER (WHERE status = 'POSTED'), 0) AS available,
+               coalesce(sum(points) FILTER (WHERE status = 'PENDING'), 0) AS pending,
+               coalesce(sum(points) FILTER (WHERE status = 'POSTED' AND kind = ANY($1)), 0)
+                 AS lifetime_earned,
+               coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
+                 AS qualifying_points,
+               coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'REDEMPTION'),
+                        0) AS redeemed,
+               coalesce(sum(remaining) FILTER (WHERE status = 'POSTED'), 0) AS lots_remaining
+        FROM ledger_entries
+        WHERE member_id IN (SELECT member_id FROM ledger_entries WHERE id > $2)
+        GROUP BY member_id
+    )
+    SELECT count(*) AS members,
+           count(*) FILTER (WHERE m.available <> s.available OR m.pending <> s.pending
+                            OR m.lifetime_earned <> s.lifetime_earned
+                            OR m.qualifying_points <> s.qualifying_points
+                            OR m.redeemed <> s.redeemed) AS balance_mismatches,
+           count(*) FILTER (WHERE s.lots_remaining <> m.available) AS lot_mismatches,
+           count(*) FILTER (WHERE m.tier_id <> (SELECT t.id FROM tiers AS t
+                                                WHERE t.threshold <= m.qualifying_points
+                                                ORDER BY t.threshold DESC LIMIT 1))
+             AS tier_mismatches
+    FROM members AS m JOIN sums AS s ON s.member_id = m.id
+"""
+
+
+async def check_balances(db: Database, *, above_entry_id: int = 0) -> dict[str, int]:
+    """Members (with entries above `above_entry_id`) whose cached figures are wrong."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        row = await conn.fetchrow(BALANCES_SQL, list(QUALIFYING_KINDS), above_entry_id)
+    finally:
+        await conn.close()
+    return dict(row)
+
+
+async def check_earn(
+    db: Database, before: Marks, completed: dict[str, int], tolerance: dict[str, int]
+) -> dict[str, Any]:
+    """The ledger after the earn workload. `completed`: 2xx answers without errors that wrk
+    saw per order prefix ("L", "R"); `tolerance`: requests that may have been processed
+    without wrk seeing the answer (in flight when a run stopped, or timed out)."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        by_prefix = {
+            row["prefix"]: dict(row) for row in await conn.fetch(PURCHASES_SQL, before.purchase_id)
+        }
+        orphans = dict(await conn.fetchrow(ORPHANS_SQL, before.entry_id, before.idempotency_id))
+    finally:
+        await conn.close()
+    balances = await check_balances(db, above_entry_id=before.entry_id)
+    credit: dict[str, Any] = {}
+    for prefix, answered in completed.items():
+        created = by_prefix.get(prefix, {}).get("purchases", 0)
+        # Each answered request must have created its purchase; at most `tolerance` more may
+        # exist (requests the server finished after wrk stopped listening).
+        credit[prefix] = {
+            "answered_ok": answered,
+            "purchases_created": created,
+            "lost": max(answered - created, 0),
+            "unanswered_but_created": created - answered,
+            "within_tolerance": 0 <= created - answered <= tolerance.get(prefix, 0),
+        }
+    problems = (
+        sum(row["bad_entry_links"] + row["bad_idempotency_records"] for row in by_prefix.values())
+        + sum(orphans.values())
+        + balances["balance_mismatches"]
+        + balances["lot_mismatches"]
+        + balances["tier_mismatches"]
+        + sum(1 for c in credit.values() if not c["within_tolerance"])
+    )
+    return {
+        "ok": problems == 0,
+        "purchases_by_prefix": by_prefix,
+        **orphans,
+        "members_checked": balances["members"],
+        "balance_mismatches": balances["balance_mismatches"],
+        "lot_mismatches": balances["lot_mismatches"],
+        "tier_mismatches": balances["tier_mismatches"],
+        "credit": credit,
+    }

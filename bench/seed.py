@@ -1,0 +1,546 @@
+"""Creating, migrating and seeding the benchmark database with set-based SQL.
+
+The data, for N members and about E entries a member (N x E entries in all):
+
+* the program: 1 point per 1.00 USD, points usable at once (pending_days 0), lots expiring 730
+  days after they are earned (none expires during a run), a 100-point signup bonus, lifetime
+  tiers (no window);
+* tiers: Member (threshold 0, x1), Silver (125 x E, x1.25), Gold (250 x E, x1.5): with the
+  point amounts below, roughly 40% / 40% / 20% of the members;
+* member m has 1 to 2E-1 entries (E on average), all POSTED, spread from its join date (30 to
+  360 days ago) to an hour ago: entry 1 is the SIGNUP bonus (100), every 10th a REDEMPTION of
+  100 points, the rest PURCHASEs of 20 to 510 points, each with its `purchases` row and its
+  idempotency record (scope "purchase", key = order id), as `recordPurchase` leaves them;
+* lots (`remaining`) are drawn oldest first by the redemptions, as `draw` does; every member's
+  cached balances, qualifying points, tier and next settlement equal what its entries say.
+
+Everything is derived from hashes of ids, so two seeds of the same size are identical (but for
+timestamps, relative to the moment of seeding). A `bench_seed` row records the size and the
+highest seeded ids: a later run reuses the database and first deletes what earlier runs added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import asdict, dataclass, field
+
+import asyncpg
+
+from api.database import prepare_database
+from bench.config import Database
+from models import QUALIFYING_KINDS
+from models.engine import create_engine
+
+SEED_VERSION = 1
+EXPIRY_DAYS = 730
+SIGNUP_BONUS = 100
+REDEMPTION_POINTS = 100
+# Tables the benchmark writes to (and so resets), and every table to ANALYZE.
+TABLES = ("tiers", "program", "members", "ledger_entries", "purchases", "idempotency_records")
+VACUUM_ANALYZE = [f"VACUUM (ANALYZE) {table}" for table in TABLES]
+# Tables loaded without their secondary indexes and foreign keys (rebuilt afterwards).
+BULK_TABLES = ("ledger_entries", "purchases", "idempotency_records")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSize:
+    members: int
+    entries_per_member: int
+
+
+@dataclass(slots=True)
+class SeedReport:
+    reused: bool
+    seconds: float  # of this run's seeding (or reset); the original seed's time when reused
+    original_seed_seconds: float
+    members: int
+    ledger_entries: int
+    purchases: int
+    idempotency_records: int
+    tiers: dict[str, int]  # members per tier
+    steps: dict[str, float]  # seconds per step of this run
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def ensure_seeded(db: Database, size: SeedSize, *, reseed: bool = False) -> SeedReport:
+    """The benchmark database at `size`, seeded now or reused (and reset to its seeded state)."""
+    started = time.perf_counter()
+    steps: dict[str, float] = {}
+    meta = None if reseed else await _seed_meta(db)
+    reusable = (
+        meta is not None
+        and meta["version"] == SEED_VERSION
+        and meta["members"] == size.members
+        and meta["entries_per_member"] == size.entries_per_member
+    )
+    if meta is not None and reusable:
+        await _migrate(db)  # a no-op unless the application gained a migration since
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            await _timed(steps, "reset", _reset_to_seed(conn, meta))
+            report = await _report(conn, reused=True, steps=steps, started=started)
+        finally:
+            await conn.close()
+        report.original_seed_seconds = float(meta["seconds"])
+        return report
+
+    await _timed(steps, "create database", _recreate_database(db))
+    await _timed(steps, "migrate", _migrate(db))
+    # Two connections: the machine has two cores, and the big statements split in halves.
+    pool = await asyncpg.create_pool(db.dsn, min_size=2, max_size=2, init=_tune_session)
+    try:
+        async with pool.acquire() as conn:
+            await _timed(steps, "program and tiers", _seed_program(conn, size))
+            await _timed(steps, "plan", _plan(conn, size))
+            await _timed(steps, "members", _seed_members(conn))
+            # Loading without secondary indexes and foreign keys, then building them, is
+            # several times faster than maintaining them row by row.
+            deferred = await _drop_indexes_and_foreign_keys(conn, BULK_TABLES)
+        half = size.members // 2
+        await _timed(
+            steps,
+            "ledger entries",
+            asyncio.gather(_seed_ledger(pool, 1, half), _seed_ledger(pool, half + 1, size.members)),
+        )
+        await _timed(
+            steps,
+            "purchases and idempotency records",
+            asyncio.gather(_seed_purchases(pool), _seed_idempotency(pool)),
+        )
+        await _timed(steps, "indexes", _in_parallel(pool, deferred.indexes))
+        await _timed(steps, "foreign keys", _in_parallel(pool, deferred.foreign_keys))
+        async with pool.acquire() as conn:
+            await _timed(steps, "member balances", _seed_balances(conn))
+            await _reset_sequences(conn)
+            await conn.execute("DROP TABLE seed_plan")
+        await _timed(steps, "vacuum analyze", _in_parallel(pool, VACUUM_ANALYZE))
+        async with pool.acquire() as conn:
+            await _write_meta(conn, size, time.perf_counter() - started)
+            report = await _report(conn, reused=False, steps=steps, started=started)
+    finally:
+        await pool.close()
+    report.original_seed_seconds = report.seconds
+    return report
+
+
+async def _timed(steps: dict[str, float], name: str, work: Awaitable[object]) -> None:
+    began = time.perf_counter()
+    await work
+    steps[name] = round(time.perf_counter() - began, 2)
+
+
+# -- database ------------------------------------------------------------------------------
+
+
+async def _recreate_database(db: Database) -> None:
+    admin = await asyncpg.connect(db.admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{db.name}"')
+    finally:
+        await admin.close()
+
+
+async def _migrate(db: Database) -> None:
+    engine = create_engine(db.sqlalchemy_url, pool_size=1)
+    try:
+        await prepare_database(engine)  # Alembic to head, then the program row and entry tier
+    finally:
+        await engine.dispose()
+
+
+async def _tune_session(conn: asyncpg.Connection) -> None:
+    # Bulk loading: no waiting on WAL flushes, sorts and index builds in memory.
+    await conn.execute("SET synchronous_commit = off")
+    await conn.execute("SET work_mem = '256MB'")
+    await conn.execute("SET maintenance_work_mem = '512MB'")
+
+
+async def _seed_meta(db: Database) -> asyncpg.Record | None:
+    try:
+        conn = await asyncpg.connect(db.dsn)
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('bench_seed') IS NOT NULL")
+        return await conn.fetchrow("SELECT * FROM bench_seed") if exists else None
+    finally:
+        await conn.close()
+
+
+async def _write_meta(conn: asyncpg.Connection, size: SeedSize, seconds: float) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE bench_seed (
+            version int NOT NULL,
+            members int NOT NULL,
+            entries_per_member int NOT NULL,
+            max_member_id bigint NOT NULL,
+            max_entry_id bigint NOT NULL,
+            max_purchase_id bigint NOT NULL,
+            max_idempotency_id bigint NOT NULL,
+            max_api_key_id bigint NOT NULL,
+            seconds double precision NOT NULL,
+            seeded_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO bench_seed (version, members, entries_per_member, max_member_id,
+                                max_entry_id, max_purchase_id, max_idempotency_id,
+                                max_api_key_id, seconds)
+        SELECT $1, $2, $3,
+               (SELECT coalesce(max(id), 0) FROM members),
+               (SELECT coalesce(max(id), 0) FROM ledger_entries),
+               (SELECT coalesce(max(id), 0) FROM purchases),
+               (SELECT coalesce(max(id), 0) FROM idempotency_records),
+               (SELECT coalesce(max(id), 0) FROM api_keys),
+               $4
+        """,
+        SEED_VERSION,
+        size.members,
+        size.entries_per_member,
+        seconds,
+    )
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+async def _seed_program(conn: asyncpg.Connection, size: SeedSize) -> None:
+    await conn.execute(
+        """
+        UPDATE program SET name = 'Laurel Bench Rewards', currency = 'USD',
+            points_per_currency_unit = 1, point_value = 0.01, pending_days = 0,
+            expiry_days = $1, signup_bonus = $2, referral_bonus = 0, review_points = 25,
+            social_share_points = 10, birthday_points = 200, tier_window_days = NULL,
+            daily_activity_cap = 10
+        """,
+        EXPIRY_DAYS,
+        SIGNUP_BONUS,
+    )
+    e = size.entries_per_member
+    await conn.executemany(
+        "INSERT INTO tiers (name, threshold, multiplier, benefits) VALUES ($1, $2, $3, $4)",
+        [
+            ("Silver", 125 * e, 1.25, '["Free shipping"]'),
+            ("Gold", 250 * e, 1.5, '["Free shipping", "Early access"]'),
+        ],
+    )
+
+
+async def _plan(conn: asyncpg.Connection, size: SeedSize) -> None:
+    """One row a member: how many entries it gets, the id of the first, when it joined."""
+    await conn.execute(
+        """
+        CREATE UNLOGGED TABLE seed_plan AS
+        SELECT member_id, n, joined_at,
+               (sum(n) OVER (ORDER BY member_id) - n)::bigint AS id_offset
+        FROM (
+            SELECT m AS member_id,
+                   1 + abs(hashint4(m)::bigint) % (2 * $2 - 1) AS n,
+                   date_trunc('second', now()) - interval '1 day'
+                     * (30 + abs(hashint4(m + 7777777)::bigint) % 331) AS joined_at
+            FROM generate_series(1, $1::int) AS m
+        ) AS members
+        """,
+        size.members,
+        size.entries_per_member,
+    )
+
+
+async def _seed_members(conn: asyncpg.Connection) -> None:
+    # Balances are zero here and set from the entries once they exist (_seed_balances).
+    await conn.execute(
+        """
+        INSERT INTO members (id, external_id, email, display_name, birthday, joined_at,
+                             referral_code, referred_by_id, referral_rewarded, tier_id,
+                             available, pending, lifetime_earned, redeemed, expired,
+                             qualifying_points, next_settlement_at)
+        SELECT member_id, 'ext-' || member_id, 'member' || member_id || '@bench.example',
+               'Member ' || member_id,
+               date '1960-01-01' + (abs(hashint4(member_id + 13)::bigint) % 16000)::int,
+               joined_at, 'B' || member_id, NULL, false,
+               (SELECT id FROM tiers WHERE threshold = 0), 0, 0, 0, 0, 0, 0, NULL
+        FROM seed_plan
+        ORDER BY member_id
+        """
+    )
+
+
+async def _seed_ledger(pool: asyncpg.Pool, first_member: int, last_member: int) -> None:
+    await pool.execute(
+        """
+        INSERT INTO ledger_entries (id, member_id, kind, status, points, remaining,
+                                    description, reference, created_at, available_at,
+                                    expires_at, reverses_entry_id, breakdown, actor)
+        WITH generated AS (
+            SELECT p.member_id, p.id_offset + k AS id,
+                   CASE WHEN k = 1 THEN 'SIGNUP'
+                        WHEN k % 10 = 0 THEN 'REDEMPTION'
+                        ELSE 'PURCHASE' END AS kind,
+                   p.joined_at + (now() - interval '1 hour' - p.joined_at) * (k - 1) / p.n
+                     AS created_at
+            FROM seed_plan AS p CROSS JOIN LATERAL generate_series(1, p.n) AS k
+            WHERE p.member_id BETWEEN $4 AND $5
+        ), scored AS (
+            SELECT *,
+                   CASE kind WHEN 'SIGNUP' THEN $1::int
+                             WHEN 'REDEMPTION' THEN -$2::int
+                             ELSE 20 + (abs(hashint8(id)::bigint) % 100) ^ 2 / 20
+                   END::int AS points,
+                   lpad((abs(hashint8(-id)::bigint) % 100)::text, 2, '0') AS cents
+            FROM generated
+        ), drawn AS (
+            -- Redemptions draw lots oldest first (all lots expire EXPIRY_DAYS after earning).
+            SELECT *,
+                   sum(greatest(-points, 0)) OVER (PARTITION BY member_id) AS redeemed_total,
+                   sum(greatest(points, 0)) OVER (PARTITION BY member_id ORDER BY id
+                                                  ROWS UNBOUNDED PRECEDING)
+                     - greatest(points, 0) AS earned_before
+            FROM scored
+        )
+        SELECT id, member_id, kind, 'POSTED', points,
+               CASE WHEN points > 0
+                    THEN points - least(greatest(redeemed_total - earned_before, 0), points)
+                    ELSE 0 END,
+               description, reference, created_at,
+               CASE WHEN points > 0 THEN created_at END,
+               CASE WHEN points > 0 THEN created_at + interval '1 day' * $3 END,
+               NULL,
+               json_build_array(json_build_object('label', label, 'points', points)),
+               CASE kind WHEN 'PURCHASE' THEN 'key:seed'
+                         WHEN 'REDEMPTION' THEN 'member:' || member_id
+                         ELSE 'system' END
+        FROM (
+            SELECT *,
+                   CASE kind WHEN 'SIGNUP' THEN 'Welcome bonus'
+                             WHEN 'REDEMPTION' THEN 'Redeemed: 1.00 USD off'
+                             ELSE 'Purchase seed-' || id || ': ' || points || '.' || cents
+                                  || ' USD' END AS description,
+                   CASE kind WHEN 'SIGNUP' THEN 'Welcome bonus'
+                             WHEN 'REDEMPTION' THEN 'Redeemed: 1.00 USD off'
+                             ELSE '1 point per 1.00 USD spent' END AS label,
+                   CASE WHEN kind = 'PURCHASE' THEN 'seed-' || id END AS reference
+            FROM drawn
+        ) AS described
+        ORDER BY member_id, id
+        """,
+        SIGNUP_BONUS,
+        REDEMPTION_POINTS,
+        EXPIRY_DAYS,
+        first_member,
+        last_member,
+    )
+
+
+async def _seed_purchases(pool: asyncpg.Pool) -> None:
+    # The amount's cents are in the description ("Purchase seed-7: 123.45 USD").
+    await pool.execute(
+        """
+        INSERT INTO purchases (id, order_id, member_id, amount, occurred_at, entry_id,
+                               points_earned, refunded_amount, points_reversed)
+        SELECT id, reference, member_id,
+               split_part(split_part(description, ': ', 2), ' ', 1)::numeric,
+               created_at, id, points, 0, 0
+        FROM ledger_entries
+        WHERE kind = 'PURCHASE'
+        ORDER BY id
+        """
+    )
+
+
+async def _seed_idempotency(pool: asyncpg.Pool) -> None:
+    # The fingerprint is not the one `recordPurchase` computes: replaying a seeded order id
+    # through the API reports IDEMPOTENCY_CONFLICT. The benchmark never does.
+    await pool.execute(
+        """
+        INSERT INTO idempotency_records (id, scope, key, fingerprint, entry_id, created_at)
+        SELECT id, 'purchase', reference, md5(reference) || md5(reverse(reference)), id,
+               created_at
+        FROM ledger_entries
+        WHERE kind = 'PURCHASE'
+        ORDER BY id
+        """
+    )
+
+
+async def _seed_balances(conn: asyncpg.Connection) -> None:
+    await conn.execute(BALANCES_FROM_ENTRIES.format(members="TRUE"), list(QUALIFYING_KINDS))
+
+
+# Sets members' cached balances, tier and next settlement from their entries: used by the seed
+# (all members) and by the reset before a reused run (the members earlier runs touched).
+BALANCES_FROM_ENTRIES = """
+    UPDATE members AS m
+    SET available = s.available, pending = s.pending, lifetime_earned = s.lifetime_earned,
+        redeemed = s.redeemed, expired = s.expired, qualifying_points = s.qualifying_points,
+        next_settlement_at = s.next_settlement_at,
+        tier_id = (SELECT t.id FROM tiers AS t WHERE t.threshold <= s.qualifying_points
+                   ORDER BY t.threshold DESC LIMIT 1)
+    FROM (
+        SELECT member_id,
+               coalesce(sum(points) FILTER (WHERE status = 'POSTED'), 0) AS available,
+               coalesce(sum(points) FILTER (WHERE status = 'PENDING'), 0) AS pending,
+               coalesce(sum(points) FILTER (WHERE status = 'POSTED' AND kind = ANY($1)), 0)
+                 AS lifetime_earned,
+               coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'REDEMPTION'),
+                        0) AS redeemed,
+               coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'EXPIRATION'),
+                        0) AS expired,
+               coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
+                 AS qualifying_points,
+               least(min(available_at) FILTER (WHERE status = 'PENDING'),
+                     min(expires_at) FILTER (WHERE remaining > 0
+                                             AND status IN ('POSTED', 'PENDING')))
+                 AS next_settlement_at
+        FROM ledger_entries
+        WHERE {members}
+        GROUP BY member_id
+    ) AS s
+    WHERE m.id = s.member_id
+"""
+
+
+async def _reset_sequences(conn: asyncpg.Connection) -> None:
+    for table in ("members", "ledger_entries", "purchases", "idempotency_records", "tiers"):
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+        )
+
+
+@dataclass(slots=True)
+class Deferred:
+    """Statements that rebuild what `_drop_indexes_and_foreign_keys` dropped."""
+
+    indexes: list[str] = field(default_factory=list)  # and unique constraints
+    foreign_keys: list[str] = field(default_factory=list)
+
+
+async def _drop_indexes_and_foreign_keys(
+    conn: asyncpg.Connection, tables: tuple[str, ...]
+) -> Deferred:
+    """Drop the tables' foreign keys, unique constraints and plain indexes (not their primary
+    keys), returning the DDL that recreates them exactly as the migrations made them."""
+    deferred = Deferred()
+    constraints = await conn.fetch(
+        """
+        SELECT conrelid::regclass::text AS tbl, conname, contype::text AS contype,
+               pg_get_constraintdef(oid) AS definition
+        FROM pg_constraint
+        WHERE conrelid = ANY($1::regclass[]) AND contype IN ('f', 'u')
+        """,
+        list(tables),
+    )
+    indexes = await conn.fetch(
+        """
+        SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS definition
+        FROM pg_index
+        WHERE indrelid = ANY($1::regclass[]) AND NOT indisprimary
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = indexrelid)
+        """,
+        list(tables),
+    )
+    for row in sorted(constraints, key=lambda r: r["contype"]):  # foreign keys first
+        await conn.execute(f'ALTER TABLE {row["tbl"]} DROP CONSTRAINT "{row["conname"]}"')
+        ddl = f'ALTER TABLE {row["tbl"]} ADD CONSTRAINT "{row["conname"]}" {row["definition"]}'
+        (deferred.foreign_keys if row["contype"] == "f" else deferred.indexes).append(ddl)
+    for row in indexes:
+        await conn.execute(f"DROP INDEX {row['name']}")
+        deferred.indexes.append(row["definition"])
+    return deferred
+
+
+async def _in_parallel(pool: asyncpg.Pool, statements: list[str]) -> None:
+    """Run the statements, as many at a time as the pool has connections."""
+
+    async def run(statement: str) -> None:
+        async with pool.acquire() as conn:
+            await conn.execute(statement)
+
+    await asyncio.gather(*(run(statement) for statement in statements))
+
+
+async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None:
+    """Delete what earlier runs added (entries, purchases, keys) and restore the balances of
+    the members they touched, so every run starts from the same data."""
+    touched = await conn.fetchval(
+        "SELECT count(DISTINCT member_id) FROM ledger_entries WHERE id > $1",
+        meta["max_entry_id"],
+    )
+    async with conn.transaction():
+        # No foreign-key triggers: every row referencing a deleted one is deleted too, and
+        # the columns referencing ledger entries have no index (each check would scan).
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "CREATE TEMP TABLE touched ON COMMIT DROP AS "
+            "SELECT DISTINCT member_id FROM ledger_entries WHERE id > $1",
+            meta["max_entry_id"],
+        )
+        await conn.execute(
+            "DELETE FROM idempotency_records WHERE id > $1", meta["max_idempotency_id"]
+        )
+        await conn.execute("DELETE FROM refunds")
+        await conn.execute("DELETE FROM purchases WHERE id > $1", meta["max_purchase_id"])
+        await conn.execute("DELETE FROM ledger_entries WHERE id > $1", meta["max_entry_id"])
+        await conn.execute("DELETE FROM api_keys WHERE id > $1", meta["max_api_key_id"])
+        await conn.execute(
+            BALANCES_FROM_ENTRIES.format(members="member_id IN (SELECT member_id FROM touched)"),
+            list(QUALIFYING_KINDS),
+        )
+    if touched:
+        for statement in VACUUM_ANALYZE:
+            await conn.execute(statement)
+
+
+async def _report(
+    conn: asyncpg.Connection, *, reused: bool, steps: dict[str, float], started: float
+) -> SeedReport:
+    counts = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM members) AS members,
+               (SELECT count(*) FROM ledger_entries) AS ledger_entries,
+               (SELECT count(*) FROM purchases) AS purchases,
+               (SELECT count(*) FROM idempotency_records) AS idempotency_records
+        """
+    )
+    tiers = await conn.fetch(
+        "SELECT t.name, count(m.id) AS members FROM tiers AS t "
+        "LEFT JOIN members AS m ON m.tier_id = t.id GROUP BY t.name, t.threshold "
+        "ORDER BY t.threshold"
+    )
+    return SeedReport(
+        reused=reused,
+        seconds=round(time.perf_counter() - started, 2),
+        original_seed_seconds=0.0,
+        members=counts["members"],
+        ledger_entries=counts["ledger_entries"],
+        purchases=counts["purchases"],
+        idempotency_records=counts["idempotency_records"],
+        tiers={row["name"]: row["members"] for row in tiers},
+        steps=steps,
+    )
+
+
+async def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Seed (or reset) the benchmark database.")
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--entries-per-member", type=int, default=20)
+    parser.add_argument("--reseed", action="store_true")
+    args = parser.parse_args()
+    report = await ensure_seeded(
+        Database(), SeedSize(args.members, args.entries_per_member), reseed=args.reseed
+    )
+    print(report.as_dict())
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
