@@ -139,10 +139,14 @@ async def test_partial_refunds_beyond_the_order_never_reverse_more_than_earned(
     member_id = await new_member(sessions, clock)
     await purchase(sessions, clock, member_id, "order-1", 99.99)  # 99 points
     reversed_points = 0
-    for i, amount in enumerate([33.33, 33.33, 33.33, 50, None]):
+    for i, amount in enumerate([33.33, 33.33, 50]):  # the last one goes past the order
         result = await refund(sessions, clock, "order-1", f"refund-{i}", amount)
         reversed_points -= result.entry.points
     assert reversed_points == 99
+    # nothing is left to refund: a further refund is refused and writes nothing
+    with pytest.raises(Invalid):
+        await refund(sessions, clock, "order-1", "refund-late", None)
+    assert await count_entries(sessions, EntryKind.REVERSAL) == 3
     member = await assert_balances_match_ledger(sessions, member_id)
     assert member.available == 0
     assert member.qualifying_points == 0
