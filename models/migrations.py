@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic.config import Config
@@ -21,24 +22,22 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    def _upgrade(connection: Connection) -> None:
+async def _migrate(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
+    def _run(connection: Connection) -> None:
         config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        config.attributes["connection"] = connection  # alembic/env.py uses it
+        step(config, revision)
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_run)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    await _migrate(engine, command.upgrade, revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
-    def _downgrade(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(_downgrade)
+    await _migrate(engine, command.downgrade, revision)
 
 
 async def is_up_to_date(engine: AsyncEngine) -> bool:

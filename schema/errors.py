@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import enum
-
 import strawberry
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
-
-@strawberry.enum
-class UserErrorCode(enum.Enum):
-    INVALID = "INVALID"
-    NOT_FOUND = "NOT_FOUND"
-    ALREADY_EXISTS = "ALREADY_EXISTS"
-    INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
-    OUT_OF_STOCK = "OUT_OF_STOCK"
-    NOT_ELIGIBLE = "NOT_ELIGIBLE"
-    LIMIT_REACHED = "LIMIT_REACHED"
-    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
-    FORBIDDEN = "FORBIDDEN"
+# The domain's own codes, exposed under the contract's name.
+strawberry.enum(ErrorCode, name="UserErrorCode")
 
 
 @strawberry.type
 class UserError:
     field: list[str] | None
-    code: UserErrorCode
+    code: ErrorCode
     message: str
 
     @classmethod
     def from_domain(cls, error: DomainError) -> UserError:
-        return cls(field=error.field, code=UserErrorCode(error.code.value), message=error.message)
+        return cls(field=error.field, code=error.code, message=error.message)
