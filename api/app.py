@@ -23,10 +23,11 @@ from api.auth import Authenticator
 from api.graphql_view import LaurelGraphQL
 from api.metrics import Metrics
 from api.settings import Settings
-from models.engine import create_engine, session_factory
+from models.engine import create_engine, read_session_factory, session_factory
 from schema.context import Context, Runtime
 from schema.limits import QueryLimits
 from schema.schema import build_schema
+from services.catalog import CatalogCache
 from services.clock import Clock, SystemClock
 from services.ledger.sweeps import sweep
 
@@ -48,14 +49,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     clock = clock or SystemClock()
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
+    read_sessions = read_session_factory(engine)
     runtime = Runtime(
         sessions=sessions,
+        read_sessions=read_sessions,
+        catalog=CatalogCache(read_sessions),
         clock=clock,
         jwt_secret=settings.jwt_secret_value,
         member_token_ttl=timedelta(seconds=settings.member_token_ttl_seconds),
     )
     authenticator = Authenticator(
-        sessions,
+        read_sessions,
         clock,
         jwt_secret=settings.jwt_secret_value,
         jwt_public_key=settings.jwt_public_key,

@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import uvicorn
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, make_url
@@ -27,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.settings import Settings
 from models import KeyRole, Member
 from models.engine import create_engine, is_sqlite, session_factory
-from models.migrations import alembic_config, is_up_to_date
+from models.migrations import is_up_to_date
 from schema.ids import decode_id, encode_id
 from services import access
 from services.clock import SystemClock
 from services.errors import DomainError
+from services.program import list_tiers
 
 APP_FACTORY = "api.app:create_app"
 DEMO_SECRET_FILE = ".laurel-demo-secret"  # noqa: S105 (a file name, not a secret)
@@ -44,6 +44,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "access_log": False,
 }
+_WS_WARNING_MODULE = "uvicorn.protocols.websockets.websockets_impl"
 FIRST_QUERY = """\
 query FirstLook {
   me {
@@ -157,22 +158,17 @@ async def _revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(current)
 
 
-def _head() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def _run(coroutine: Awaitable[T]) -> T:
-    async def wrapper() -> T:
-        return await coroutine
-
-    return asyncio.run(wrapper())
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
 
 
 def _serve(app: Any, **options: Any) -> None:
-    # ws="websockets" is the implementation we test against; uvicorn warns it will be renamed.
-    warnings.filterwarnings(
-        "ignore", message="The `websockets` implementation is deprecated", category=UserWarning
-    )
+    # uvicorn 0.54 warns that ws="websockets" will later mean its sans-I/O implementation:
+    # nothing an operator can act on, so silence it here and (via the environment) in workers.
+    warnings.filterwarnings("ignore", category=UserWarning, module=_WS_WARNING_MODULE)
+    quiet = f"ignore::UserWarning:{_WS_WARNING_MODULE}"
+    inherited = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{inherited},{quiet}" if inherited else quiet
     uvicorn.run(app, **options, **UVICORN_OPTIONS)
 
 
@@ -305,8 +301,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             await _require_migrated(engine)
             sessions = session_factory(engine)
             report = await sweep(sessions, SystemClock().now())
-            from services.program import list_tiers
-
             async with sessions() as session:
                 names = {t.id: t.name for t in await list_tiers(session)}
             lines = [
@@ -365,7 +359,6 @@ def _demo_secret(directory: Path) -> str:
 async def _prepare_demo(url: str, jwt_secret: str, ttl_seconds: int) -> DemoCredentials:
     from api.database import prepare_database
     from services.demo import load_demo, showcase_member
-    from services.program import list_tiers
 
     clock = SystemClock()
     async with _database(url, create=True) as engine:

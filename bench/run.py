@@ -118,6 +118,38 @@ def main() -> None:
     path = RESULTS_DIR / f"{run_id}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {path}  (total {results['total_seconds']}s)")
+    problems = find_problems(results)
+    if problems:
+        print("\nPROBLEMS (these figures are not a valid result):")
+        for problem in problems:
+            print(f"  - {problem}")
+        raise SystemExit(1)
+
+
+def find_problems(results: dict[str, Any]) -> list[str]:
+    """Everything that makes a run's figures meaningless: errors, wrong data, lost credit."""
+    problems = []
+    consistency = results["seed_consistency"]
+    if any(v for k, v in consistency.items() if k != "members"):
+        problems.append(f"seeded data inconsistent: {consistency}")
+    probe = results["probe"]
+    for target in workloads.TARGETS:
+        if probe["dashboard"].get(target, {}).get("with_errors"):
+            problems.append(f"dashboard probe errors on {target}")
+        earn = probe["earn"].get(target, {})
+        if earn and not earn.get("replay_returns_same_entry"):
+            problems.append(f"earn probe on {target}: replay did not return the first entry")
+    if probe["dashboard"].get("same_data") is False:
+        problems.append("laurel and raw dashboards return different data")
+    for workload, entry in results["summary"].items():
+        for target in workloads.TARGETS:
+            failed = entry.get(target, {}).get("failed_requests", 0)
+            if failed:
+                problems.append(f"{workload} on {target}: {failed} failed requests")
+    earn_check = results.get("earn_correctness")
+    if earn_check is not None and not earn_check["ok"]:
+        problems.append("earn correctness check failed (see earn_correctness in the JSON)")
+    return problems
 
 
 def _start_servers(db: Database, creds: workloads.Credentials, workdir: Path) -> dict[str, Server]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///laurel.db"
+_READ_ONLY = "laurel_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -50,8 +51,20 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no write lock (WAL lets them run beside the writer).
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reads that change nothing: on PostgreSQL in autocommit, which saves the
+    BEGIN and ROLLBACK round trips around every read; on SQLite without the write lock."""
+    if is_sqlite(str(engine.url)):
+        reader = engine.execution_options(**{_READ_ONLY: True})
+    else:
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return session_factory(reader)

@@ -19,8 +19,8 @@ async def target_member_id(
     if (member_id is None) == (external_id is None):
         raise Invalid("give exactly one of memberId and externalId", field=["input", "memberId"])
     if member_id is not None:
-        pk = expect_id(member_id, "Member", ["input", "memberId"])
-        return (await find_member(session, member_id=pk)).id
+        # Existence is checked when the service locks the member: no extra read here.
+        return expect_id(member_id, "Member", ["input", "memberId"])
     return (await find_member(session, external_id=external_id)).id
 
 

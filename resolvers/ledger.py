@@ -70,6 +70,7 @@ async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurch
             occurred_at=input.occurred_at,
             now=now,
             actor=ctx.viewer.actor,
+            catalog=await ctx.loaders.catalog(),
         )
 
     return await _ledger_operation(ctx, RecordPurchasePayload, work)
@@ -87,6 +88,7 @@ async def refund_purchase(info: Info, input: RefundPurchaseInput) -> RefundPurch
             amount=input.amount,
             now=now,
             actor=ctx.viewer.actor,
+            catalog=await ctx.loaders.catalog(),
         )
 
     return await _ledger_operation(ctx, RefundPurchasePayload, work)
@@ -107,6 +109,7 @@ async def record_activity(info: Info, input: RecordActivityInput) -> RecordActiv
             reference=input.reference,
             now=now,
             actor=ctx.viewer.actor,
+            catalog=await ctx.loaders.catalog(),
         )
 
     return await _ledger_operation(ctx, RecordActivityPayload, work)
@@ -150,8 +153,8 @@ async def preview_purchase(
     member = await ctx.loaders.member.load(pk) if pk is not None else None
     if pk is not None and member is None:
         raise BadUserInput("no such member")
-    async with ctx.runtime.sessions() as session:
-        quote = await purchases.quote_for_member(session, member, exact, ctx.runtime.clock.now())
+    catalog = await ctx.loaders.catalog()
+    quote = purchases.quote_for_member(catalog, member, exact, ctx.runtime.clock.now())
     return PurchasePreview(
         points=quote.points,
         breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],

@@ -36,7 +36,7 @@ async def member(
         except DomainError as exc:
             raise BadUserInput("`id` is not a Member ID") from exc
     else:
-        async with info.context.runtime.sessions() as session:
+        async with info.context.runtime.read_sessions() as session:
             try:
                 pk = (await members.find_member(session, external_id=external_id)).id
             except DomainError:

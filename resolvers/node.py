@@ -27,7 +27,7 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
         row = await fresh_member(ctx, pk)
         return Member.from_row(row) if row else None
     if type_name == "PointsTransaction":
-        async with ctx.runtime.sessions() as session:
+        async with ctx.runtime.read_sessions() as session:
             entry = await session.get(models.LedgerEntry, pk)
         if entry is None or not viewer.can_see_member(entry.member_id):
             return None
@@ -35,7 +35,7 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
     if type_name == "Tier":
         return next((t for t in Tier.ranked(await ctx.loaders.tiers()) if t.id == id), None)
     if type_name == "Promotion":
-        async with ctx.runtime.sessions() as session:
+        async with ctx.runtime.read_sessions() as session:
             promotion = await session.get(models.Promotion, pk)
         return Promotion.from_row(promotion) if promotion else None
     return None

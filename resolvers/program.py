@@ -23,7 +23,7 @@ async def tiers(info: Info) -> list[Tier]:
 
 
 async def promotions(info: Info) -> list[Promotion]:
-    async with info.context.runtime.sessions() as session:
+    async with info.context.runtime.read_sessions() as session:
         rows = await programs.current_and_upcoming_promotions(
             session, info.context.runtime.clock.now()
         )
@@ -42,6 +42,7 @@ async def update_program(info: Info, input: UpdateProgramInput) -> UpdateProgram
                 await tier_service.recompute_all(session, row, now)
     except DomainError as error:
         return UpdateProgramPayload(user_errors=[UserError.from_domain(error)])
+    info.context.runtime.catalog.invalidate()
     return UpdateProgramPayload(program=Program.from_row(row))
 
 
@@ -61,6 +62,7 @@ async def create_tier(info: Info, input: CreateTierInput) -> CreateTierPayload:
             ranked = Tier.ranked(await programs.list_tiers(session))
     except DomainError as error:
         return CreateTierPayload(user_errors=[UserError.from_domain(error)])
+    info.context.runtime.catalog.invalidate()
     return CreateTierPayload(tier=next(t for t in ranked if t.name == row.name))
 
 
@@ -76,4 +78,5 @@ async def create_promotion(info: Info, input: CreatePromotionInput) -> CreatePro
             )
     except DomainError as error:
         return CreatePromotionPayload(user_errors=[UserError.from_domain(error)])
+    info.context.runtime.catalog.invalidate()
     return CreatePromotionPayload(promotion=Promotion.from_row(row))

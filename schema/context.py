@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from schema.loaders import Loaders
+from services.catalog import CatalogCache
 from services.clock import Clock
 
 
@@ -49,7 +50,9 @@ ANONYMOUS = Viewer(role=Role.ANONYMOUS)
 class Runtime:
     """What lives as long as the process: session factory, clock, token settings."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: async_sessionmaker[AsyncSession]  # units of work that write
+    read_sessions: async_sessionmaker[AsyncSession]  # reads only
+    catalog: CatalogCache
     clock: Clock
     jwt_secret: str | None
     member_token_ttl: timedelta = timedelta(days=7)
@@ -64,7 +67,7 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.runtime.sessions)
+        self.loaders = Loaders(self.runtime.read_sessions, self.runtime.catalog, self.runtime.clock)
 
 
 Info = StrawberryInfo[Context, None]

@@ -40,7 +40,11 @@ START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 async def _recreate_pg_database(url: str) -> None:
     parsed = make_url(url)
     admin = await asyncpg.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, database="postgres"
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database="postgres",
     )
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')

@@ -48,6 +48,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in list(os.environ):
         if name.startswith("LAUREL_") and name != "LAUREL_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)  # `serve` and `demo` set it
     monkeypatch.chdir(tmp_path)
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("LAUREL_DATABASE_URL", url)

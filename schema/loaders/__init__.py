@@ -11,38 +11,31 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from models import EntryStatus, LedgerEntry, Member, Program, Tier
-from services.program import get_program, list_tiers
+from services.catalog import Catalog, CatalogCache
+from services.clock import Clock
 
 EXPIRING_SOON_LIMIT = 5
 
 
 class Loaders:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], catalog: CatalogCache, clock: Clock
+    ) -> None:
         self._sessions = sessions
+        self._catalog = catalog
+        self._clock = clock
         self.member = DataLoader[int, Member | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
-        self._tiers = DataLoader[None, list[Tier]](self._load_tiers)
-        self._program = DataLoader[None, Program](self._load_program)
+
+    async def catalog(self) -> Catalog:
+        return await self._catalog.get(self._clock.now())
 
     async def tiers(self) -> list[Tier]:
         """Every tier, by threshold (entry tier first)."""
-        return await self._tiers.load(None)
+        return list((await self.catalog()).tiers)
 
     async def program(self) -> Program:
-        return await self._program.load(None)
-
-    async def tier(self, tier_id: int) -> Tier:
-        return next(t for t in await self.tiers() if t.id == tier_id)
-
-    async def _load_tiers(self, keys: Sequence[None]) -> list[list[Tier]]:
-        async with self._sessions() as session:
-            tiers = await list_tiers(session)
-        return [tiers for _ in keys]
-
-    async def _load_program(self, keys: Sequence[None]) -> list[Program]:
-        async with self._sessions() as session:
-            program = await get_program(session)
-        return [program for _ in keys]
+        return (await self.catalog()).program
 
     async def _load_members(self, ids: Sequence[int]) -> list[Member | None]:
         async with self._sessions() as session:

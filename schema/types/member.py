@@ -112,7 +112,7 @@ class Member(Node):
         except DomainError as exc:
             raise BadUserInput("`after` is not a cursor of this connection") from exc
         member_id = self.row.id
-        sessions = info.context.runtime.sessions
+        sessions = info.context.runtime.read_sessions
         stmt = select(models.LedgerEntry).where(models.LedgerEntry.member_id == member_id)
         if before_id is not None:
             stmt = stmt.where(models.LedgerEntry.id < before_id)

@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EntryKind, LedgerEntry
+from services.catalog import Catalog, load_catalog
 from services.errors import Invalid, LimitReached
 from services.ledger.entries import credit, lock_member, settle
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import LedgerResult, reference_key, replay
-from services.program import get_program, list_tiers
 from services.tiers import refresh_tier
 
 ACTIVITY_KINDS = {EntryKind.REVIEW: "review", EntryKind.SOCIAL_SHARE: "social share"}
@@ -26,6 +26,7 @@ async def record_activity(
     reference: str,
     now: datetime,
     actor: str = "system",
+    catalog: Catalog | None = None,
 ) -> LedgerResult:
     if kind not in ACTIVITY_KINDS:
         raise Invalid("not an activity kind", field=["input", "kind"])
@@ -38,7 +39,8 @@ async def record_activity(
 
     member = await lock_member(session, member_id)
     await settle(session, member, now)
-    program = await get_program(session)
+    catalog = catalog or await load_catalog(session, now)
+    program = catalog.program
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     today = await session.scalar(
         select(func.count()).where(
@@ -64,7 +66,7 @@ async def record_activity(
         reference=reference,
         actor=actor,
     )
-    await refresh_tier(session, member, program, await list_tiers(session), now)
+    await refresh_tier(session, member, program, catalog.tiers, now)
     await session.flush()
     await record_result(session, claimed, entry_id=entry.id)
     return LedgerResult(entry=entry, member=member)

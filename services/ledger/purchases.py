@@ -10,12 +10,13 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EntryKind, EntryStatus, LedgerEntry, Member, Program, Purchase, Refund
+from models import EntryKind, EntryStatus, LedgerEntry, Member, Purchase, Refund
+from services.catalog import Catalog, load_catalog
 from services.errors import Invalid, NotFound
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
-from services.program import active_promotions, get_program, list_tiers
+from services.program import active_promotions
 from services.tiers import refresh_tier
 
 MAX_REFERENCE_LENGTH = 200
@@ -51,14 +52,12 @@ async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
     return LedgerResult(entry=entry, member=member, replayed=True)
 
 
-async def quote_for_member(
-    session: AsyncSession, member: Member | None, amount: Decimal, at: datetime
+def quote_for_member(
+    catalog: Catalog, member: Member | None, amount: Decimal, at: datetime
 ) -> EarnQuote:
     """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
-    program = await get_program(session)
-    tiers = await list_tiers(session)
-    tier = next((t for t in tiers if member is not None and t.id == member.tier_id), tiers[0])
-    return quote_purchase(amount, program, tier, await active_promotions(session, at))
+    tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
+    return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
 
 
 async def record_purchase(
@@ -70,6 +69,7 @@ async def record_purchase(
     now: datetime,
     occurred_at: datetime | None = None,
     actor: str = "system",
+    catalog: Catalog | None = None,
 ) -> LedgerResult:
     order_id = reference_key(order_id, ["input", "orderId"])
     exact_amount = purchase_amount(amount, ["input", "amount"])
@@ -86,11 +86,15 @@ async def record_purchase(
 
     member = await lock_member(session, member_id)
     await settle(session, member, now)
-    program = await get_program(session)
-    tiers = await list_tiers(session)
+    catalog = catalog or await load_catalog(session, now)
+    program, tiers = catalog.program, catalog.tiers
     occurred = min(occurred_at or now, now)
-    tier = next(t for t in tiers if t.id == member.tier_id)
-    quote = quote_purchase(exact_amount, program, tier, await active_promotions(session, occurred))
+    promotions = (
+        catalog.active_promotions(occurred)
+        if catalog.covers(occurred)
+        else await active_promotions(session, occurred)
+    )
+    quote = quote_purchase(exact_amount, program, catalog.tier(member.tier_id), promotions)
     available_at = occurred + timedelta(days=program.pending_days)
     entry = credit(
         session,
@@ -119,7 +123,7 @@ async def record_purchase(
         )
     )
     if member.referred_by_id is not None and not member.referral_rewarded:
-        await _reward_referral(session, member, program, entry, now)
+        await _reward_referral(session, member, catalog, entry, now)
     await refresh_tier(session, member, program, tiers, now)
     await record_result(session, claimed, entry_id=entry.id)
     await session.flush()
@@ -127,17 +131,17 @@ async def record_purchase(
 
 
 async def _reward_referral(
-    session: AsyncSession, member: Member, program: Program, purchase: LedgerEntry, now: datetime
+    session: AsyncSession, member: Member, catalog: Catalog, purchase: LedgerEntry, now: datetime
 ) -> None:
     """Both sides earn the referral bonus on the referred member's first purchase, pending
     as long as that purchase is (a refunded first order should not pay out at once)."""
     member.referral_rewarded = True
+    program = catalog.program
     if program.referral_bonus <= 0 or member.referred_by_id is None:
         return
     # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
     referrer = await lock_member(session, member.referred_by_id)
     await settle(session, referrer, now)
-    tiers = await list_tiers(session)
     for who, other in ((member, referrer), (referrer, member)):
         credit(
             session,
@@ -150,7 +154,7 @@ async def _reward_referral(
             available_at=purchase.available_at,
             reference=purchase.reference,
         )
-    await refresh_tier(session, referrer, program, tiers, now)
+    await refresh_tier(session, referrer, program, catalog.tiers, now)
 
 
 async def refund_purchase(
@@ -161,6 +165,7 @@ async def refund_purchase(
     amount: float | None,
     now: datetime,
     actor: str = "system",
+    catalog: Catalog | None = None,
 ) -> LedgerResult:
     order_id = reference_key(order_id, ["input", "orderId"])
     refund_id = reference_key(refund_id, ["input", "refundId"])
@@ -184,7 +189,8 @@ async def refund_purchase(
         .execution_options(populate_existing=True)
     )
     assert purchase is not None
-    program = await get_program(session)
+    catalog = catalog or await load_catalog(session, now)
+    program = catalog.program
 
     refundable = purchase.amount - purchase.refunded_amount
     if refundable <= 0 and purchase.amount > 0:
@@ -244,7 +250,7 @@ async def refund_purchase(
             created_at=now,
         )
     )
-    await refresh_tier(session, member, program, await list_tiers(session), now)
+    await refresh_tier(session, member, program, catalog.tiers, now)
     await record_result(session, claimed, entry_id=entry.id)
     await session.flush()
     return LedgerResult(entry=entry, member=member)
