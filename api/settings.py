@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None  # PEM, for RS256 member tokens signed elsewhere
     member_token_ttl_seconds: int = 7 * 24 * 3600
     graphiql: bool | None = None  # default: on in development, off in production
-    db_pool_size: int = 8
+    db_pool_size: int = 16
     sweep_interval_seconds: float = 60.0
     api_key_cache_seconds: float = 10.0
 

@@ -20,7 +20,7 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 16, echo: bool = False) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _serialize_sqlite_writers(engine)
@@ -28,8 +28,10 @@ def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncE
     return create_async_engine(
         url,
         echo=echo,
+        # Overflow connections are closed when handed back, and a new connection must prepare
+        # every statement again: a pool big enough for the usual concurrency avoids that churn.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max(pool_size // 4, 2),
         pool_pre_ping=False,
         # asyncpg prepares statements itself; a bigger cache keeps the hot ones prepared.
         connect_args={"statement_cache_size": 512},

@@ -128,5 +128,6 @@ class IdempotencyRecord(Base):
     scope: Mapped[str] = mapped_column(String(200))
     key: Mapped[str] = mapped_column(String(200))
     fingerprint: Mapped[str] = mapped_column(String(64))
+    # The first use's entry, where no other row records it (purchases keep it on `purchases`).
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

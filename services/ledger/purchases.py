@@ -82,7 +82,9 @@ async def record_purchase(
     }
     claimed = await claim(session, scope="purchase", key=order_id, request=request, now=now)
     if claimed.first_use is not None:
-        return await replay(session, claimed.first_use.entry_id)
+        # The purchase row, written with the claim, names the entry: no claim update needed.
+        first = await session.scalar(select(Purchase.entry_id).where(Purchase.order_id == order_id))
+        return await replay(session, first)
 
     member = await lock_member(session, member_id)
     await settle(session, member, now)
@@ -125,7 +127,6 @@ async def record_purchase(
     if member.referred_by_id is not None and not member.referral_rewarded:
         await _reward_referral(session, member, catalog, entry, now)
     await refresh_tier(session, member, program, tiers, now)
-    await record_result(session, claimed, entry_id=entry.id)
     await session.flush()
     return LedgerResult(entry=entry, member=member)
 
