@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import strawberry
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -93,13 +94,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:  # any failure means "not ready", whatever the driver raised
-            log.warning("readiness check: database unreachable", exc_info=True)
-            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up"})
+        checks = {"database": await _database_up(engine)}
+        if settings.redis_url:
+            checks["redis"] = await _redis_up(settings.redis_url)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable"}
+            | {name: "up" if up else "down" for name, up in checks.items()},
+            status_code=200 if ready else 503,
+        )
 
     async def metrics_route(_: Request) -> Response:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -130,6 +133,27 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.laurel = state
     return app
+
+
+async def _database_up(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:  # any failure means "not ready", whatever the driver raised
+        log.warning("readiness check: database unreachable", exc_info=True)
+        return False
+    return True
+
+
+async def _redis_up(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except Exception:  # unreachable, refused, auth: all mean "not ready"
+        log.warning("readiness check: Redis unreachable")
+        return False
+    finally:
+        await client.aclose()
 
 
 async def _sweep_forever(state: AppState) -> None:
