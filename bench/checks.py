@@ -4,7 +4,8 @@
   must answer without errors and with the same data; an earn on each, then its replay, which
   must return the same entry (idempotency). Error bodies are kept verbatim.
 * Ledger checks (SQL, after the earn workload): every purchase the run created has exactly one
-  PURCHASE entry of its member, order and points, and an idempotency record pointing at it;
+  PURCHASE entry of its member, order and points, and its idempotency claim (which, if it
+  names an entry, names that one);
   no PURCHASE entry lacks its purchase; every member touched has cached balances, lots and
   tier equal to what its entries say; the purchases each server created match the requests
   wrk saw completed (no lost credit, no double credit).
@@ -150,7 +151,9 @@ PURCHASES_SQL = """
            count(*) FILTER (WHERE e.id IS NULL OR e.kind <> 'PURCHASE'
                             OR e.member_id <> p.member_id OR e.points <> p.points_earned
                             OR e.reference IS DISTINCT FROM p.order_id) AS bad_entry_links,
-           count(*) FILTER (WHERE i.id IS NULL OR i.entry_id IS DISTINCT FROM p.entry_id)
+           -- The claim must exist; whether it also names the entry is the application's choice
+           -- (the purchase row records the result), but if it does, it must be this one.
+           count(*) FILTER (WHERE i.id IS NULL OR i.entry_id <> p.entry_id)
              AS bad_idempotency_records
     FROM purchases AS p
     LEFT JOIN ledger_entries AS e ON e.id = p.entry_id
@@ -242,8 +245,11 @@ async def check_earn(
             "unanswered_but_created": created - answered,
             "within_tolerance": 0 <= created - answered <= tolerance.get(prefix, 0),
         }
+    # Purchases whose order ids are none of ours: someone else is writing to this database.
+    foreign = {p: row["purchases"] for p, row in by_prefix.items() if p not in completed}
     problems = (
-        sum(row["bad_entry_links"] + row["bad_idempotency_records"] for row in by_prefix.values())
+        sum(foreign.values())
+        + sum(row["bad_entry_links"] + row["bad_idempotency_records"] for row in by_prefix.values())
         + sum(orphans.values())
         + balances["balance_mismatches"]
         + balances["lot_mismatches"]
@@ -259,4 +265,5 @@ async def check_earn(
         "lot_mismatches": balances["lot_mismatches"],
         "tier_mismatches": balances["tier_mismatches"],
         "credit": credit,
+        "foreign_purchases": foreign,
     }

@@ -10,8 +10,8 @@ tiers read once at startup (they are static during a run), one pool of ~8 connec
 * ``POST /earn`` ``{"memberId": <pk>, "orderId": "...", "amount": 12.34}``: in one transaction,
   claim the order id (idempotency insert, ``ON CONFLICT DO NOTHING``), lock the member
   ``FOR UPDATE``, insert the ledger entry and the purchase, update the member's balances and
-  tier, and record the entry on the idempotency row. A replayed order id returns its first
-  result. The points are Laurel's: floor(amount x rate), then x the tier's multiplier.
+  tier: five statements. A replayed order id returns its first result, found through the
+  purchase row. The points are Laurel's: floor(amount x rate), then x the tier's multiplier.
 
 Run it like Laurel: ``uvicorn bench.raw_app:app --loop uvloop --http httptools``; configured by
 BENCH_RAW_DSN, BENCH_RAW_POOL_SIZE and BENCH_RAW_SERVICE_TOKEN (the bearer /earn requires).
@@ -181,10 +181,10 @@ CLAIM_SQL = """
 """
 FIRST_USE_SQL = """
     SELECT e.id, e.points, m.available
-    FROM idempotency_records AS i
-    JOIN ledger_entries AS e ON e.id = i.entry_id
-    JOIN members AS m ON m.id = e.member_id
-    WHERE i.scope = 'purchase' AND i.key = $1
+    FROM purchases AS p
+    JOIN ledger_entries AS e ON e.id = p.entry_id
+    JOIN members AS m ON m.id = p.member_id
+    WHERE p.order_id = $1
 """
 LOCK_SQL = "SELECT tier_id, qualifying_points FROM members WHERE id = $1 FOR UPDATE"
 ENTRY_SQL = """
@@ -213,7 +213,6 @@ PENDING_BALANCE_SQL = """
     WHERE id = $1
     RETURNING available
 """
-RECORD_SQL = "UPDATE idempotency_records SET entry_id = $1 WHERE id = $2"
 
 
 def earned(static: Static, tier: TierRow, amount: Decimal) -> tuple[int, list[dict[str, Any]]]:
@@ -281,7 +280,6 @@ async def earn(request: Request) -> Response:
             tier.id,
             available_at if pending else expires_at,
         )
-        await conn.execute(RECORD_SQL, entry_id, claim_id)
     return JSONResponse(_earn_payload(entry_id, points, available))
 
 

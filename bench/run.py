@@ -131,7 +131,7 @@ def find_problems(results: dict[str, Any]) -> list[str]:
     problems = []
     consistency = results["seed_consistency"]
     if any(v for k, v in consistency.items() if k != "members"):
-        problems.append(f"seeded data inconsistent: {consistency}")
+        problems.append(f"seeded data inconsistent (run again with --reseed): {consistency}")
     probe = results["probe"]
     for target in workloads.TARGETS:
         if probe["dashboard"].get(target, {}).get("with_errors"):
@@ -147,6 +147,11 @@ def find_problems(results: dict[str, Any]) -> list[str]:
             if failed:
                 problems.append(f"{workload} on {target}: {failed} failed requests")
     earn_check = results.get("earn_correctness")
+    if earn_check is not None and earn_check["foreign_purchases"]:
+        problems.append(
+            "another process wrote to the benchmark database during the run (purchases by "
+            f"order-id prefix: {earn_check['foreign_purchases']}): load and checks are polluted"
+        )
     if earn_check is not None and not earn_check["ok"]:
         problems.append("earn correctness check failed (see earn_correctness in the JSON)")
     return problems

@@ -371,39 +371,46 @@ async def _seed_idempotency(pool: asyncpg.Pool) -> None:
 
 
 async def _seed_balances(conn: asyncpg.Connection) -> None:
-    await conn.execute(BALANCES_FROM_ENTRIES.format(members="TRUE"), list(QUALIFYING_KINDS))
+    await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
 
 
-# Sets members' cached balances, tier and next settlement from their entries: used by the seed
-# (all members) and by the reset before a reused run (the members earlier runs touched).
+# Sets members' cached balances, tier and next settlement from their entries, writing only the
+# rows that differ: used by the seed and by the reset before a reused run.
 BALANCES_FROM_ENTRIES = """
     UPDATE members AS m
     SET available = s.available, pending = s.pending, lifetime_earned = s.lifetime_earned,
         redeemed = s.redeemed, expired = s.expired, qualifying_points = s.qualifying_points,
-        next_settlement_at = s.next_settlement_at,
-        tier_id = (SELECT t.id FROM tiers AS t WHERE t.threshold <= s.qualifying_points
-                   ORDER BY t.threshold DESC LIMIT 1)
+        next_settlement_at = s.next_settlement_at, tier_id = s.tier_id
     FROM (
-        SELECT member_id,
-               coalesce(sum(points) FILTER (WHERE status = 'POSTED'), 0) AS available,
-               coalesce(sum(points) FILTER (WHERE status = 'PENDING'), 0) AS pending,
-               coalesce(sum(points) FILTER (WHERE status = 'POSTED' AND kind = ANY($1)), 0)
-                 AS lifetime_earned,
-               coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'REDEMPTION'),
-                        0) AS redeemed,
-               coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'EXPIRATION'),
-                        0) AS expired,
-               coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
-                 AS qualifying_points,
-               least(min(available_at) FILTER (WHERE status = 'PENDING'),
-                     min(expires_at) FILTER (WHERE remaining > 0
-                                             AND status IN ('POSTED', 'PENDING')))
-                 AS next_settlement_at
-        FROM ledger_entries
-        WHERE {members}
-        GROUP BY member_id
+        SELECT sums.*,
+               (SELECT t.id FROM tiers AS t WHERE t.threshold <= sums.qualifying_points
+                ORDER BY t.threshold DESC LIMIT 1) AS tier_id
+        FROM (
+            SELECT member_id,
+                   coalesce(sum(points) FILTER (WHERE status = 'POSTED'), 0) AS available,
+                   coalesce(sum(points) FILTER (WHERE status = 'PENDING'), 0) AS pending,
+                   coalesce(sum(points) FILTER (WHERE status = 'POSTED' AND kind = ANY($1)), 0)
+                     AS lifetime_earned,
+                   coalesce(-sum(points) FILTER (WHERE status = 'POSTED'
+                                                 AND kind = 'REDEMPTION'), 0) AS redeemed,
+                   coalesce(-sum(points) FILTER (WHERE status = 'POSTED'
+                                                 AND kind = 'EXPIRATION'), 0) AS expired,
+                   coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
+                     AS qualifying_points,
+                   least(min(available_at) FILTER (WHERE status = 'PENDING'),
+                         min(expires_at) FILTER (WHERE remaining > 0
+                                                 AND status IN ('POSTED', 'PENDING')))
+                     AS next_settlement_at
+            FROM ledger_entries
+            GROUP BY member_id
+        ) AS sums
     ) AS s
     WHERE m.id = s.member_id
+      AND (m.available, m.pending, m.lifetime_earned, m.redeemed, m.expired,
+           m.qualifying_points, m.next_settlement_at, m.tier_id)
+          IS DISTINCT FROM
+          (s.available, s.pending, s.lifetime_earned, s.redeemed, s.expired,
+           s.qualifying_points, s.next_settlement_at, s.tier_id)
 """
 
 
@@ -468,21 +475,21 @@ async def _in_parallel(pool: asyncpg.Pool, statements: list[str]) -> None:
 
 
 async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None:
-    """Delete what earlier runs added (entries, purchases, keys) and restore the balances of
-    the members they touched, so every run starts from the same data."""
-    touched = await conn.fetchval(
-        "SELECT count(DISTINCT member_id) FROM ledger_entries WHERE id > $1",
-        meta["max_entry_id"],
+    """Delete what earlier runs added (entries, purchases, keys) and restore the cached balances
+    of every member whose balances disagree with its entries, so every run starts from the same
+    data (lots drawn by something else than earning are not restored: --reseed then)."""
+    added = await conn.fetchval(
+        "SELECT count(*) FROM ledger_entries WHERE id > $1", meta["max_entry_id"]
     )
     async with conn.transaction():
+        # Writers (another run, anyone else's load on this database) wait until we are done.
+        await conn.execute(
+            "LOCK TABLE members, ledger_entries, purchases, idempotency_records, refunds, "
+            "api_keys IN EXCLUSIVE MODE"
+        )
         # No foreign-key triggers: every row referencing a deleted one is deleted too, and
         # the columns referencing ledger entries have no index (each check would scan).
         await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute(
-            "CREATE TEMP TABLE touched ON COMMIT DROP AS "
-            "SELECT DISTINCT member_id FROM ledger_entries WHERE id > $1",
-            meta["max_entry_id"],
-        )
         await conn.execute(
             "DELETE FROM idempotency_records WHERE id > $1", meta["max_idempotency_id"]
         )
@@ -490,11 +497,8 @@ async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None
         await conn.execute("DELETE FROM purchases WHERE id > $1", meta["max_purchase_id"])
         await conn.execute("DELETE FROM ledger_entries WHERE id > $1", meta["max_entry_id"])
         await conn.execute("DELETE FROM api_keys WHERE id > $1", meta["max_api_key_id"])
-        await conn.execute(
-            BALANCES_FROM_ENTRIES.format(members="member_id IN (SELECT member_id FROM touched)"),
-            list(QUALIFYING_KINDS),
-        )
-    if touched:
+        await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
+    if added:
         for statement in VACUUM_ANALYZE:
             await conn.execute(statement)
 

@@ -81,7 +81,9 @@ class LedgerEntry(Base):
     available_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # The lot a reversal draws from first (the purchase it reverses).
-    reverses_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    reverses_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_entries.id"), index=True
+    )
     breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Who caused it (an API key id, "member:<id>", "system"): the audit trail of adjustments.
     actor: Mapped[str] = mapped_column(String(100), default="system")
@@ -97,7 +99,7 @@ class Purchase(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     points_earned: Mapped[int] = mapped_column(Integer)
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     # What refunds have targeted so far (recovered or not): never exceeds points_earned.
@@ -114,7 +116,7 @@ class Refund(Base):
     purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), index=True)
     requested_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
-    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -129,5 +131,5 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(200))
     fingerprint: Mapped[str] = mapped_column(String(64))
     # The first use's entry, where no other row records it (purchases keep it on `purchases`).
-    entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

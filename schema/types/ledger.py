@@ -40,8 +40,12 @@ class PointsTransaction(Node):
     created_at: datetime
     available_at: datetime | None
     expires_at: datetime | None
-    breakdown: list[PointsComponent]
-    pk: strawberry.Private[int]
+    row: strawberry.Private[models.LedgerEntry]
+
+    @strawberry.field
+    def breakdown(self) -> list[PointsComponent]:
+        # Built only when asked for: dashboards list transactions without it.
+        return [PointsComponent(label=c["label"], points=c["points"]) for c in self.row.breakdown]
 
     @classmethod
     def from_row(cls, row: models.LedgerEntry) -> PointsTransaction:
@@ -55,10 +59,7 @@ class PointsTransaction(Node):
             created_at=row.created_at,
             available_at=row.available_at,
             expires_at=row.expires_at,
-            breakdown=[
-                PointsComponent(label=c["label"], points=c["points"]) for c in row.breakdown
-            ],
-            pk=row.id,
+            row=row,
         )
 
 

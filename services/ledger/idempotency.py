@@ -8,14 +8,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import IdempotencyRecord
+from models.base import UtcDateTime
 from services.errors import IdempotencyConflict
 
 MAX_KEY_LENGTH = 200
+
+# The same text on PostgreSQL and SQLite (3.35+). Written out because SQLAlchemy does not cache
+# the compiled form of dialect inserts with ON CONFLICT, and this runs on every earn.
+_CLAIM = text(
+    "INSERT INTO idempotency_records (scope, key, fingerprint, created_at) "
+    "VALUES (:scope, :key, :fingerprint, :created_at) "
+    "ON CONFLICT (scope, key) DO NOTHING RETURNING id"
+).bindparams(bindparam("created_at", type_=UtcDateTime()))
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -44,15 +52,9 @@ async def claim(
     Raises IdempotencyConflict when the key was used with different input.
     """
     digest = fingerprint(request)
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(IdempotencyRecord)
-        .values(scope=scope, key=key, fingerprint=digest, created_at=now)
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(IdempotencyRecord.id)
+    new_id = await session.scalar(
+        _CLAIM, {"scope": scope, "key": key, "fingerprint": digest, "created_at": now}
     )
-    new_id = await session.scalar(stmt)
     if new_id is not None:
         return Claim(record_id=new_id, first_use=None)
     record = await session.scalar(
