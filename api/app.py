@@ -24,7 +24,7 @@ from api.auth import Authenticator
 from api.graphql_view import LaurelGraphQL
 from api.metrics import Metrics
 from api.settings import Settings
-from models.engine import create_engine, read_session_factory, session_factory
+from models.engine import create_engine, read_only, read_session_factory, session_factory
 from schema.context import Context, Runtime
 from schema.limits import QueryLimits
 from schema.schema import build_schema
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     runtime = Runtime(
         sessions=sessions,
         read_sessions=read_sessions,
+        read_engine=read_only(engine),
         catalog=CatalogCache(read_sessions),
         clock=clock,
         jwt_secret=settings.jwt_secret_value,

@@ -62,11 +62,13 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reads that change nothing: on PostgreSQL in autocommit, which saves the
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads that change nothing: on PostgreSQL in autocommit, which saves the
     BEGIN and ROLLBACK round trips around every read; on SQLite without the write lock."""
     if is_sqlite(str(engine.url)):
-        reader = engine.execution_options(**{_READ_ONLY: True})
-    else:
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return session_factory(reader)
+        return engine.execution_options(**{_READ_ONLY: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(read_only(engine))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import models
+from models.records import MemberRecord
 from schema.context import Context
 from schema.ids import expect_id
 from services.errors import Invalid
@@ -24,7 +24,7 @@ async def target_member_id(
     return (await find_member(session, external_id=external_id)).id
 
 
-async def fresh_member(ctx: Context, member_id: int) -> models.Member | None:
+async def fresh_member(ctx: Context, member_id: int) -> MemberRecord | None:
     """The member for display, with pending points activated and lots expired when due:
     a balance is right when read, whatever the sweep's schedule."""
     member = await ctx.loaders.member.load(member_id)

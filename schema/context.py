@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -52,6 +52,7 @@ class Runtime:
 
     sessions: async_sessionmaker[AsyncSession]  # units of work that write
     read_sessions: async_sessionmaker[AsyncSession]  # reads only
+    read_engine: AsyncEngine  # hot reads in Core, on the same pool
     catalog: CatalogCache
     clock: Clock
     jwt_secret: str | None
@@ -67,7 +68,10 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.runtime.read_sessions, self.runtime.catalog, self.runtime.clock)
+        runtime = self.runtime
+        self.loaders = Loaders(
+            runtime.read_engine, runtime.read_sessions, runtime.catalog, runtime.clock
+        )
 
 
 Info = StrawberryInfo[Context, None]

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from models import EntryStatus, LedgerEntry, Member, Program, Tier
+from models.records import MemberRecord
 from services.catalog import Catalog, CatalogCache
 from services.clock import Clock
 
@@ -19,12 +20,17 @@ EXPIRING_SOON_LIMIT = 5
 
 class Loaders:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], catalog: CatalogCache, clock: Clock
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: CatalogCache,
+        clock: Clock,
     ) -> None:
+        self._engine = engine  # read-only (autocommit on PostgreSQL)
         self._sessions = sessions
         self._catalog = catalog
         self._clock = clock
-        self.member = DataLoader[int, Member | None](self._load_members)
+        self.member = DataLoader[int, MemberRecord | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
 
     async def catalog(self) -> Catalog:
@@ -37,10 +43,11 @@ class Loaders:
     async def program(self) -> Program:
         return (await self.catalog()).program
 
-    async def _load_members(self, ids: Sequence[int]) -> list[Member | None]:
-        async with self._sessions() as session:
-            rows = await session.scalars(select(Member).where(Member.id.in_(ids)))
-            by_id = {m.id: m for m in rows}
+    async def _load_members(self, ids: Sequence[int]) -> list[MemberRecord | None]:
+        members = Member.__table__.c
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(select(Member.__table__).where(members.id.in_(ids)))
+            by_id: dict[int, MemberRecord] = {row.id: row for row in rows}
         return [by_id.get(i) for i in ids]
 
     async def _load_expiring(self, ids: Sequence[int]) -> list[list[tuple[int, datetime]]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import strawberry
 
 import models
+from models.records import EntryRecord
 from schema.ids import encode_cursor, encode_id
 from schema.types.node import Node, PageInfo
 
@@ -40,7 +41,7 @@ class PointsTransaction(Node):
     created_at: datetime
     available_at: datetime | None
     expires_at: datetime | None
-    row: strawberry.Private[models.LedgerEntry]
+    row: strawberry.Private[EntryRecord]
 
     @strawberry.field
     def breakdown(self) -> list[PointsComponent]:
@@ -48,7 +49,7 @@ class PointsTransaction(Node):
         return [PointsComponent(label=c["label"], points=c["points"]) for c in self.row.breakdown]
 
     @classmethod
-    def from_row(cls, row: models.LedgerEntry) -> PointsTransaction:
+    def from_row(cls, row: EntryRecord) -> PointsTransaction:
         return cls(
             id=strawberry.ID(encode_id("PointsTransaction", row.id)),
             kind=row.kind,
@@ -89,7 +90,7 @@ class PointsTransactionConnection:
     @classmethod
     def from_page(
         cls,
-        rows: list[models.LedgerEntry],
+        rows: Sequence[EntryRecord],
         *,
         first: int,
         has_previous: bool,

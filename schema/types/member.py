@@ -8,6 +8,7 @@ import strawberry
 from sqlalchemy import func, select
 
 import models
+from models.records import MemberRecord
 from schema.context import Info
 from schema.exceptions import BadUserInput
 from schema.ids import decode_cursor, encode_id
@@ -46,7 +47,7 @@ class PointsBalance:
         return [PointsExpiry(points=p, expires_at=at) for p, at in lots]
 
     @classmethod
-    def from_row(cls, row: models.Member) -> PointsBalance:
+    def from_row(cls, row: MemberRecord) -> PointsBalance:
         return cls(
             available=row.available,
             pending=row.pending,
@@ -67,10 +68,10 @@ class Member(Node):
     joined_at: datetime
     referral_code: str
     balance: PointsBalance
-    row: strawberry.Private[models.Member]
+    row: strawberry.Private[MemberRecord]
 
     @classmethod
-    def from_row(cls, row: models.Member) -> Member:
+    def from_row(cls, row: MemberRecord) -> Member:
         return cls(
             id=strawberry.ID(encode_id("Member", row.id)),
             external_id=row.external_id,
@@ -112,18 +113,19 @@ class Member(Node):
         except DomainError as exc:
             raise BadUserInput("`after` is not a cursor of this connection") from exc
         member_id = self.row.id
-        sessions = info.context.runtime.read_sessions
-        stmt = select(models.LedgerEntry).where(models.LedgerEntry.member_id == member_id)
+        reader = info.context.runtime.read_engine
+        entries = models.LedgerEntry.__table__.c
+        stmt = select(models.LedgerEntry.__table__).where(entries.member_id == member_id)
         if before_id is not None:
-            stmt = stmt.where(models.LedgerEntry.id < before_id)
-        stmt = stmt.order_by(models.LedgerEntry.id.desc()).limit(size + 1)
-        async with sessions() as session:
-            rows = list(await session.scalars(stmt))
+            stmt = stmt.where(entries.id < before_id)
+        stmt = stmt.order_by(entries.id.desc()).limit(size + 1)
+        async with reader.connect() as connection:
+            rows = (await connection.execute(stmt)).all()
 
         async def count() -> int:
-            async with sessions() as session:
-                total = await session.scalar(
-                    select(func.count()).where(models.LedgerEntry.member_id == member_id)
+            async with reader.connect() as connection:
+                total = await connection.scalar(
+                    select(func.count()).where(entries.member_id == member_id)
                 )
             return int(total or 0)
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EntryKind, EntryStatus, LedgerEntry, Member, Purchase, Refund
+from models.records import MemberRecord
 from services.catalog import Catalog, load_catalog
 from services.errors import Invalid, NotFound
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
@@ -53,7 +54,7 @@ async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
 
 
 def quote_for_member(
-    catalog: Catalog, member: Member | None, amount: Decimal, at: datetime
+    catalog: Catalog, member: MemberRecord | None, amount: Decimal, at: datetime
 ) -> EarnQuote:
     """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
     tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
