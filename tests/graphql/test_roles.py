@@ -25,9 +25,6 @@ from services.ledger import purchases
 from services.program import list_tiers
 from tests.conftest import Api
 
-# Both session engines up front: the `engine` fixture cannot create one lazily, inside the loop.
-# PM
-
 ANONYMOUS, MEMBER, SERVICE, PARTNER, ADMIN = "anonymous", "member", "service", "partner", "admin"
 ROLES = (ANONYMOUS, MEMBER, SERVICE, PARTNER, ADMIN)
 EVERYONE = frozenset(ROLES)
