@@ -31,6 +31,7 @@ async def new_member(
 async def fund(
     sessions: async_sessionmaker[AsyncSession], clock: ManualClock, member_id: int, points: int
 ) -> None:
+    """An admin adjustment of `points` (negative: spends them, soonest-expiring first)."""
     async with sessions.begin() as session:
         await adjust_points(
             session,

@@ -10,10 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models import EntryKind, EntryStatus, LedgerEntry
 from models.engine import session_factory
 from services.clock import ManualClock
-from services.ledger.adjustments import adjust_points
 from services.ledger.purchases import record_purchase
 from services.ledger.sweeps import sweep
-from tests.services.helpers import assert_balances_match_ledger, configure, new_member
+from tests.services.helpers import assert_balances_match_ledger, configure, fund, new_member
 
 
 async def test_sweep_activates_and_expires_on_time_and_twice_writes_nothing(
@@ -72,16 +71,7 @@ async def test_spending_draws_the_soonest_expiring_lots_first(
     await earn("old", 50)  # expires on day 30
     clock.advance(timedelta(days=10))
     await earn("new", 50)  # expires on day 40
-    async with sessions.begin() as session:
-        await adjust_points(
-            session,
-            member_id=member_id,
-            points=-60,
-            reason="spend",
-            idempotency_key="spend",
-            actor="admin",
-            now=clock.now(),
-        )
+    await fund(sessions, clock, member_id, -60)
     # the old lot is used up, 40 of the new one remain
     async with sessions() as session:
         lots = {

@@ -13,12 +13,11 @@ from models import EntryKind, EntryStatus, LedgerEntry, Member
 from models.engine import session_factory
 from services.clock import ManualClock
 from services.errors import IdempotencyConflict, Invalid, NotFound
-from services.ledger.adjustments import adjust_points
 from services.ledger.entries import lock_member, settle
 from services.ledger.purchases import LedgerResult, record_purchase, refund_purchase
 from services.members import enroll
 from services.program import create_promotion, create_tier
-from tests.services.helpers import assert_balances_match_ledger, configure, new_member
+from tests.services.helpers import assert_balances_match_ledger, configure, fund, new_member
 
 
 async def purchase(
@@ -158,16 +157,7 @@ async def test_refund_after_points_were_spent_stops_at_zero_and_reports_the_shor
     sessions = session_factory(engine)
     member_id = await new_member(sessions, clock)
     await purchase(sessions, clock, member_id, "order-1", 100)
-    async with sessions.begin() as session:
-        await adjust_points(
-            session,
-            member_id=member_id,
-            points=-70,
-            reason="spent",
-            idempotency_key="spend",
-            actor="admin",
-            now=clock.now(),
-        )
+    await fund(sessions, clock, member_id, -70)
     result = await refund(sessions, clock, "order-1", "refund-1", None)
     assert result.entry.points == -30
     assert result.entry.breakdown[-1] == {"label": "Already spent, not recovered", "points": 70}
@@ -182,16 +172,7 @@ async def test_refund_inside_the_return_window_cancels_pending_points_only(
     sessions = session_factory(engine)
     await configure(sessions, pending_days=14)
     member_id = await new_member(sessions, clock)
-    async with sessions.begin() as session:
-        await adjust_points(
-            session,
-            member_id=member_id,
-            points=500,
-            reason="gift",
-            idempotency_key="gift",
-            actor="admin",
-            now=clock.now(),
-        )
+    await fund(sessions, clock, member_id, 500)
     await purchase(sessions, clock, member_id, "order-1", 100)
     result = await refund(sessions, clock, "order-1", "refund-1", 25)
     assert result.entry.status is EntryStatus.PENDING
