@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import strawberry
 
 from resolvers.common import fresh_member
@@ -69,6 +67,6 @@ async def enroll(info: Info, input: EnrollInput) -> EnrollPayload:
             subject=result.id,
             secret=ctx.runtime.jwt_secret,
             now=now,
-            ttl=ctx.runtime.member_token_ttl or timedelta(days=7),
+            ttl=ctx.runtime.member_token_ttl,
         )
     return EnrollPayload(member=result, token=token)
