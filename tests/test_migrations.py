@@ -1,0 +1,40 @@
+"""Every migration is reversible, on both backends: up, all the way down, and up again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+
+from models import Base
+from models.engine import create_engine
+from models.migrations import downgrade, is_up_to_date, upgrade
+from tests.conftest import PG_URL, _recreate_pg_database
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
+    url = make_url(PG_URL).set(database="laurel_test_migrations").render_as_string(False)
+    await _recreate_pg_database(url)
+    return url
+
+
+async def test_migrations_go_down_and_up_again(scratch_url: str) -> None:
+    engine = create_engine(scratch_url, pool_size=2)
+    try:
+        await upgrade(engine)
+        assert await is_up_to_date(engine)
+        await downgrade(engine)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert tables <= {"alembic_version"}
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert set(Base.metadata.tables) <= tables
+    finally:
+        await engine.dispose()
