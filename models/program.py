@@ -31,6 +31,9 @@ class Program(Base):
     birthday_points: Mapped[int] = mapped_column(Integer)
     tier_window_days: Mapped[int | None] = mapped_column(Integer)
     daily_activity_cap: Mapped[int] = mapped_column(Integer, default=10)
+    # Bumped by every change of settings, tiers or promotions: processes that cache the catalog
+    # compare it before they earn, so no purchase is priced with a stale one.
+    catalog_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Tier(Base):

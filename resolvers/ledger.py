@@ -153,7 +153,7 @@ async def preview_purchase(
     member = await ctx.loaders.member.load(pk) if pk is not None else None
     if pk is not None and member is None:
         raise BadUserInput("no such member")
-    catalog = await ctx.loaders.catalog()
+    catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
     quote = purchases.quote_for_member(catalog, member, exact, ctx.runtime.clock.now())
     return PurchasePreview(
         points=quote.points,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Program, Promotion, Tier
-from services.program import get_program, list_tiers
+from services.program import catalog_version, get_program, list_tiers
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -28,6 +28,10 @@ class Catalog:
     tiers: tuple[Tier, ...]  # by threshold, entry tier first
     promotions: tuple[Promotion, ...]  # every promotion ending after `promotions_from`
     promotions_from: datetime
+    version: int  # the program's catalog_version when loaded
+
+    def has_tier(self, tier_id: int) -> bool:
+        return any(t.id == tier_id for t in self.tiers)
 
     def tier(self, tier_id: int) -> Tier:
         return next(t for t in self.tiers if t.id == tier_id)
@@ -47,12 +51,26 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         .where(Promotion.ends_at > since)
         .order_by(Promotion.starts_at, Promotion.id)
     )
+    program = await get_program(session)
     return Catalog(
-        program=await get_program(session),
+        program=program,
+        version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
         promotions=tuple(promotions),
         promotions_from=since,
     )
+
+
+async def current_catalog(session: AsyncSession, cached: Catalog | None, now: datetime) -> Catalog:
+    """The catalog a write must use: the cached snapshot if it is still the database's (one
+    small read inside the unit of work), else a fresh one from this transaction."""
+    if (
+        cached is not None
+        and cached.covers(now)
+        and cached.version == await catalog_version(session)
+    ):
+        return cached
+    return await load_catalog(session, now)
 
 
 class CatalogCache:
@@ -63,10 +81,20 @@ class CatalogCache:
         self._expires = 0.0
         self._lock = asyncio.Lock()
 
-    async def get(self, now: datetime) -> Catalog:
+    async def get(self, now: datetime, *, tier_id: int | None = None) -> Catalog:
+        """The snapshot; reloaded when old, or when it lacks `tier_id` (a tier another process
+        created since: display may lag by `ttl`, but must never fail)."""
         snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() < self._expires and snapshot.covers(now):
+        fresh_enough = snapshot is not None and time.monotonic() < self._expires
+        if (
+            snapshot is not None
+            and fresh_enough
+            and snapshot.covers(now)
+            and (tier_id is None or snapshot.has_tier(tier_id))
+        ):
             return snapshot
+        if snapshot is not None and tier_id is not None and not snapshot.has_tier(tier_id):
+            self._snapshot = snapshot = None
         async with self._lock:  # one reload at a time, however many requests wait for it
             if self._snapshot is not snapshot and self._snapshot is not None:
                 return self._snapshot

@@ -8,12 +8,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import PROGRAM_ID, Program, Promotion, Tier
-from services.errors import AlreadyExists, Invalid, NotFound
+from services.errors import AlreadyExists, Invalid
 
 DEFAULT_PROGRAM: dict[str, Any] = {
     "name": "Laurel Rewards",
@@ -93,8 +93,22 @@ async def update_program(session: AsyncSession, changes: Mapping[str, Any]) -> P
             setattr(program, name, value)
         else:
             raise Invalid(f"unknown setting {name}", field=field)
+    await bump_catalog_version(session)
     await session.flush()
     return program
+
+
+async def bump_catalog_version(session: AsyncSession) -> None:
+    await session.execute(
+        update(Program)
+        .where(Program.id == PROGRAM_ID)
+        .values(catalog_version=Program.catalog_version + 1),
+        execution_options={"synchronize_session": False},
+    )
+
+
+async def catalog_version(session: AsyncSession) -> int:
+    return int(await session.scalar(select(Program.catalog_version)) or 0)
 
 
 async def list_tiers(session: AsyncSession) -> list[Tier]:
@@ -135,6 +149,7 @@ async def create_tier(
             await session.flush()
     except IntegrityError as exc:
         raise AlreadyExists("a tier with this name or threshold already exists") from exc
+    await bump_catalog_version(session)
     return tier
 
 
@@ -162,14 +177,8 @@ async def create_promotion(
     promotion = Promotion(name=name, multiplier=mult, starts_at=starts_at, ends_at=ends_at)
     session.add(promotion)
     await session.flush()
+    await bump_catalog_version(session)
     return promotion
-
-
-async def get_tier(session: AsyncSession, tier_id: int) -> Tier:
-    tier = await session.get(Tier, tier_id)
-    if tier is None:
-        raise NotFound("no such tier")
-    return tier
 
 
 def positive_decimal(value: float, field: list[str], *, maximum: float | Decimal) -> Decimal:

@@ -33,12 +33,12 @@ class Loaders:
         self.member = DataLoader[int, MemberRecord | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
 
-    async def catalog(self) -> Catalog:
-        return await self._catalog.get(self._clock.now())
+    async def catalog(self, *, tier_id: int | None = None) -> Catalog:
+        return await self._catalog.get(self._clock.now(), tier_id=tier_id)
 
-    async def tiers(self) -> list[Tier]:
-        """Every tier, by threshold (entry tier first)."""
-        return list((await self.catalog()).tiers)
+    async def tiers(self, *, including: int | None = None) -> list[Tier]:
+        """Every tier, by threshold (entry tier first), with tier `including` among them."""
+        return list((await self.catalog(tier_id=including)).tiers)
 
     async def program(self) -> Program:
         return (await self.catalog()).program

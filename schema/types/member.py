@@ -86,13 +86,13 @@ class Member(Node):
 
     @strawberry.field
     async def tier(self, info: Info) -> Tier:
-        tiers = await info.context.loaders.tiers()
+        tiers = await info.context.loaders.tiers(including=self.row.tier_id)
         rank = next(i for i, t in enumerate(tiers) if t.id == self.row.tier_id)
         return Tier.from_row(tiers[rank], rank)
 
     @strawberry.field
     async def tier_progress(self, info: Info) -> TierProgress:
-        ranked = Tier.ranked(await info.context.loaders.tiers())
+        ranked = Tier.ranked(await info.context.loaders.tiers(including=self.row.tier_id))
         rank = next(t.rank for t in ranked if t.id == encode_id("Tier", self.row.tier_id))
         following = ranked[rank + 1] if rank + 1 < len(ranked) else None
         qualifying = self.row.qualifying_points

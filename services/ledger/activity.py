@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EntryKind, LedgerEntry
-from services.catalog import Catalog, load_catalog
+from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, LimitReached
 from services.ledger.entries import credit, lock_member, settle
 from services.ledger.idempotency import claim, record_result
@@ -39,7 +39,7 @@ async def record_activity(
 
     member = await lock_member(session, member_id)
     await settle(session, member, now)
-    catalog = catalog or await load_catalog(session, now)
+    catalog = await current_catalog(session, catalog, now)
     program = catalog.program
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     today = await session.scalar(

@@ -15,8 +15,6 @@ from models import IdempotencyRecord
 from models.base import UtcDateTime
 from services.errors import IdempotencyConflict
 
-MAX_KEY_LENGTH = 200
-
 # The same text on PostgreSQL and SQLite (3.35+). Written out because SQLAlchemy does not cache
 # the compiled form of dialect inserts with ON CONFLICT, and this runs on every earn.
 _CLAIM = text(
@@ -35,10 +33,6 @@ def fingerprint(payload: dict[str, Any]) -> str:
 class Claim:
     record_id: int
     first_use: IdempotencyRecord | None  # set when this is a retry of an earlier request
-
-    @property
-    def is_retry(self) -> bool:
-        return self.first_use is not None
 
 
 async def claim(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EntryKind, EntryStatus, LedgerEntry, Member, Purchase, Refund
 from models.records import MemberRecord
-from services.catalog import Catalog, load_catalog
+from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, NotFound
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
@@ -89,7 +89,7 @@ async def record_purchase(
 
     member = await lock_member(session, member_id)
     await settle(session, member, now)
-    catalog = catalog or await load_catalog(session, now)
+    catalog = await current_catalog(session, catalog, now)
     program, tiers = catalog.program, catalog.tiers
     occurred = min(occurred_at or now, now)
     promotions = (
@@ -191,7 +191,7 @@ async def refund_purchase(
         .execution_options(populate_existing=True)
     )
     assert purchase is not None
-    catalog = catalog or await load_catalog(session, now)
+    catalog = await current_catalog(session, catalog, now)
     program = catalog.program
 
     refundable = purchase.amount - purchase.refunded_amount

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.settings import Settings
+from models import KeyRole
 from models.engine import session_factory
 from schema.ids import encode_id
 from services.clock import ManualClock
-from tests.conftest import Api
+from tests.conftest import Api, ApiFactory
 from tests.services.helpers import new_member
 
 
@@ -96,3 +97,34 @@ async def test_rs256_member_tokens_are_accepted_with_the_public_key(
         assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     finally:
         await app.state.laurel.engine.dispose()
+
+
+async def test_a_tier_created_through_another_process_shows_at_once(
+    pg: AsyncEngine, make_api: ApiFactory, clock: ManualClock
+) -> None:
+    # given two API processes on one database, the second with its catalog cached
+    first, second = await make_api(pg), await make_api(pg)
+    member_id = await new_member(session_factory(pg), clock)
+    assert await second.gql("{ tiers { name } }") == {"data": {"tiers": [{"name": "Member"}]}}
+
+    # when the first creates a tier the member already qualifies for
+    admin = await first.key(KeyRole.ADMIN)
+    await first.gql(
+        'mutation { createTier(input: {name: "Gold", threshold: 1}) { userErrors { code } } }',
+        token=admin,
+    )
+    await first.gql(
+        """mutation($id: ID!) { recordPurchase(input: {memberId: $id, orderId: "o", amount: 5})
+           { userErrors { code } } }""",
+        {"id": encode_id("Member", member_id)},
+        token=await first.key(KeyRole.SERVICE),
+    )
+
+    # then the second shows the member's new tier, without waiting for its cache to expire
+    answer = await second.gql(
+        "{ me { tier { name } tierProgress { current { name } } } }",
+        token=second.member_token(member_id),
+    )
+    assert answer == {
+        "data": {"me": {"tier": {"name": "Gold"}, "tierProgress": {"current": {"name": "Gold"}}}}
+    }
