@@ -14,6 +14,7 @@ from models.ledger import (
 )
 from models.member import Member
 from models.program import PROGRAM_ID, Program, Promotion, Tier
+from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
 
 __all__ = [
     "EARNING_KINDS",
@@ -27,9 +28,14 @@ __all__ = [
     "KeyRole",
     "LedgerEntry",
     "Member",
+    "Partner",
     "Program",
     "Promotion",
     "Purchase",
+    "Redemption",
+    "RedemptionStatus",
     "Refund",
+    "Reward",
+    "RewardKind",
     "Tier",
 ]

@@ -67,6 +67,8 @@ class LedgerEntry(Base):
         # Lots a debit can draw from, and lots the sweeps look at.
         Index("ix_ledger_entries_open_lots", "member_id", "status", "expires_at"),
         Index("ix_ledger_entries_available_at", "status", "available_at"),
+        # Program figures over a window.
+        Index("ix_ledger_entries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -12,6 +12,8 @@ from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.node import Node
 from schema.types.program import Promotion, Tier
+from schema.types.redemption import Redemption
+from schema.types.reward import Partner, Reward
 
 
 async def node(info: Info, id: strawberry.ID) -> Node | None:
@@ -38,4 +40,16 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
         async with ctx.runtime.read_sessions() as session:
             promotion = await session.get(models.Promotion, pk)
         return Promotion.from_row(promotion) if promotion else None
+    if type_name == "Reward":
+        reward = await ctx.loaders.rewards.reward.load(pk)
+        return Reward.from_row(reward, ctx.runtime.clock.now()) if reward else None
+    if type_name == "Partner":
+        partner = await ctx.loaders.rewards.partner.load(pk)
+        return Partner.from_row(partner) if partner else None
+    if type_name == "Redemption":
+        async with ctx.runtime.read_sessions() as session:
+            redemption = await session.get(models.Redemption, pk)
+        if redemption is None or not viewer.can_see_member(redemption.member_id):
+            return None
+        return Redemption.from_row(redemption)
     return None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import strawberry
 
 from schema.context import Info
 from schema.errors import UserError
+from schema.exceptions import BadUserInput
 from schema.inputs import CreatePromotionInput, CreateTierInput, UpdateProgramInput
 from schema.payloads import CreatePromotionPayload, CreateTierPayload, UpdateProgramPayload
 from schema.types.program import Program, Promotion, Tier
+from schema.types.stats import ProgramStats
 from services import program as programs
+from services import stats
 from services import tiers as tier_service
 from services.errors import DomainError
 
@@ -80,3 +86,16 @@ async def create_promotion(info: Info, input: CreatePromotionInput) -> CreatePro
         return CreatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()
     return CreatePromotionPayload(promotion=Promotion.from_row(row))
+
+
+async def program_stats(
+    info: Info,
+    from_: Annotated[datetime, strawberry.argument(name="from")],
+    to: datetime,
+) -> ProgramStats:
+    try:
+        async with info.context.runtime.read_sessions() as session:
+            figures = await stats.program_stats(session, start=from_, end=to)
+    except DomainError as error:
+        raise BadUserInput(error.message) from error
+    return ProgramStats.from_figures(figures)

@@ -6,7 +6,10 @@ from datetime import date, datetime
 
 import strawberry
 
+import models
 from schema.types.ledger import ActivityKind
+
+RewardKind = models.RewardKind
 
 
 @strawberry.input
@@ -83,3 +86,62 @@ class CreatePromotionInput:
     multiplier: float
     starts_at: datetime
     ends_at: datetime
+
+
+@strawberry.input
+class RedeemRewardInput:
+    reward_id: strawberry.ID
+    idempotency_key: str = strawberry.field(
+        description="The same key returns the first result instead of redeeming again"
+    )
+
+
+@strawberry.input
+class CreatePartnerInput:
+    name: str
+    slug: str
+
+
+@strawberry.input
+class CreateRewardInput:
+    name: str
+    kind: RewardKind
+    cost: int
+    description: str = ""
+    value: float | None = None
+    partner_id: strawberry.ID | None = None
+    minimum_tier_id: strawberry.ID | None = None
+    stock: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    settlement_amount: float | None = strawberry.field(
+        default=None,
+        description="For co-branded rewards: what one redemption settles with the partner",
+    )
+    per_member_limit: int | None = strawberry.field(
+        default=None, description="How many times one member may redeem it; null: no limit"
+    )
+
+
+@strawberry.input(
+    description="Only the fields given change; an explicit null clears stock (unlimited) or a date"
+)
+class UpdateRewardInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    cost: int | None = strawberry.UNSET
+    stock: int | None = strawberry.UNSET
+    starts_at: datetime | None = strawberry.UNSET
+    ends_at: datetime | None = strawberry.UNSET
+
+
+@strawberry.input
+class UseRedemptionInput:
+    code: str = strawberry.field(description="The voucher code presented at checkout")
+
+
+@strawberry.input(description="One of id / code")
+class CancelRedemptionInput:
+    id: strawberry.ID | None = None
+    code: str | None = None

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import ledger, members, program
+from resolvers import ledger, members, partners, program, redemptions, rewards
 from schema.payloads import (
     AdjustPointsPayload,
+    CancelRedemptionPayload,
+    CreatePartnerPayload,
     CreatePromotionPayload,
+    CreateRewardPayload,
     CreateTierPayload,
     EnrollPayload,
     RecordActivityPayload,
     RecordPurchasePayload,
+    RedeemRewardPayload,
     RefundPurchasePayload,
     UpdateProgramPayload,
+    UpdateRewardPayload,
+    UseRedemptionPayload,
 )
-from schema.permissions import AdminOnly, AnyoneButMembersAndPartners, StaffOnly
+from schema.permissions import AdminOnly, AnyoneButMembersAndPartners, MemberOnly, StaffOnly
 
 
 @strawberry.type
@@ -44,4 +50,26 @@ class Mutation:
     )
     adjust_points: AdjustPointsPayload = strawberry.mutation(
         resolver=ledger.adjust_points, permission_classes=[AdminOnly]
+    )
+    create_partner: CreatePartnerPayload = strawberry.mutation(
+        resolver=partners.create_partner, permission_classes=[AdminOnly]
+    )
+    create_reward: CreateRewardPayload = strawberry.mutation(
+        resolver=rewards.create_reward, permission_classes=[AdminOnly]
+    )
+    update_reward: UpdateRewardPayload = strawberry.mutation(
+        resolver=rewards.update_reward, permission_classes=[AdminOnly]
+    )
+    redeem_reward: RedeemRewardPayload = strawberry.mutation(
+        resolver=redemptions.redeem_reward, permission_classes=[MemberOnly]
+    )
+    use_redemption: UseRedemptionPayload = strawberry.mutation(
+        resolver=redemptions.use_redemption,
+        permission_classes=[StaffOnly],
+        description="At checkout: mark an issued voucher used (a code is good for one order)",
+    )
+    cancel_redemption: CancelRedemptionPayload = strawberry.mutation(
+        resolver=redemptions.cancel_redemption,
+        permission_classes=[StaffOnly],
+        description="Cancel an issued redemption: its points and stock come back, once",
     )

@@ -8,6 +8,8 @@ from schema.errors import UserError
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.program import Program, Promotion, Tier
+from schema.types.redemption import Redemption
+from schema.types.reward import Partner, Reward
 
 
 @strawberry.type
@@ -61,4 +63,43 @@ class CreateTierPayload:
 @strawberry.type
 class CreatePromotionPayload:
     promotion: Promotion | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RedeemRewardPayload:
+    redemption: Redemption | None = None
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UseRedemptionPayload:
+    redemption: Redemption | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CancelRedemptionPayload:
+    redemption: Redemption | None = None
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreatePartnerPayload:
+    partner: Partner | None = None
+    api_key: str | None = strawberry.field(default=None, description="Shown once, never stored")
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateRewardPayload:
+    reward: Reward | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateRewardPayload:
+    reward: Reward | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

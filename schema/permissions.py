@@ -58,3 +58,7 @@ class AnyoneButMembersAndPartners(_RolePermission):
         if problem is not None:
             raise Unauthenticated(problem)
         return super().has_permission(source, info, **kwargs)
+
+
+class PartnerOrAdmin(_RolePermission):
+    roles = frozenset({Role.PARTNER, Role.ADMIN})

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import ledger, members, node
+from resolvers import ledger, members, node, partners, rewards
 from resolvers import program as program_resolvers
-from schema.permissions import MemberOnly, StaffOnly
+from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
 from schema.types.ledger import PurchasePreview
 from schema.types.member import Member
 from schema.types.node import Node
 from schema.types.program import Program, Promotion, Tier
+from schema.types.reward import Partner, RewardConnection
+from schema.types.stats import ProgramStats
 
 
 @strawberry.type
@@ -25,4 +27,16 @@ class Query:
     program: Program = strawberry.field(resolver=program_resolvers.program)
     promotions: list[Promotion] = strawberry.field(
         resolver=program_resolvers.promotions, description="Active and upcoming"
+    )
+    rewards: RewardConnection = strawberry.field(resolver=rewards.rewards)
+    partner: Partner | None = strawberry.field(
+        resolver=partners.partner,
+        permission_classes=[PartnerOrAdmin],
+        description="Partner key: the calling brand",
+    )
+    partners: list[Partner] = strawberry.field(
+        resolver=partners.partners, permission_classes=[AdminOnly]
+    )
+    program_stats: ProgramStats = strawberry.field(
+        resolver=program_resolvers.program_stats, permission_classes=[AdminOnly]
     )

@@ -45,6 +45,10 @@ class InsufficientPoints(DomainError):
     code = ErrorCode.INSUFFICIENT_POINTS
 
 
+class OutOfStock(DomainError):
+    code = ErrorCode.OUT_OF_STOCK
+
+
 class LimitReached(DomainError):
     code = ErrorCode.LIMIT_REACHED
 

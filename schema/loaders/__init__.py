@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,6 +13,7 @@ from strawberry.dataloader import DataLoader
 
 from models import EntryStatus, LedgerEntry, Member, Program, Tier
 from models.records import MemberRecord
+from schema.loaders.rewards import RewardLoaders
 from services.catalog import Catalog, CatalogCache
 from services.clock import Clock
 
@@ -32,6 +34,11 @@ class Loaders:
         self._clock = clock
         self.member = DataLoader[int, MemberRecord | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
+
+    @cached_property
+    def rewards(self) -> RewardLoaders:
+        # Built on first use: most requests never touch the rewards catalog.
+        return RewardLoaders(self._engine)
 
     async def catalog(self, *, tier_id: int | None = None) -> Catalog:
         return await self._catalog.get(self._clock.now(), tier_id=tier_id)

@@ -15,6 +15,9 @@ from schema.ids import decode_cursor, encode_id
 from schema.types.ledger import PointsTransactionConnection
 from schema.types.node import Node
 from schema.types.program import Tier, TierProgress
+from schema.types.redemption import RedemptionConnection
+from schema.types.reward import Reward
+from services import rewards
 from services.errors import DomainError
 
 MAX_PAGE = 100
@@ -132,3 +135,52 @@ class Member(Node):
         return PointsTransactionConnection.from_page(
             rows, first=size, has_previous=before_id is not None, count=count
         )
+
+    @strawberry.field  # newest first
+    async def redemptions(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> RedemptionConnection:
+        size = page_size(20 if first is None else first)
+        try:
+            before_id = decode_cursor(after, ["after"]) if after is not None else None
+        except DomainError as exc:
+            raise BadUserInput("`after` is not a cursor of this connection") from exc
+        member_id = self.row.id
+        reader = info.context.runtime.read_engine
+        table = models.Redemption.__table__
+        stmt = select(table).where(table.c.member_id == member_id)
+        if before_id is not None:
+            stmt = stmt.where(table.c.id < before_id)
+        stmt = stmt.order_by(table.c.id.desc()).limit(size + 1)
+        async with reader.connect() as connection:
+            rows = (await connection.execute(stmt)).all()
+
+        async def count() -> int:
+            async with reader.connect() as connection:
+                total = await connection.scalar(
+                    select(func.count()).select_from(table).where(table.c.member_id == member_id)
+                )
+            return int(total or 0)
+
+        return RedemptionConnection.from_page(
+            rows, first=size, has_previous=before_id is not None, count=count
+        )
+
+    # Eligible, in-stock rewards: the most valuable affordable now first, then the closest.
+    @strawberry.field
+    async def recommended_rewards(self, info: Info, first: int | None = 5) -> list[Reward]:
+        size = page_size(5 if first is None else first)
+        ctx = info.context
+        tiers = await ctx.loaders.tiers(including=self.row.tier_id)
+        threshold = next(t.threshold for t in tiers if t.id == self.row.tier_id)
+        now = ctx.runtime.clock.now()
+        async with ctx.runtime.read_sessions() as session:
+            rows = await rewards.recommended(
+                session,
+                member_id=self.row.id,
+                available=self.row.available,
+                tier_threshold=threshold,
+                now=now,
+                first=size,
+            )
+        return [Reward.from_row(row, now) for row in rows]

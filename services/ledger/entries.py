@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,14 @@ from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
 # Balances travel as GraphQL Int (32-bit): stay well inside it, and refuse what is beyond.
 MAX_ENTRY_POINTS = 100_000_000
 MAX_BALANCE = 2_000_000_000
+
+
+class Drawn(NamedTuple):
+    """Points taken from lots that expire at `expires_at` (None: never)."""
+
+    expires_at: datetime | None
+    points: int
+
 
 # Entries that can never be spent from, whatever their sign.
 _NOT_LOTS = frozenset({EntryKind.REVERSAL, EntryKind.EXPIRATION})
@@ -137,13 +145,40 @@ async def debit(
     actor: str = "system",
 ) -> LedgerEntry:
     """Spend `points` (> 0) of the available balance, soonest-expiring lots first."""
+    entry, _ = await spend(
+        session,
+        member,
+        kind=kind,
+        points=points,
+        now=now,
+        description=description,
+        reference=reference,
+        breakdown=breakdown,
+        actor=actor,
+    )
+    return entry
+
+
+async def spend(
+    session: AsyncSession,
+    member: Member,
+    *,
+    kind: EntryKind,
+    points: int,
+    now: datetime,
+    description: str,
+    reference: str | None = None,
+    breakdown: Sequence[dict[str, Any]] = (),
+    actor: str = "system",
+) -> tuple[LedgerEntry, list[Drawn]]:
+    """`debit`, also saying which expiries the points were drawn from."""
     assert points > 0
     if member.available < points:
         raise InsufficientPoints(
             f"{points} points needed, {member.available} available", field=["input", "points"]
         )
-    await draw(session, member, points, status=EntryStatus.POSTED)
-    return post(
+    drawn = await draw(session, member, points, status=EntryStatus.POSTED)
+    entry = post(
         session,
         member,
         kind=kind,
@@ -154,6 +189,7 @@ async def debit(
         breakdown=breakdown or [{"label": description, "points": -points}],
         actor=actor,
     )
+    return entry, drawn
 
 
 async def draw(
@@ -163,11 +199,13 @@ async def draw(
     *,
     status: EntryStatus,
     first_lot_id: int | None = None,
-) -> None:
+) -> list[Drawn]:
     """Take `points` from the member's open lots of `status`: `first_lot_id` first, then the
-    soonest-expiring (never-expiring last), oldest first among equals."""
+    soonest-expiring (never-expiring last), oldest first among equals. Returns how much was
+    taken from each expiry, in the order taken."""
+    drawn: list[Drawn] = []
     if points <= 0:
-        return
+        return drawn
     stmt = (
         select(LedgerEntry)
         .where(
@@ -188,8 +226,12 @@ async def draw(
         take = min(left, lot.remaining)
         lot.remaining -= take
         left -= take
+        if drawn and drawn[-1].expires_at == lot.expires_at:
+            drawn[-1] = Drawn(lot.expires_at, drawn[-1].points + take)
+        else:
+            drawn.append(Drawn(lot.expires_at, take))
         if left == 0:
-            return
+            return drawn
     raise AssertionError(f"member {member.id}: lots hold {points - left} of {points} points drawn")
 
 

@@ -1,0 +1,93 @@
+"""Redeeming rewards (members) and a redemption's life at checkout (the merchant's backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema.context import Context, Info
+from schema.errors import UserError
+from schema.ids import expect_id
+from schema.inputs import CancelRedemptionInput, RedeemRewardInput, UseRedemptionInput
+from schema.payloads import CancelRedemptionPayload, RedeemRewardPayload, UseRedemptionPayload
+from schema.types.member import Member
+from schema.types.redemption import Redemption
+from services import redemptions
+from services.errors import DomainError, Invalid
+from services.redemptions import RedemptionResult
+
+
+async def _unit_of_work(
+    ctx: Context, work: Callable[[AsyncSession], Awaitable[RedemptionResult]]
+) -> RedemptionResult | UserError:
+    """Commit on success; on a business refusal roll back (nothing written) and report it."""
+    try:
+        async with ctx.runtime.sessions.begin() as session:
+            return await work(session)
+    except DomainError as error:
+        return UserError.from_domain(error)
+
+
+async def redeem_reward(info: Info, input: RedeemRewardInput) -> RedeemRewardPayload:
+    ctx = info.context
+    member_id = ctx.viewer.member_id
+    assert member_id is not None, "MemberOnly lets only members in"
+
+    async def work(session: AsyncSession) -> RedemptionResult:
+        return await redemptions.redeem(
+            session,
+            member_id=member_id,
+            reward_id=expect_id(input.reward_id, "Reward", ["input", "rewardId"]),
+            idempotency_key=input.idempotency_key,
+            now=ctx.runtime.clock.now(),
+            actor=ctx.viewer.actor,
+        )
+
+    result = await _unit_of_work(ctx, work)
+    if isinstance(result, UserError):
+        return RedeemRewardPayload(user_errors=[result])
+    return RedeemRewardPayload(
+        redemption=Redemption.from_row(result.redemption), member=Member.from_row(result.member)
+    )
+
+
+async def use_redemption(info: Info, input: UseRedemptionInput) -> UseRedemptionPayload:
+    ctx = info.context
+
+    async def work(session: AsyncSession) -> RedemptionResult:
+        redemption_id = await redemptions.find_by_code(session, input.code)
+        return await redemptions.use(
+            session, redemption_id=redemption_id, now=ctx.runtime.clock.now()
+        )
+
+    result = await _unit_of_work(ctx, work)
+    if isinstance(result, UserError):
+        return UseRedemptionPayload(user_errors=[result])
+    return UseRedemptionPayload(redemption=Redemption.from_row(result.redemption))
+
+
+async def cancel_redemption(info: Info, input: CancelRedemptionInput) -> CancelRedemptionPayload:
+    ctx = info.context
+
+    async def work(session: AsyncSession) -> RedemptionResult:
+        if (input.id is None) == (input.code is None):
+            raise Invalid("give exactly one of id and code", field=["input", "id"])
+        if input.id is not None:
+            redemption_id = expect_id(input.id, "Redemption", ["input", "id"])
+        else:
+            assert input.code is not None
+            redemption_id = await redemptions.find_by_code(session, input.code)
+        return await redemptions.cancel(
+            session,
+            redemption_id=redemption_id,
+            now=ctx.runtime.clock.now(),
+            actor=ctx.viewer.actor,
+        )
+
+    result = await _unit_of_work(ctx, work)
+    if isinstance(result, UserError):
+        return CancelRedemptionPayload(user_errors=[result])
+    return CancelRedemptionPayload(
+        redemption=Redemption.from_row(result.redemption), member=Member.from_row(result.member)
+    )

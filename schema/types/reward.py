@@ -1,0 +1,226 @@
+"""The rewards catalog and partner brands as clients see them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from sqlalchemy import ColumnElement, func, select
+
+import models
+from models.records import PartnerRecord, RewardRecord
+from schema.context import Info, Role
+from schema.exceptions import BadUserInput, Forbidden, Unauthenticated
+from schema.ids import decode_cursor, encode_cursor, encode_id
+from schema.types.node import Node, PageInfo
+from schema.types.program import Tier
+from services import partners
+from services.errors import DomainError
+from services.rewards import is_available, not_ended
+
+strawberry.enum(models.RewardKind, name="RewardKind")
+
+MAX_PAGE = 100
+
+
+def page_size(first: int | None, default: int = 20) -> int:
+    size = default if first is None else first
+    if not 1 <= size <= MAX_PAGE:
+        raise BadUserInput(f"`first` must be between 1 and {MAX_PAGE}")
+    return size
+
+
+def after_id(after: str | None) -> int | None:
+    try:
+        return decode_cursor(after, ["after"]) if after is not None else None
+    except DomainError as exc:
+        raise BadUserInput("`after` is not a cursor of this connection") from exc
+
+
+@strawberry.type
+class DonationTotal:
+    """What members have given through a donation reward so far."""
+
+    redemptions: int
+    points: int
+    amount: float
+
+
+@strawberry.type
+class Reward(Node):
+    id: strawberry.ID
+    name: str
+    description: str
+    kind: models.RewardKind
+    cost: int
+    value: float | None
+    stock: int | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    available: bool = strawberry.field(description="In stock and inside its dates")
+    per_member_limit: int | None = strawberry.field(
+        description="How many times one member may redeem it (cancelled ones do not count)"
+    )
+    row: strawberry.Private[RewardRecord]
+
+    @classmethod
+    def from_row(cls, row: RewardRecord, now: datetime) -> Reward:
+        return cls(
+            id=strawberry.ID(encode_id("Reward", row.id)),
+            name=row.name,
+            description=row.description,
+            kind=row.kind,
+            cost=row.cost,
+            value=float(row.value) if row.value is not None else None,
+            stock=row.stock,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            available=is_available(row, now),
+            per_member_limit=row.per_member_limit,
+            row=row,
+        )
+
+    @strawberry.field
+    async def partner(self, info: Info) -> Partner | None:
+        if self.row.partner_id is None:
+            return None
+        found = await info.context.loaders.rewards.partner.load(self.row.partner_id)
+        return Partner.from_row(found) if found is not None else None
+
+    @strawberry.field
+    async def minimum_tier(self, info: Info) -> Tier | None:
+        tier_id = self.row.minimum_tier_id
+        if tier_id is None:
+            return None
+        tiers = await info.context.loaders.tiers(including=tier_id)
+        rank = next(i for i, t in enumerate(tiers) if t.id == tier_id)
+        return Tier.from_row(tiers[rank], rank)
+
+    @strawberry.field  # donations only: what members have given through it so far
+    async def donated(self, info: Info) -> DonationTotal | None:
+        if self.kind is not models.RewardKind.DONATION:
+            return None
+        total = await info.context.loaders.rewards.donated.load(self.row.id)
+        return DonationTotal(
+            redemptions=total.redemptions, points=total.points, amount=float(total.amount)
+        )
+
+
+@strawberry.type
+class RewardEdge:
+    cursor: str
+    node: Reward
+
+
+@strawberry.type
+class RewardConnection:
+    edges: list[RewardEdge]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()  # counted only when asked for
+
+
+async def reward_page(
+    info: Info,
+    *,
+    first: int | None,
+    after: str | None,
+    filters: Sequence[ColumnElement[bool]] = (),
+) -> RewardConnection:
+    """Rewards still in the catalog (upcoming ones included, ended ones not), oldest first."""
+    size = page_size(first)
+    start = after_id(after)
+    now = info.context.runtime.clock.now()
+    rewards = models.Reward.__table__.c
+    conditions = [not_ended(now), *filters]
+    stmt = select(models.Reward.__table__).where(*conditions)
+    if start is not None:
+        stmt = stmt.where(rewards.id > start)
+    stmt = stmt.order_by(rewards.id).limit(size + 1)
+    engine = info.context.runtime.read_engine
+    async with engine.connect() as connection:
+        rows = (await connection.execute(stmt)).all()
+
+    async def count() -> int:
+        async with engine.connect() as connection:
+            total = await connection.scalar(
+                select(func.count()).select_from(models.Reward.__table__).where(*conditions)
+            )
+        return int(total or 0)
+
+    edges = [
+        RewardEdge(cursor=encode_cursor(r.id), node=Reward.from_row(r, now)) for r in rows[:size]
+    ]
+    return RewardConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size,
+            has_previous_page=start is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )
+
+
+@strawberry.type
+class PartnerSettlement:
+    redemptions: int
+    points_redeemed: int
+    amount_owed: float
+
+
+@strawberry.type
+class Partner(Node):
+    id: strawberry.ID
+    name: str
+    slug: str
+    pk: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: PartnerRecord) -> Partner:
+        return cls(
+            id=strawberry.ID(encode_id("Partner", row.id)),
+            name=row.name,
+            slug=row.slug,
+            pk=row.id,
+        )
+
+    @strawberry.field
+    async def rewards(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> RewardConnection:
+        return await reward_page(
+            info, first=first, after=after, filters=[models.Reward.partner_id == self.pk]
+        )
+
+    @strawberry.field  # the partner itself (own brand) or an admin only
+    async def settlement(
+        self,
+        info: Info,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+    ) -> PartnerSettlement | None:
+        viewer = info.context.viewer
+        if viewer.role is Role.ANONYMOUS:
+            raise Unauthenticated(viewer.credential_problem or "a settlement needs a credential")
+        own_brand = viewer.role is Role.PARTNER and viewer.partner_slug == self.slug
+        if not (own_brand or viewer.role is Role.ADMIN):
+            raise Forbidden("only the partner itself or an admin may read its settlement")
+        try:
+            async with info.context.runtime.read_sessions() as session:
+                figures = await partners.settlement(
+                    session, partner_id=self.pk, start=from_, end=to
+                )
+        except DomainError as error:
+            raise BadUserInput(error.message) from error
+        return PartnerSettlement(
+            redemptions=figures.redemptions,
+            points_redeemed=figures.points_redeemed,
+            amount_owed=float(figures.amount_owed),
+        )

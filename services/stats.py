@@ -1,0 +1,94 @@
+"""Program figures over a window, for admins: three aggregate queries, whatever the size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import EARNING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Purchase
+from services.errors import Invalid
+from services.program import get_program
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramStats:
+    members: int
+    active_members: int
+    points_issued: int
+    points_redeemed: int
+    points_expired: int
+    outstanding_points: int
+    liability: Decimal
+    redemption_rate: float
+    repeat_purchase_rate: float
+
+
+async def program_stats(session: AsyncSession, *, start: datetime, end: datetime) -> ProgramStats:
+    """Figures for [start, end); outstanding points and liability are as of now.
+
+    * issued: points earned (every earning kind, pending ones included) and positive
+      adjustments, less what refunds reversed;
+    * redeemed: points spent on rewards, less what cancelled redemptions gave back;
+    * active members: those who earned or redeemed inside the window.
+    """
+    if end <= start:
+        raise Invalid("`to` must be after `from`", field=["to"])
+    e = LedgerEntry
+    earned = e.kind.in_([*EARNING_KINDS, EntryKind.REVERSAL]) | (
+        (e.kind == EntryKind.ADJUSTMENT) & (e.points > 0)
+    )
+    active = e.kind.in_([*EARNING_KINDS, EntryKind.REDEMPTION])
+    ledger = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(case((earned, e.points), else_=0)), 0),
+                func.coalesce(
+                    func.sum(case((e.kind == EntryKind.REDEMPTION, -e.points), else_=0)), 0
+                ),
+                func.coalesce(
+                    func.sum(case((e.kind == EntryKind.EXPIRATION, -e.points), else_=0)), 0
+                ),
+                func.count(func.distinct(case((active, e.member_id)))),
+            ).where(e.created_at >= start, e.created_at < end, e.status != EntryStatus.VOIDED)
+        )
+    ).one()
+    members = (
+        await session.execute(
+            select(
+                func.count(case((Member.joined_at < end, Member.id))),
+                func.coalesce(func.sum(Member.available + Member.pending), 0),
+            )
+        )
+    ).one()
+    per_member = (
+        select(func.count(Purchase.id).label("purchases"))
+        .where(Purchase.occurred_at >= start, Purchase.occurred_at < end)
+        .group_by(Purchase.member_id)
+        .subquery()
+    )
+    buyers, repeat_buyers = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(case((per_member.c.purchases >= 2, 1), else_=0)), 0),
+            ).select_from(per_member)
+        )
+    ).one()
+    issued, redeemed, expired = int(ledger[0]), int(ledger[1]), int(ledger[2])
+    outstanding = int(members[1])
+    point_value = (await get_program(session)).point_value
+    return ProgramStats(
+        members=int(members[0]),
+        active_members=int(ledger[3]),
+        points_issued=issued,
+        points_redeemed=redeemed,
+        points_expired=expired,
+        outstanding_points=outstanding,
+        liability=(outstanding * point_value).quantize(Decimal("0.01")),
+        redemption_rate=redeemed / issued if issued > 0 else 0.0,
+        repeat_purchase_rate=int(repeat_buyers) / int(buyers) if buyers else 0.0,
+    )
