@@ -87,4 +87,7 @@ async def assert_balances_match_ledger(
         assert member.expired == -await total(
             LedgerEntry.status == EntryStatus.POSTED, LedgerEntry.kind == EntryKind.EXPIRATION
         )
+        assert member.redeemed == -await total(
+            LedgerEntry.status == EntryStatus.POSTED, LedgerEntry.kind == EntryKind.REDEMPTION
+        )
         return member
