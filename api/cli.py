@@ -31,6 +31,7 @@ from schema.ids import decode_id, encode_id
 from services import access
 from services.clock import SystemClock
 from services.errors import DomainError
+from services.partners import find_partner
 from services.program import list_tiers
 
 APP_FACTORY = "api.app:create_app"
@@ -267,6 +268,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         async with _database(settings.database_url) as engine:
             await _require_migrated(engine)
             async with session_factory(engine).begin() as session:
+                if args.partner is not None:
+                    # A key bound to a brand that does not exist would see nothing, silently.
+                    await find_partner(session, args.partner)
                 return await access.create_api_key(
                     session,
                     role=role,
@@ -325,6 +329,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 @dataclass(frozen=True, slots=True)
 class DemoCredentials:
     admin_key: str
+    partner_name: str  # the demo's partner brand
+    partner_key: str
     member_token: str
     member_id: str
     member_name: str
@@ -359,6 +365,7 @@ def _demo_secret(directory: Path) -> str:
 async def _prepare_demo(url: str, jwt_secret: str, ttl_seconds: int) -> DemoCredentials:
     from api.database import prepare_database
     from services.demo import load_demo, showcase_member
+    from services.demo_rewards import PARTNER_NAME, PARTNER_SLUG
 
     clock = SystemClock()
     async with _database(url, create=True) as engine:
@@ -372,12 +379,20 @@ async def _prepare_demo(url: str, jwt_secret: str, ttl_seconds: int) -> DemoCred
             loaded = (
                 f"loaded the demo program {summary.program_name!r}: {summary.members} members, "
                 f"{summary.purchases} purchases, {summary.refunds} refunds, "
-                f"{summary.activities} reviews and shares"
+                f"{summary.activities} reviews and shares, {summary.redemptions} redemptions "
+                f"({summary.donations} donations)"
             )
         now = clock.now()
         async with sessions.begin() as session:
             issued = await access.create_api_key(
                 session, role=KeyRole.ADMIN, name=f"demo admin {now:%Y-%m-%d %H:%M}", now=now
+            )
+            partner_key = await access.create_api_key(
+                session,
+                role=KeyRole.PARTNER,
+                name=f"demo partner {now:%Y-%m-%d %H:%M}",
+                now=now,
+                partner_slug=PARTNER_SLUG,
             )
             member = await showcase_member(session)
             assert member is not None, "the demo database has members"
@@ -391,6 +406,8 @@ async def _prepare_demo(url: str, jwt_secret: str, ttl_seconds: int) -> DemoCred
         )
         return DemoCredentials(
             admin_key=issued.secret,
+            partner_name=PARTNER_NAME,
+            partner_key=partner_key.secret,
             member_token=token,
             member_id=member_id,
             member_name=member.display_name,
@@ -430,6 +447,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lines += [
         f"  GraphiQL       {address}",
         f"  admin key      {creds.admin_key}",
+        f"  partner        {creds.partner_name}, co-branded rewards",
+        f"  partner key    {creds.partner_key}",
         f"  member         {creds.member_name} ({creds.member_tier}), id {creds.member_id}",
         f"  member token   {creds.member_token}",
         f"  token secret   {signing}",

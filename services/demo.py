@@ -1,5 +1,6 @@
 """The demo program behind `laurel demo`: a coffee roaster's rewards program with tiers,
-promotions and about 25 members with months of history.
+promotions, a rewards catalog (with a partner bakery and a charity) and about 25 members with
+months of history.
 
 Everything is written through the real services (enrolment, purchases, refunds, activities,
 adjustments), replayed in time order on a movable clock, so the ledger is exactly what the API
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import EntryKind, LedgerEntry, Member
-from services import members
+from services import demo_rewards, members
 from services.clock import Clock, ManualClock
 from services.ledger.activity import record_activity
 from services.ledger.adjustments import adjust_points
@@ -136,6 +137,8 @@ class DemoSummary:
     refunds: int
     activities: int
     adjustments: int
+    redemptions: int
+    donations: int
     featured_member_id: int  # the member to print a token for: rich history, a middle tier
     featured_member_name: str
     featured_member_email: str
@@ -252,6 +255,10 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
             starts_at=holiday,
             ends_at=holiday + timedelta(days=7),
         )
+        tier_ids = {t.name: t.id for t in await list_tiers(session)}
+        catalog = await demo_rewards.create_catalog(
+            session, tiers=tier_ids, now=now - timedelta(days=HISTORY_DAYS + 1)
+        )
 
     people = _people(rng, now)
     ids: dict[int, int] = {}
@@ -348,6 +355,42 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
                     at, activity(person, EntryKind.SOCIAL_SHARE, f"{channel}-post-{n + 1}")
                 )
 
+    # Members spend their points: the best reward they can afford, a voucher used at checkout
+    # a few days later (now and then cancelled instead), and donations to the charity.
+    def redeem(person: _Person, key: str) -> Action:
+        async def run(session: AsyncSession, at: datetime) -> None:
+            await demo_rewards.redeem_best(
+                session, catalog, member_id=ids[person.index], key=key, at=at, rng=rng
+            )
+
+        return run
+
+    def follow_up(key: str, cancel: bool) -> Action:
+        async def run(session: AsyncSession, at: datetime) -> None:
+            await demo_rewards.follow_up(session, catalog, key=key, cancel=cancel, at=at)
+
+        return run
+
+    def donate(person: _Person, key: str) -> Action:
+        async def run(session: AsyncSession, at: datetime) -> None:
+            await demo_rewards.donate(session, catalog, member_id=ids[person.index], key=key, at=at)
+
+        return run
+
+    for person in people:
+        spend_from = person.joined_at + timedelta(days=14)
+        for n in range(rng.randint(0, 3) if rng.random() < 0.7 else 0):
+            key = f"demo-redeem-{person.index}-{n}"
+            at = _between(rng, spend_from, last_moment - timedelta(days=6))
+            timeline.add(at, redeem(person, key))
+            delay = demo_rewards.follow_up_delay(rng)
+            timeline.add(at + delay, follow_up(key, cancel=rng.random() < 0.08))
+        if rng.random() < 0.3:
+            timeline.add(
+                _between(rng, spend_from, last_moment),
+                donate(person, f"demo-donate-{person.index}"),
+            )
+
     # A few returns: two full, two partial, within a week of the order.
     refundable = [p for p in purchases if p[2] >= 15 and p[3] < weekend - timedelta(days=8)]
     for n, (_, order_id, amount, at) in enumerate(rng.sample(refundable, 4)):
@@ -378,6 +421,8 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
         refunds=counts["refunds"],
         activities=counts["activities"],
         adjustments=counts["adjustments"],
+        redemptions=catalog.counts["redemptions"],
+        donations=catalog.counts["donations"],
         featured_member_id=featured.id,
         featured_member_name=featured.display_name,
         featured_member_email=featured.email,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from schema.ids import encode_id
 from services import access, members
 from services.clock import ManualClock, SystemClock
 from services.demo import load_demo
+from services.partners import create_partner
 from tests.services.helpers import assert_balances_match_ledger
 
 SECRET = "cli-test-secret-long-enough-for-hs256-signing"
@@ -149,6 +151,14 @@ async def test_keys_create_prints_only_a_working_key(env, capsys):
 
     partner = await laurel(capsys, "keys", "create", "--role", "partner")
     assert partner.code == 2 and "slug" in partner.err and partner.out == ""
+    unknown = await laurel(capsys, "keys", "create", "--role", "partner", "--partner", "acme")
+    assert unknown.code == 2 and "no partner" in unknown.err and unknown.out == ""
+    engine = create_engine(env)
+    try:
+        async with session_factory(engine).begin() as session:
+            await create_partner(session, name="Acme", slug="acme", now=datetime.now(UTC))
+    finally:
+        await engine.dispose()
     bound = await laurel(capsys, "keys", "create", "--role", "partner", "--partner", "acme")
     assert bound.code == 0 and bound.out.startswith("lrl_partner_")
 
@@ -208,6 +218,7 @@ async def test_demo_loads_once_and_prints_working_credentials(env, served, monke
     claims = jwt.decode(token, secret, algorithms=["HS256"])
     admin_key = printed("admin key", first.out)
     assert admin_key.startswith("lrl_admin_")
+    assert printed("partner key", first.out).startswith("lrl_partner_")
     [(args, kwargs)] = served.calls
     assert kwargs["port"] == 8765 and kwargs["host"] == "127.0.0.1"
     app = args[0]
@@ -230,6 +241,7 @@ async def test_load_demo_keeps_every_balance_equal_to_its_ledger(
 ):
     summary = await load_demo(sessions, clock)
     assert summary.members >= 20 and summary.refunds > 0 and summary.activities > 0
+    assert summary.redemptions > summary.donations > 0
     assert summary.featured_member_tier in {"Silver", "Gold"}
     async with sessions() as session:
         member_ids = list(await session.scalars(select(Member.id)))
