@@ -57,6 +57,8 @@ query FirstLook {
       totalCount
       edges { node { kind points description createdAt breakdown { label points } } }
     }
+    recommendedRewards(first: 3) { id name cost partner { name } }
+    redemptions(first: 3) { edges { node { status code reward { name } } } }
   }
   promotions { name multiplier startsAt endsAt }
 }"""

@@ -1,0 +1,50 @@
+"""The README's first queries work on the demo program, as a newcomer would paste them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from api.cli import FIRST_QUERY
+from models import KeyRole
+from services.demo import load_demo
+from services.demo_rewards import PARTNER_SLUG
+from tests.conftest import Api
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_the_printed_first_query_is_the_readmes() -> None:
+    block = re.search(r"```graphql\n(query FirstLook.*?)\n```", README, re.S)
+    assert block is not None
+    assert block.group(1) == FIRST_QUERY
+
+
+async def test_first_look_redeem_and_partner_view_work_on_the_demo(api: Api) -> None:
+    summary = await load_demo(api.sessions, api.clock)
+    token = api.member_token(summary.featured_member_id)
+
+    first = await api.gql(FIRST_QUERY, token=token)
+    assert "errors" not in first, first
+    me = first["data"]["me"]  # type: ignore[index]
+    assert me["transactions"]["totalCount"] > 0
+    recommended = me["recommendedRewards"]
+    assert recommended, "the featured member has rewards within reach"
+
+    redeem = re.search(r"`(mutation \{ redeemReward.*?)`", README)
+    assert redeem is not None
+    affordable = [r for r in recommended if r["cost"] <= me["balance"]["available"]]
+    document = redeem.group(1).replace("<id>", affordable[0]["id"])
+    redeemed = await api.gql(document, token=token)
+    assert "errors" not in redeemed, redeemed
+    payload = redeemed["data"]["redeemReward"]  # type: ignore[index]
+    assert payload["userErrors"] == [] and payload["redemption"]["code"]
+
+    partner_query = re.search(r"`(\{ partner \{.*?)`", README)
+    assert partner_query is not None
+    partner_key = await api.key(KeyRole.PARTNER, partner_slug=PARTNER_SLUG)
+    seen = await api.gql(partner_query.group(1), token=partner_key)
+    assert "errors" not in seen, seen
+    partner = seen["data"]["partner"]  # type: ignore[index]
+    assert partner["rewards"]["totalCount"] == 2
+    assert partner["settlement"]["redemptions"] > 0
