@@ -2,6 +2,7 @@
 
 from models.access import ApiKey, KeyRole
 from models.base import Base
+from models.events import EventKind, MemberEvent
 from models.ledger import (
     EARNING_KINDS,
     QUALIFYING_KINDS,
@@ -24,10 +25,12 @@ __all__ = [
     "Base",
     "EntryKind",
     "EntryStatus",
+    "EventKind",
     "IdempotencyRecord",
     "KeyRole",
     "LedgerEntry",
     "Member",
+    "MemberEvent",
     "Partner",
     "Program",
     "Promotion",

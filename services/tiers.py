@@ -6,10 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import QUALIFYING_KINDS, EntryStatus, LedgerEntry, Member, Program, Tier
+from models import (
+    QUALIFYING_KINDS,
+    EntryStatus,
+    EventKind,
+    LedgerEntry,
+    Member,
+    MemberEvent,
+    Program,
+    Tier,
+)
+from services.events import record_tier_change, touched
 from services.program import tier_for
 
 
@@ -58,6 +68,7 @@ async def refresh_tier(
         return None
     change = TierChange(member.id, member.tier_id, tier.id)
     member.tier_id = tier.id
+    record_tier_change(session, member.id, change.from_tier_id, change.to_tier_id, now)
     return change
 
 
@@ -83,8 +94,28 @@ async def recompute_all(session: AsyncSession, program: Program, now: datetime) 
         .limit(1)
         .scalar_subquery()
     )
-    result = await session.execute(
+    moves = (
+        await session.execute(
+            select(Member.id, Member.tier_id, best_tier).where(Member.tier_id != best_tier)
+        )
+    ).all()
+    if not moves:
+        return 0
+    await session.execute(
+        insert(MemberEvent),
+        [
+            {
+                "member_id": member_id,
+                "kind": EventKind.TIER_CHANGED,
+                "data": {"from": from_tier, "to": to_tier},
+                "created_at": now,
+            }
+            for member_id, from_tier, to_tier in moves
+        ],
+    )
+    touched(session, [member_id for member_id, _, _ in moves])
+    await session.execute(
         update(Member).where(Member.tier_id != best_tier).values(tier_id=best_tier),
         execution_options={"synchronize_session": False},
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return len(moves)

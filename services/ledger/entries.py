@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Program
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
+from services.events import record_points
 
 # Balances travel as GraphQL Int (32-bit): stay well inside it, and refuse what is beyond.
 MAX_ENTRY_POINTS = 100_000_000
@@ -96,6 +97,7 @@ def post(
         member.qualifying_points += points
     if is_lot and expires_at is not None:
         _schedule_settlement(member, expires_at)
+    record_points(session, member, entry, now)
     return entry
 
 
