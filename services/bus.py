@@ -1,0 +1,228 @@
+"""The process's event bus: it rings the subscribers of members whose events were committed.
+
+Hints carry member ids only. A subscriber that is rung reads its member's events after its
+cursor from the database (the outbox), so a hint that arrives twice, late, or out of order
+changes nothing, and one that is lost is made good by the next one or by a reconnect.
+
+* `LocalBus`: one process (no Redis configured). Commits ring this process's subscribers.
+* `RedisBus`: commits also go out over Redis pub/sub, and hints from other processes come in,
+  so a subscriber connected to any process hears about commits made by every process. When
+  Redis is down, commits are kept (a bounded set of member ids) and published when it is back,
+  and local subscribers are still rung at once; nothing ever waits for Redis or fails with it.
+
+A `Doorbell` is an `asyncio.Event`: rings coalesce, so a subscriber that reads slowly costs one
+flag, never a growing queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("laurel.bus")
+
+Listener = Callable[[frozenset[int]], None]
+
+EVERYONE = "*"  # a hint that every member may have news (after hints were dropped)
+MAX_UNSENT = 100_000  # member ids kept while Redis is down; beyond that, one EVERYONE hint
+CHUNK = 2_000  # member ids per published message
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Doorbell:
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+class LocalBus:
+    """Subscribers of this process, rung by this process's commits."""
+
+    def __init__(self) -> None:
+        self._by_member: dict[int, set[Doorbell]] = {}
+        self._everything: set[Doorbell] = set()
+        self._commit_listeners: list[Listener] = []
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(bells) for bells in self._by_member.values()) + len(self._everything)
+
+    def subscribe(self, member_id: int | None) -> Doorbell:
+        """A doorbell rung when `member_id` (None: any member) has newly committed events."""
+        bell = Doorbell()
+        if member_id is None:
+            self._everything.add(bell)
+        else:
+            self._by_member.setdefault(member_id, set()).add(bell)
+        return bell
+
+    def unsubscribe(self, member_id: int | None, bell: Doorbell) -> None:
+        if member_id is None:
+            self._everything.discard(bell)
+            return
+        bells = self._by_member.get(member_id)
+        if bells is not None:
+            bells.discard(bell)
+            if not bells:
+                del self._by_member[member_id]
+
+    def on_commit(self, listener: Listener) -> None:
+        """Call `listener` with the members of every commit made by this process."""
+        self._commit_listeners.append(listener)
+
+    def committed(self, member_ids: frozenset[int]) -> None:
+        """A unit of work of this process committed events of these members."""
+        self.ring(member_ids)
+        for listener in self._commit_listeners:
+            try:
+                listener(member_ids)
+            except Exception:  # a listener's bug must not reach the committing request
+                log.exception("commit listener failed")
+
+    def ring(self, member_ids: Iterable[int]) -> None:
+        for member_id in member_ids:
+            for bell in self._by_member.get(member_id, ()):
+                bell.ring()
+        for bell in self._everything:
+            bell.ring()
+
+    def ring_everyone(self) -> None:
+        for bells in self._by_member.values():
+            for bell in bells:
+                bell.ring()
+        for bell in self._everything:
+            bell.ring()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBus(LocalBus):
+    """`LocalBus` plus Redis pub/sub between processes (one channel, hints of member ids)."""
+
+    def __init__(self, redis: Redis, *, channel: str = "laurel:member-events") -> None:
+        super().__init__()
+        self._redis = redis
+        self._channel = channel
+        self._origin = uuid.uuid4().hex  # our own hints come back: skip them
+        self._unsent: set[int] = set()
+        self._everyone_unsent = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()  # set while subscribed to the channel
+
+    def committed(self, member_ids: frozenset[int]) -> None:
+        super().committed(member_ids)
+        if len(self._unsent) + len(member_ids) > MAX_UNSENT:
+            self._unsent.clear()
+            self._everyone_unsent = True
+        else:
+            self._unsent.update(member_ids)
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(), name="laurel-bus-publisher"),
+            asyncio.create_task(self._listen_forever(), name="laurel-bus-listener"),
+        ]
+
+    async def stop(self) -> None:
+        with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._publish_unsent(), timeout=1.0)  # best effort
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _publish_unsent(self) -> None:
+        if self._everyone_unsent:
+            await self._redis.publish(self._channel, f"{self._origin}:{EVERYONE}")
+            self._everyone_unsent = False
+        while self._unsent:
+            batch = [self._unsent.pop() for _ in range(min(CHUNK, len(self._unsent)))]
+            try:
+                await self._redis.publish(
+                    self._channel, f"{self._origin}:{','.join(map(str, batch))}"
+                )
+            except BaseException:
+                self._unsent.update(batch)  # kept for the next attempt
+                raise
+
+    async def _publish_forever(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._publish_unsent()
+                if failures:
+                    log.warning("Redis is back: published the hints kept meanwhile")
+                failures = 0
+            except (RedisError, OSError) as error:
+                if failures == 0:
+                    log.warning("Redis publish failed (%s); hints are kept and retried", error)
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+                self._wake.set()
+
+    async def _listen_forever(self) -> None:
+        failures = 0
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self.connected.set()
+                if failures:
+                    log.warning("Redis is back: listening for other processes' hints again")
+                    # Hints may have been missed meanwhile: everyone looks for news once.
+                    self.ring_everyone()
+                failures = 0
+                async for message in pubsub.listen():
+                    self._receive(message.get("data"))
+            except (RedisError, OSError) as error:
+                self.connected.clear()
+                if failures == 0:
+                    log.warning("Redis subscription lost (%s); retrying", error)
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(RedisError, OSError, RuntimeError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _receive(self, data: object) -> None:
+        if isinstance(data, bytes):
+            data = data.decode(errors="replace")
+        if not isinstance(data, str):
+            return
+        origin, _, ids = data.partition(":")
+        if origin == self._origin:
+            return
+        if ids == EVERYONE:
+            self.ring_everyone()
+            return
+        try:
+            members = [int(i) for i in ids.split(",") if i]
+        except ValueError:
+            log.warning("ignored a malformed hint on %s", self._channel)
+            return
+        self.ring(members)
