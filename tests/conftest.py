@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
 from api.app import create_app
 from api.database import prepare_database
@@ -117,6 +118,7 @@ class Api:
     client: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
     clock: ManualClock
+    app: Starlette
 
     async def key(self, role: KeyRole, partner_slug: str | None = None) -> str:
         async with self.sessions.begin() as session:
@@ -163,7 +165,7 @@ async def make_api(clock: ManualClock) -> AsyncIterator[ApiFactory]:
         app = create_app(settings, clock=clock)
         apps.append(app)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-        return Api(client=client, sessions=session_factory(engine), clock=clock)
+        return Api(client=client, sessions=session_factory(engine), clock=clock, app=app)
 
     yield factory
     for app in apps:
