@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -70,27 +71,30 @@ async def find_partner(session: AsyncSession, slug: str) -> Partner:
     return partner
 
 
-async def settlement(
-    session: AsyncSession, *, partner_id: int, start: datetime, end: datetime
-) -> Settlement:
-    """Redemptions of the partner's rewards made in [start, end), cancelled ones excluded,
-    at the settlement terms each had when it was redeemed."""
+async def settlements(
+    session: AsyncSession, *, partner_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, Settlement]:
+    """Each partner's redemptions made in [start, end), cancelled ones excluded, at the
+    settlement terms each had when it was redeemed: one query for any number of partners."""
     if end <= start:
         raise Invalid("`to` must be after `from`", field=["to"])
-    row = (
-        await session.execute(
-            select(
-                func.count(Redemption.id),
-                func.coalesce(func.sum(Redemption.points), 0),
-                func.coalesce(func.sum(Redemption.settlement_amount), 0),
-            ).where(
-                Redemption.partner_id == partner_id,
-                Redemption.created_at >= start,
-                Redemption.created_at < end,
-                Redemption.status != RedemptionStatus.CANCELLED,
-            )
+    rows = await session.execute(
+        select(
+            Redemption.partner_id,
+            func.count(Redemption.id),
+            func.coalesce(func.sum(Redemption.points), 0),
+            func.coalesce(func.sum(Redemption.settlement_amount), 0),
         )
-    ).one()
-    return Settlement(
-        redemptions=int(row[0]), points_redeemed=int(row[1]), amount_owed=Decimal(row[2])
+        .where(
+            Redemption.partner_id.in_(partner_ids),
+            Redemption.created_at >= start,
+            Redemption.created_at < end,
+            Redemption.status != RedemptionStatus.CANCELLED,
+        )
+        .group_by(Redemption.partner_id)
     )
+    found = {
+        int(partner_id): Settlement(int(count), int(points), Decimal(amount))
+        for partner_id, count, points, amount in rows
+    }
+    return {p: found.get(p, Settlement(0, 0, Decimal(0))) for p in partner_ids}

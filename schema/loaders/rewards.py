@@ -3,15 +3,18 @@ one statement per relation, whatever N is."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.dataloader import DataLoader
 
 from models import Partner, Redemption, RedemptionStatus, Reward
+from services.partners import Settlement, settlements
 
 
 class DonationTotal(NamedTuple):
@@ -26,6 +29,11 @@ class RewardLoaders:
         self.partner = DataLoader[int, Row[Any] | None](self._load_partners)
         self.reward = DataLoader[int, Row[Any] | None](self._load_rewards)
         self.donated = DataLoader[int, DonationTotal](self._load_donated)
+        # Keyed by (partner id, from, to): an admin listing every partner's settlement for one
+        # window costs one query.
+        self.settlement = DataLoader[tuple[int, datetime, datetime], Settlement](
+            self._load_settlements
+        )
 
     async def _by_id(self, table: Any, ids: Sequence[int]) -> list[Row[Any] | None]:
         async with self._engine.connect() as connection:
@@ -38,6 +46,19 @@ class RewardLoaders:
 
     async def _load_rewards(self, ids: Sequence[int]) -> list[Row[Any] | None]:
         return await self._by_id(Reward.__table__, ids)
+
+    async def _load_settlements(
+        self, keys: Sequence[tuple[int, datetime, datetime]]
+    ) -> list[Settlement]:
+        windows: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+        for partner_id, start, end in keys:
+            windows[(start, end)].append(partner_id)
+        found: dict[tuple[int, datetime, datetime], Settlement] = {}
+        async with AsyncSession(self._engine) as session:
+            for (start, end), partner_ids in windows.items():
+                figures = await settlements(session, partner_ids=partner_ids, start=start, end=end)
+                found.update({(p, start, end): f for p, f in figures.items()})
+        return [found[key] for key in keys]
 
     async def _load_donated(self, ids: Sequence[int]) -> list[DonationTotal]:
         """What members gave through each reward so far, cancelled redemptions excluded."""

@@ -16,7 +16,6 @@ from schema.exceptions import BadUserInput, Forbidden, Unauthenticated
 from schema.ids import decode_cursor, encode_cursor, encode_id
 from schema.types.node import Node, PageInfo
 from schema.types.program import Tier
-from services import partners
 from services.errors import DomainError
 from services.rewards import is_available, not_ended
 
@@ -212,13 +211,9 @@ class Partner(Node):
         own_brand = viewer.role is Role.PARTNER and viewer.partner_slug == self.slug
         if not (own_brand or viewer.role is Role.ADMIN):
             raise Forbidden("only the partner itself or an admin may read its settlement")
-        try:
-            async with info.context.runtime.read_sessions() as session:
-                figures = await partners.settlement(
-                    session, partner_id=self.pk, start=from_, end=to
-                )
-        except DomainError as error:
-            raise BadUserInput(error.message) from error
+        if to <= from_:
+            raise BadUserInput("`to` must be after `from`")
+        figures = await info.context.loaders.rewards.settlement.load((self.pk, from_, to))
         return PartnerSettlement(
             redemptions=figures.redemptions,
             points_redeemed=figures.points_redeemed,

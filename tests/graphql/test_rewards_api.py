@@ -389,6 +389,8 @@ CATALOG_PAGE = """query($first: Int!) { rewards(first: $first) { totalCount
     edges { node { id name partner { name slug } minimumTier { name } } } } }"""
 REDEMPTIONS_PAGE = """query($first: Int!) { me { redemptions(first: $first) { totalCount
     edges { node { id reward { name partner { name } } } } } } }"""
+SETTLEMENTS = """query { partners { name settlement(from: "2020-01-01T00:00:00Z",
+    to: "2030-01-01T00:00:00Z") { redemptions amountOwed } } }"""
 NO_TERMS: dict[str, Any] = {"description": "", "value": None, "stock": None, "starts_at": None}
 NO_TERMS |= {"ends_at": None, "per_member_limit": None, "settlement_amount": None}
 
@@ -461,6 +463,12 @@ async def test_pages_of_rewards_and_redemptions_cost_the_same_few_statements(
     newest = page["edges"][0]["node"]["reward"]
     assert newest == {"name": "Reward 87", "partner": {"name": "Brand-7"}}
     assert 0 < few_redemptions == many_redemptions <= 6
+
+    # an admin listing every partner's settlement for one window: one query for all of them
+    settled, listed = await statements(api, SETTLEMENTS, 0, admin)
+    assert len(listed["partners"]) == 10
+    assert sum(p["settlement"]["redemptions"] for p in listed["partners"]) > 0
+    assert settled <= 3  # the key, the partners, and their settlements in one query
 
 
 # -- redeeming -----------------------------------------------------------------------------
