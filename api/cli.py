@@ -325,6 +325,77 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_redis_url(url: str) -> str:
+    """The Redis URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit(parts._replace(netloc=user + netloc))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def cmd_leaderboards_rebuild(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
+    from models.engine import read_session_factory
+    from services.leaderboards import (
+        LeaderboardBusy,
+        LeaderboardStore,
+        Period,
+        RebuildLockLost,
+        connect_redis,
+        period_label,
+    )
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise CliError(
+            "LAUREL_REDIS_URL is not set: leaderboards live in Redis only when it is configured "
+            "(without it they are computed by the database and need no rebuild)",
+            code=2,
+        )
+    redis_url = settings.redis_url
+    periods = [Period(args.period)] if args.period else list(Period)
+
+    async def rebuild() -> list[str]:
+        async with _database(settings.database_url) as engine:
+            await _require_migrated(engine)
+            sessions = read_session_factory(engine)
+            try:
+                redis = connect_redis(redis_url, timeout=5.0)
+            except ValueError as exc:
+                raise CliError(
+                    f"LAUREL_REDIS_URL is not a usable Redis URL ({exc})", code=2
+                ) from exc
+            lines = []
+            try:
+                store = LeaderboardStore(redis, prefix=args.prefix)
+                now = SystemClock().now()
+                for period in periods:
+                    ranked = await store.rebuild(sessions, period, now, wait=args.wait)
+                    label = period_label(period, now)
+                    board = "" if label == period.value else f" ({label.split(':', 1)[1]})"
+                    lines.append(f"{period.value}{board}: {ranked} member(s) ranked")
+            except LeaderboardBusy as exc:
+                raise CliError(f"{exc}; try again later") from exc
+            except (RedisError, RebuildLockLost) as exc:
+                raise CliError(
+                    f"cannot use Redis at {_shown_redis_url(redis_url)}: {_reason(exc)}"
+                ) from exc
+            finally:
+                await redis.aclose()
+            return lines
+
+    print("\n".join(_run(rebuild())))
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 
 
@@ -525,6 +596,29 @@ def _parser() -> argparse.ArgumentParser:
         "sweep", help="activate pending points and expire due lots now (normally automatic)"
     )
     sweep.set_defaults(handler=cmd_sweep)
+
+    leaderboards = commands.add_parser("leaderboards", help="leaderboards kept in Redis")
+    board_commands = leaderboards.add_subparsers(
+        dest="leaderboards_command", required=True, metavar="ACTION"
+    )
+    rebuild = board_commands.add_parser(
+        "rebuild",
+        help="rebuild the current boards in Redis from the database (needs LAUREL_REDIS_URL)",
+    )
+    rebuild.add_argument(
+        "--period", choices=["ALL_TIME", "MONTHLY", "WEEKLY"], help="one board (default: all)"
+    )
+    rebuild.add_argument(
+        "--prefix", default="laurel:", help="the Redis key prefix the API uses (default: laurel:)"
+    )
+    rebuild.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a rebuild another process is running (default: 60)",
+    )
+    rebuild.set_defaults(handler=cmd_leaderboards_rebuild)
     return parser
 
 

@@ -1,0 +1,339 @@
+"""The leaderboard read, "top 10 + my rank", in-process: Laurel's Redis path against a raw
+redis-py baseline and against the database path, measured in the same run.
+
+    .venv/bin/python -m bench.leaderboard [--members 100000] [--workers 32] [--duration 4]
+                                          [--rounds 3] [--reuse]
+
+1. Seeds its own PostgreSQL database, `laurel_bench_lb` (dropped and created; `--reuse` keeps
+   one of the right size), migrated with `api.database.prepare_database`, with set-based SQL
+   (`INSERT ... SELECT` over `generate_series`): N members, each with 0 to 19 ledger entries
+   (skewed: most members have few), spread over the last 120 days: purchases of 10 to 500
+   points in steps of 10 (so many ties), reviews, reversals and redemptions.
+2. Builds the ALL_TIME board in Redis (`LeaderboardStore.rebuild`, a prefix of its own,
+   deleted at the end) and checks it against `board_from_database` for a few members.
+3. Runs each read with `--workers` concurrent asyncio tasks for `--duration` seconds a round,
+   after a warm-up, the order of the reads rotating from round to round:
+   * `laurel-redis`: `Leaderboards.board(ALL_TIME, first=10, member_id=random)`: one EVALSHA
+     returning the top 10 with names and competition ranks, my standing and the total;
+   * `raw-redis`: a redis-py pipeline `ZREVRANGE 0 9 WITHSCORES` + `ZREVRANK` + `ZCARD`;
+   * `database`: `board_from_database` on a read session (PostgreSQL, the app's pool size);
+   * `laurel-outage`: `Leaderboards.board` with Redis down (a closed loopback port): the
+     fallback, a ranking loaded from the database at most every 2 s and shared in process.
+   Prints per read the median over rounds of req/s, p50 and p99, and the ratios.
+
+Loopback only; bounded (under two minutes in all, most of it the load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from api.database import prepare_database
+from models.engine import create_engine, read_session_factory
+from services.clock import SystemClock
+from services.leaderboards import (
+    Leaderboards,
+    LeaderboardStore,
+    Period,
+    board_from_database,
+    encode_member,
+)
+
+PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
+PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
+DATABASE = "laurel_bench_lb"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+DSN = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{DATABASE}"
+ADMIN_DSN = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+SQLALCHEMY_URL = f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{DATABASE}"
+
+Read = Callable[[random.Random], Awaitable[object]]
+
+
+# ---------------------------------------------------------------- seeding
+
+
+async def seed(members: int, reuse: bool) -> tuple[int, float]:
+    """Members and entries in `laurel_bench_lb`; returns (ledger entries, seconds)."""
+    started = time.perf_counter()
+    if reuse and await _seeded_members() == members:
+        conn = await asyncpg.connect(DSN)
+        try:
+            entries = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
+        finally:
+            await conn.close()
+        return entries, time.perf_counter() - started
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    engine = create_engine(SQLALCHEMY_URL, pool_size=1)
+    try:
+        await prepare_database(engine)
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute("SET work_mem = '256MB'")
+        now = datetime.now(UTC)
+        tier_id = await conn.fetchval("SELECT id FROM tiers ORDER BY threshold LIMIT 1")
+        await conn.execute(
+            """
+            INSERT INTO members (email, display_name, joined_at, referral_code, referral_rewarded,
+                                 tier_id, available, pending, lifetime_earned, redeemed, expired,
+                                 qualifying_points)
+            SELECT 'm' || i || '@bench.example', 'Member ' || i,
+                   $1::timestamptz - (i % 365) * interval '1 day',
+                   'LB' || lpad(i::text, 12, '0'), false, $2, 0, 0, 0, 0, 0, 0
+            FROM generate_series(1, $3::int) AS i
+            """,
+            now,
+            tier_id,
+            members,
+        )
+        # Per member 0-19 entries, most members few (the square of a uniform draw); per entry
+        # a kind, and points in steps of 10, so that ties are common.
+        await conn.execute("SELECT setseed(0.42)")
+        await conn.execute(
+            """
+            INSERT INTO ledger_entries (member_id, kind, status, points, remaining, description,
+                                        created_at, breakdown, actor)
+            SELECT e.member_id,
+                   CASE WHEN e.r < 0.80 THEN 'PURCHASE' WHEN e.r < 0.88 THEN 'REVIEW'
+                        WHEN e.r < 0.93 THEN 'REVERSAL' ELSE 'REDEMPTION' END,
+                   'POSTED',
+                   CASE WHEN e.r < 0.80 THEN 10 * (1 + floor(e.s * 50))::int
+                        WHEN e.r < 0.88 THEN 25
+                        WHEN e.r < 0.93 THEN -10 * (1 + floor(e.s * 5))::int
+                        ELSE -100 END,
+                   0, 'bench', $1::timestamptz - e.age * interval '120 days', '[]'::json, 'bench'
+            FROM (
+                SELECT p.id AS member_id, random() AS r, random() AS s, random() AS age
+                FROM (SELECT id, floor(power(random(), 2) * 20)::int AS n FROM members) AS p
+                CROSS JOIN LATERAL generate_series(1, p.n) AS g(k)
+            ) AS e
+            """,
+            now,
+        )
+        await conn.execute("ANALYZE members")
+        await conn.execute("ANALYZE ledger_entries")
+        entries = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
+    finally:
+        await conn.close()
+    return entries, time.perf_counter() - started
+
+
+async def _seeded_members() -> int | None:
+    try:
+        conn = await asyncpg.connect(DSN)
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        if not await conn.fetchval("SELECT to_regclass('members') IS NOT NULL"):
+            return None
+        return int(await conn.fetchval("SELECT count(*) FROM members"))
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Round:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+async def run_round(read: Read, workers: int, duration: float, seed: int) -> Round:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker(rng: random.Random) -> None:
+        while (began := time.perf_counter()) < deadline:
+            await read(rng)
+            latencies.append(time.perf_counter() - began)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(random.Random(seed * 1000 + i)) for i in range(workers)))
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    return Round(
+        requests=len(latencies),
+        seconds=seconds,
+        p50_ms=1000 * latencies[len(latencies) // 2],
+        p99_ms=1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    )
+
+
+def median(rounds: list[Round], field: str) -> float:
+    return float(statistics.median(getattr(r, field) for r in rounds))
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.leaderboard", description=__doc__)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds a read a round")
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="keep a seeded database of this size")
+    args = parser.parse_args(argv)
+    if args.duration * args.rounds * 4 > 90:
+        parser.error("keep the load under 90 s in all (duration x rounds x 4 reads)")
+
+    entries, seconds = await seed(args.members, args.reuse)
+    print(
+        f"database {DATABASE}: {args.members:,} members, {entries:,} ledger entries "
+        f"({seconds:.1f} s)",
+        flush=True,
+    )
+
+    engine = create_engine(SQLALCHEMY_URL, pool_size=16)  # the app's default pool
+    read_sessions = read_session_factory(engine)
+    redis = Redis.from_url(REDIS_URL)
+    raw = Redis.from_url(REDIS_URL)
+    store = LeaderboardStore(redis, prefix=f"laurelbench:{uuid4().hex}:")
+    clock = SystemClock()
+    boards = Leaderboards(read_sessions, store, clock)
+    # Redis "down": a client for a closed loopback port. Reads fall back to the database
+    # through the per-process ranking cache (one aggregation per board every 2 s).
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    outage = Leaderboards(read_sessions, LeaderboardStore(dead, prefix=store.prefix), clock)
+    try:
+        now = clock.now()
+        began = time.perf_counter()
+        ranked = await store.rebuild(read_sessions, Period.ALL_TIME, now)
+        print(
+            f"Redis ALL_TIME board built from the database: {ranked:,} members ranked "
+            f"({time.perf_counter() - began:.2f} s)",
+            flush=True,
+        )
+
+        async with engine.connect() as connection:
+            member_ids = (
+                await connection.exec_driver_sql("SELECT min(id), max(id) FROM members")
+            ).one()
+        low, high = int(member_ids[0]), int(member_ids[1])
+        checker = random.Random(7)
+        for member_id in [checker.randint(low, high) for _ in range(5)]:
+            async with read_sessions() as session:
+                expected = await board_from_database(
+                    session, Period.ALL_TIME, now, first=10, member_id=member_id
+                )
+            got = await boards.board(Period.ALL_TIME, first=10, member_id=member_id)
+            if got != expected:
+                print(f"MISMATCH for member {member_id}:\n  redis {got}\n  db    {expected}")
+                return 1
+        print("check: Redis boards equal the database's for 5 members", flush=True)
+
+        board_key = store.keys(Period.ALL_TIME, now).board
+
+        async def laurel_redis(rng: random.Random) -> object:
+            return await boards.board(Period.ALL_TIME, first=10, member_id=rng.randint(low, high))
+
+        async def raw_redis(rng: random.Random) -> object:
+            member = encode_member(rng.randint(low, high))
+            pipe = raw.pipeline(transaction=False)
+            pipe.zrevrange(board_key, 0, 9, withscores=True)
+            pipe.zrevrank(board_key, member)
+            pipe.zcard(board_key)
+            return await pipe.execute()
+
+        async def database(rng: random.Random) -> object:
+            async with read_sessions() as session:
+                return await board_from_database(
+                    session,
+                    Period.ALL_TIME,
+                    clock.now(),
+                    first=10,
+                    member_id=rng.randint(low, high),
+                )
+
+        async def laurel_fallback(rng: random.Random) -> object:
+            return await outage.board(Period.ALL_TIME, first=10, member_id=rng.randint(low, high))
+
+        reads: dict[str, Read] = {
+            "laurel-redis": laurel_redis,
+            "raw-redis": raw_redis,
+            "database": database,
+            "laurel-outage": laurel_fallback,
+        }
+        for read in reads.values():  # warm-up: connections, prepared statements, scripts
+            await run_round(read, args.workers, args.warmup, seed=0)
+        results: dict[str, list[Round]] = {name: [] for name in reads}
+        names = list(reads)
+        for number in range(args.rounds):
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for name in order:
+                result = await run_round(reads[name], args.workers, args.duration, number + 1)
+                results[name].append(result)
+                print(
+                    f"  round {number + 1} {name:13} {result.rate:9.0f} req/s  "
+                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms",
+                    flush=True,
+                )
+
+        print(f"\n{args.workers} workers, {args.rounds} rounds x {args.duration:g} s, medians:")
+        print(f"  {'read':13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for name in names:
+            print(
+                f"  {name:13} {median(results[name], 'rate'):9.0f} "
+                f"{median(results[name], 'p50_ms'):8.2f} {median(results[name], 'p99_ms'):8.2f}"
+            )
+        ours = median(results["laurel-redis"], "rate")
+        print(
+            f"\n  laurel-redis / raw-redis: {ours / median(results['raw-redis'], 'rate'):.2f}x"
+            "  (goal: 0.7x or more)"
+        )
+        print(f"  laurel-redis / database:  {ours / median(results['database'], 'rate'):.1f}x")
+        database_rate = median(results["database"], "rate")
+        outage_rate = median(results["laurel-outage"], "rate")
+        print(
+            f"  laurel-outage / database: {outage_rate / database_rate:.1f}x"
+            "  (Redis down: answers from the shared ranking, at most 2 s old)"
+        )
+        return 0
+    finally:
+        await store.drop()
+        await redis.aclose()
+        await raw.aclose()
+        await dead.aclose()
+        await engine.dispose()
+
+
+def run() -> None:
+    try:
+        import uvloop
+    except ImportError:  # the app serves on uvloop; without it both sides run on asyncio
+        sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))
+
+
+if __name__ == "__main__":
+    run()
