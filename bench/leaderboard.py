@@ -73,6 +73,11 @@ async def seed(members: int, reuse: bool) -> tuple[int, float]:
     """Members and entries in `laurel_bench_lb`; returns (ledger entries, seconds)."""
     started = time.perf_counter()
     if reuse and await _seeded_members() == members:
+        engine = create_engine(SQLALCHEMY_URL, pool_size=1)
+        try:
+            await prepare_database(engine)  # newer migrations (and their backfills) first
+        finally:
+            await engine.dispose()
         conn = await asyncpg.connect(DSN)
         try:
             entries = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
@@ -133,6 +138,15 @@ async def seed(members: int, reuse: bool) -> tuple[int, float]:
             ) AS e
             """,
             now,
+        )
+        # The members' cached all-time score, as every ledger write keeps it.
+        await conn.execute(
+            """
+            UPDATE members AS m SET earned_points = s.points
+            FROM (SELECT member_id, sum(points) AS points FROM ledger_entries
+                  WHERE kind IN ('PURCHASE', 'REVIEW', 'REVERSAL') GROUP BY member_id) AS s
+            WHERE s.member_id = m.id
+            """
         )
         await conn.execute("ANALYZE members")
         await conn.execute("ANALYZE ledger_entries")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Integer, String
+from sqlalchemy import Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -12,6 +12,7 @@ from models.base import Base, BigId, UtcDateTime
 
 class Member(Base):
     __tablename__ = "members"
+    __table_args__ = (Index("ix_members_earned_points", "earned_points"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -31,5 +32,8 @@ class Member(Base):
     redeemed: Mapped[int] = mapped_column(Integer, default=0)
     expired: Mapped[int] = mapped_column(Integer, default=0)
     qualifying_points: Mapped[int] = mapped_column(Integer, default=0)
+    # Points earned ever (earning kinds less reversals): the all-time leaderboard's score, so
+    # that board can be read from an index when Redis is not there.
+    earned_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Earliest moment a pending lot activates or a lot expires: settling is skipped before it.
     next_settlement_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)

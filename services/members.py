@@ -85,6 +85,7 @@ async def enroll(
         redeemed=0,
         expired=0,
         qualifying_points=0,
+        earned_points=0,
     )
     session.add(member)
     try:

@@ -2,7 +2,8 @@
 
 A member's leaderboard points in a period are the sum of its ledger entries of the qualifying
 kinds (the earning kinds, and REVERSAL entries counting against them) that are not VOIDED and
-were created inside the period. Members with more than zero points are ranked.
+were created inside the period (all time: the member's cached `earned_points`, that same sum).
+Members with more than zero points are ranked.
 """
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ def _inside(period: Period, now: datetime) -> list[ColumnElement[bool]]:
 
 
 def _totals(period: Period, now: datetime) -> Select[tuple[int, int]]:
-    """Each ranked member's points in the period: one row a member with points > 0."""
+    """Each ranked member's points in the period: one row a member with points > 0.
+
+    All time, that is the members' cached `earned_points` (kept by every ledger write, indexed):
+    no aggregation over the whole ledger."""
+    if period is Period.ALL_TIME:
+        return select(Member.id.label("member_id"), Member.earned_points.label("points")).where(
+            Member.earned_points > 0
+        )
     points = func.sum(LedgerEntry.points)
     return (
         select(LedgerEntry.member_id.label("member_id"), points.label("points"))

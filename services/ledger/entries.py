@@ -95,6 +95,7 @@ def post(
         _count_posted(member, kind, points)
     if kind in QUALIFYING_KINDS and status is not EntryStatus.VOIDED:
         member.qualifying_points += points
+        member.earned_points += points
     if is_lot and expires_at is not None:
         _schedule_settlement(member, expires_at)
     record_points(session, member, entry, now)

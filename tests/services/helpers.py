@@ -87,6 +87,9 @@ async def assert_balances_match_ledger(
         assert member.expired == -await total(
             LedgerEntry.status == EntryStatus.POSTED, LedgerEntry.kind == EntryKind.EXPIRATION
         )
+        assert member.earned_points == await total(
+            LedgerEntry.status != EntryStatus.VOIDED, LedgerEntry.kind.in_(QUALIFYING_KINDS)
+        )
         assert member.redeemed == -await total(
             LedgerEntry.status == EntryStatus.POSTED, LedgerEntry.kind == EntryKind.REDEMPTION
         )
