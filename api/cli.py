@@ -375,7 +375,7 @@ def cmd_leaderboards_rebuild(args: argparse.Namespace) -> int:
                 ) from exc
             lines = []
             try:
-                store = LeaderboardStore(redis, prefix=args.prefix)
+                store = LeaderboardStore(redis, prefix=args.prefix or settings.redis_prefix)
                 now = SystemClock().now()
                 for period in periods:
                     ranked = await store.rebuild(sessions, period, now, wait=args.wait)
@@ -609,7 +609,9 @@ def _parser() -> argparse.ArgumentParser:
         "--period", choices=["ALL_TIME", "MONTHLY", "WEEKLY"], help="one board (default: all)"
     )
     rebuild.add_argument(
-        "--prefix", default="laurel:", help="the Redis key prefix the API uses (default: laurel:)"
+        "--prefix",
+        default=None,
+        help="the Redis key prefix the API uses (default: LAUREL_REDIS_PREFIX, else laurel:)",
     )
     rebuild.add_argument(
         "--wait",

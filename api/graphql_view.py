@@ -34,6 +34,7 @@ from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -82,6 +83,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         mask_internal: bool = True,
         connection_init_wait_timeout: timedelta = timedelta(seconds=30),
         max_subscriptions_per_connection: int | None = 100,
+        on_connect: Callable[[ContextT], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -97,6 +99,15 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         )
         self.context_getter = context_getter
         self.mask_internal = mask_internal
+        self.on_connect = on_connect
+
+    async def on_ws_connect(self, context: ContextT) -> UnsetType | dict[str, object] | None:
+        """`connection_init`: `on_connect` authenticates the connection from its payload, and
+        raises ConnectionRejectionError to close it with 4403 Forbidden."""
+        if self.on_connect is not None:
+            await self.on_connect(context)
+        unset: UnsetType = UNSET
+        return unset
 
     # -- context -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 # Operation names come from clients: past this many distinct ones, new names count as "other"
 # so a client cannot blow up the metrics' memory.
@@ -30,6 +31,10 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self._names: set[str] = set()
+        # The labelled children, by (operation, type, outcome): `labels()` validates, locks
+        # and looks up on every call. Bounded like the names: (MAX_OPERATION_NAMES + 2)
+        # names x 4 types x 2 outcomes at most.
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def label(self, name: str | None) -> str:
         if not name:
@@ -41,22 +46,32 @@ class Metrics:
         self._names.add(name)
         return name
 
+    def observe(self, context: ExecutionContext, seconds: float) -> None:
+        """Count and time one operation that has ended (called from the schema's hooks)."""
+        name = self.label(context.operation_name)
+        try:
+            kind = context.operation_type.value
+        except (RuntimeError, AttributeError, ValueError):
+            kind = "invalid"
+        result = context.result
+        failed = context.pre_execution_errors or (result is not None and result.errors)
+        key = (name, kind, "error" if failed else "ok")
+        children = self._children.get(key)
+        if children is None:
+            children = (self.operations.labels(*key), self.latency.labels(name, kind))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def extension(self) -> type[SchemaExtension]:
+        """The same measures as an extension of its own, for schemas other than Laurel's
+        (``schema.schema.build_schema`` takes :meth:`observe` instead)."""
         metrics = self
 
         class OperationMetrics(SchemaExtension):
             def on_operation(self) -> Iterator[None]:
                 started = time.perf_counter()
                 yield
-                context = self.execution_context
-                name = metrics.label(context.operation_name)
-                try:
-                    kind = context.operation_type.value
-                except (RuntimeError, AttributeError, ValueError):
-                    kind = "invalid"
-                result = context.result
-                failed = context.pre_execution_errors or (result is not None and result.errors)
-                metrics.operations.labels(name, kind, "error" if failed else "ok").inc()
-                metrics.latency.labels(name, kind).observe(time.perf_counter() - started)
+                metrics.observe(self.execution_context, time.perf_counter() - started)
 
         return OperationMetrics

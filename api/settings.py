@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     database_url: str = DEFAULT_SQLITE_URL
     redis_url: str | None = None
+    # Prefix of every Redis key and channel: processes sharing a prefix share boards and hints.
+    redis_prefix: str = "laurel:"
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None  # PEM, for RS256 member tokens signed elsewhere
     member_token_ttl_seconds: int = 7 * 24 * 3600
@@ -23,6 +25,12 @@ class Settings(BaseSettings):
     db_pool_size: int = 16
     sweep_interval_seconds: float = 60.0
     api_key_cache_seconds: float = 10.0
+    # WebSockets: other browser origins allowed to connect (same-origin pages, and clients
+    # that send no Origin such as mobile apps, always may), how long a client has to send
+    # connection_init, and live operations per connection.
+    allowed_origins: list[str] = []
+    ws_init_timeout_seconds: float = 5.0
+    max_subscriptions_per_connection: int = 20
 
     @property
     def is_production(self) -> bool:

@@ -58,8 +58,11 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def session_factory(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Units of work; `info` is given to every session (e.g. who to tell after a commit)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:

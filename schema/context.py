@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -13,8 +13,10 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from schema.loaders import Loaders
+from services.bus import LocalBus
 from services.catalog import CatalogCache
 from services.clock import Clock
+from services.leaderboards import Leaderboards
 
 
 class Role(enum.StrEnum):
@@ -34,6 +36,8 @@ class Viewer:
     actor: str = "anonymous"
     # Why a credential that was sent is not accepted (reported only where one is needed).
     credential_problem: str | None = None
+    # When the credential stops being valid (member tokens): a live connection closes then.
+    expires_at: datetime | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -57,6 +61,9 @@ class Runtime:
     clock: Clock
     jwt_secret: str | None
     member_token_ttl: timedelta = timedelta(days=7)
+    # Rings subscribers when members' events commit (this process's, and others' over Redis).
+    bus: LocalBus = field(default_factory=LocalBus)
+    leaderboards: Leaderboards | None = None
 
 
 @dataclass(slots=True)
@@ -66,8 +73,14 @@ class Context:
     runtime: Runtime
     viewer: Viewer
     loaders: Loaders = field(init=False)
+    # A WebSocket's `connection_init` payload (strawberry sets it).
+    connection_params: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
+        self.renew_loaders()
+
+    def renew_loaders(self) -> None:
+        """Fresh loaders: a long-lived context (a WebSocket) must not serve stale answers."""
         runtime = self.runtime
         self.loaders = Loaders(
             runtime.read_engine, runtime.read_sessions, runtime.catalog, runtime.clock

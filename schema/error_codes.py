@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
@@ -31,10 +31,14 @@ from strawberry.types.execution import StreamExecutionResult
 
 from schema.exceptions import CodedGraphQLError
 
+if TYPE_CHECKING:
+    from strawberry.types import ExecutionContext
+
 __all__ = [
     "BAD_USER_INPUT",
     "INTERNAL_SERVER_ERROR",
     "MASKED_MESSAGE",
+    "ErrorCoder",
     "ErrorCodes",
     "code_error",
     "code_errors",
@@ -145,19 +149,16 @@ def code_errors(
     ]
 
 
-class ErrorCodes(SchemaExtension):
-    """Strawberry extension applying :func:`code_error` to every error of an operation.
+class ErrorCoder:
+    """What :class:`ErrorCodes` does, as a plain object another extension can drive.
 
-    Covers ``Schema.execute`` (queries and mutations over HTTP: the result is rewritten
-    when the operation ends) and ``Schema.stream`` / ``Schema.subscribe`` (WebSocket
-    operations, subscriptions included: each result is rewritten in ``on_stream_result``,
-    before it is sent). Errors present when parsing or validation ends are client errors.
-
-    It keeps per-operation state: pass a factory, ``lambda: ErrorCodes(mask_internal=...)``,
-    to ``strawberry.Schema(extensions=...)``, never a shared instance (strawberry 0.341
-    deprecates instances, with a DeprecationWarning, and sets each request's
-    ``execution_context`` on the extension object).
+    The live schema folds it into its one extension (``schema.schema.OperationHooks``);
+    :class:`ErrorCodes` wraps it as an extension of its own. Per operation: :meth:`start`
+    when it starts, :meth:`remember_client_errors` when parsing and when validation end,
+    :meth:`finish` when it ends, :meth:`stream_result` before each streamed result is sent.
     """
+
+    __slots__ = ("_client_errors", "_coded", "_stream_result_processed", "mask_internal")
 
     def __init__(self, mask_internal: bool = True) -> None:
         self.mask_internal = mask_internal
@@ -165,14 +166,12 @@ class ErrorCodes(SchemaExtension):
         self._coded: dict[int, GraphQLError] = {}
         self._stream_result_processed = False
 
-    # -- hooks ---------------------------------------------------------------------
-
-    def on_operation(self) -> Iterator[None]:
+    def start(self) -> None:
         self._stream_result_processed = False
         self._client_errors.clear()
         self._coded.clear()
-        yield
-        context = self.execution_context
+
+    def finish(self, context: ExecutionContext) -> None:
         if context.pre_execution_errors:
             context.pre_execution_errors = self._code_all(context.pre_execution_errors)
         # Streamed results were rewritten one by one, before being sent.
@@ -185,35 +184,23 @@ class ErrorCodes(SchemaExtension):
         self._client_errors.clear()
         self._coded.clear()
 
-    def on_parse(self) -> Iterator[None]:
-        yield
-        self._remember_client_errors()
+    def remember_client_errors(self, context: ExecutionContext) -> None:
+        for error in context.pre_execution_errors or ():
+            self._client_errors[id(error)] = error
 
-    def on_validate(self) -> Iterator[None]:
-        yield
-        self._remember_client_errors()
-
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+    def stream_result(self, context: ExecutionContext, result: StreamExecutionResult) -> None:
         self._stream_result_processed = True
         self._process(result)
         for incremental in getattr(result, "incremental", None) or ():
             self._process(incremental)
         for completed in getattr(result, "completed", None) or ():
             self._process(completed)
-        context = self.execution_context
         if context.pre_execution_errors:
             # Strawberry stores each result's raw errors there too.
             context.pre_execution_errors = self._code_all(context.pre_execution_errors)
         # Everything seen so far is coded (so coding it again is a no-op): forget it,
         # lest a long subscription hold on to every error it ever produced.
         self._coded.clear()
-        yield
-
-    # -- helpers -------------------------------------------------------------------
-
-    def _remember_client_errors(self) -> None:
-        for error in self.execution_context.pre_execution_errors or ():
-            self._client_errors[id(error)] = error
 
     def _code(self, error: GraphQLError) -> GraphQLError:
         # Memoized by identity: the same error may be reached through the result and
@@ -237,3 +224,39 @@ class ErrorCodes(SchemaExtension):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._code_all(errors)  # type: ignore[attr-defined]
+
+
+class ErrorCodes(SchemaExtension):
+    """Strawberry extension applying :func:`code_error` to every error of an operation.
+
+    Covers ``Schema.execute`` (queries and mutations over HTTP: the result is rewritten
+    when the operation ends) and ``Schema.stream`` / ``Schema.subscribe`` (WebSocket
+    operations, subscriptions included: each result is rewritten in ``on_stream_result``,
+    before it is sent). Errors present when parsing or validation ends are client errors.
+
+    It keeps per-operation state: pass a factory, ``lambda: ErrorCodes(mask_internal=...)``,
+    to ``strawberry.Schema(extensions=...)``, never a shared instance (strawberry 0.341
+    deprecates instances, with a DeprecationWarning, and sets each request's
+    ``execution_context`` on the extension object).
+    """
+
+    def __init__(self, mask_internal: bool = True) -> None:
+        self.mask_internal = mask_internal
+        self.coder = ErrorCoder(mask_internal)
+
+    def on_operation(self) -> Iterator[None]:
+        self.coder.start()
+        yield
+        self.coder.finish(self.execution_context)
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        self.coder.remember_client_errors(self.execution_context)
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self.coder.remember_client_errors(self.execution_context)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self.coder.stream_result(self.execution_context, result)
+        yield

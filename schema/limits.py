@@ -10,7 +10,9 @@ Every bound is checked before anything executes:
   run both as a graphql-core validation rule (:class:`QueryLimitsRule`, for use with
   ``graphql.validate``) and, in the strawberry extension, as a pre-check that runs
   *before* the standard validation rules, so a document past the limits never reaches
-  the (costlier) standard rules at all.
+  the (costlier) standard rules at all. The live schema runs the same pre-check from its
+  own extension (``schema.schema.OperationHooks``), through :func:`limit_verdict`, and
+  keeps the verdict of a document within the limits when it holds whatever the variables.
 
 How the measures are defined (per operation; a document is refused when any of its
 operations is past a bound):
@@ -45,7 +47,7 @@ numbers that are simply past the bounds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -84,7 +86,10 @@ __all__ = [
     "QueryLimitsRule",
     "QueryMeasure",
     "check_document",
+    "code_parser_limits",
+    "is_parser_limit",
     "limit_extensions",
+    "limit_verdict",
     "measure_document",
     "query_limits_rule",
 ]
@@ -182,6 +187,9 @@ class _Measurer:
         self.schema = schema
         # Over a WebSocket, strawberry passes the client's `variables` through unchecked.
         self.variables: Mapping[str, Any] = variables if isinstance(variables, Mapping) else {}
+        # Whether some `first` came from a variable: the measures then hold for these
+        # variables only (see `limit_verdict`).
+        self.reads_variables = False
         self.steps = 0
         self.operations: list[OperationDefinitionNode] = []
         self.fragments: dict[str, FragmentDefinitionNode] = {}
@@ -229,6 +237,7 @@ class _Measurer:
             if isinstance(literal, IntValueNode):
                 value = int(literal.value)
             elif isinstance(literal, VariableNode):
+                self.reads_variables = True
                 name = literal.name.value
                 provided = self.variables.get(name)
                 if isinstance(provided, int) and not isinstance(provided, bool):
@@ -368,8 +377,28 @@ def check_document(
     variables: Mapping[str, Any] | None = None,
 ) -> list[GraphQLError]:
     """The ``QUERY_TOO_COMPLEX`` errors of ``document`` (empty when within the limits)."""
+    return _errors(measure_document(schema, document, variables), limits)
+
+
+def limit_verdict(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    limits: QueryLimits,
+    variables: Mapping[str, Any] | None = None,
+) -> tuple[list[GraphQLError], bool]:
+    """:func:`check_document`'s errors, and whether they are the same for any variables.
+
+    The measures read the request's variables only for a ``first: $n`` argument; a
+    document without one has one verdict whatever the variables, which a caller may keep
+    per document (see ``schema.schema.DocumentCache``).
+    """
+    measurer = _Measurer(schema, document, variables)
+    return _errors(measurer.measure(), limits), not measurer.reads_variables
+
+
+def _errors(measures: list[QueryMeasure], limits: QueryLimits) -> list[GraphQLError]:
     errors: list[GraphQLError] = []
-    for measure in measure_document(schema, document, variables):
+    for measure in measures:
         label = _operation_label(measure.operation)
         node = measure.operation
         if measure.depth > limits.max_depth:
@@ -434,10 +463,19 @@ def query_limits_rule(
     )
 
 
-def _is_parser_limit(error: GraphQLError) -> bool:
+def is_parser_limit(error: GraphQLError) -> bool:
+    """Whether ``error`` is graphql-core's parser giving up on a document for its size."""
     return isinstance(error, GraphQLSyntaxError) and error.message.startswith(
         _PARSER_LIMIT_PREFIXES
     )
+
+
+def code_parser_limits(errors: Iterable[GraphQLError] | None) -> None:
+    """Give the parser's size errors (too many tokens, nested too deeply) their code."""
+    for error in errors or ():
+        if is_parser_limit(error):
+            # Mutated in place: strawberry already holds this very error object.
+            error.extensions = {**(error.extensions or {}), "code": QUERY_TOO_COMPLEX}
 
 
 class QueryLimitsExtension(SchemaExtension):
@@ -460,10 +498,7 @@ class QueryLimitsExtension(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         yield
-        for error in self.execution_context.pre_execution_errors or ():
-            if _is_parser_limit(error):
-                # Mutated in place: strawberry already holds this very error object.
-                error.extensions = {**(error.extensions or {}), "code": QUERY_TOO_COMPLEX}
+        code_parser_limits(self.execution_context.pre_execution_errors)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import ledger, members, node, partners, rewards
+from resolvers import leaderboards, ledger, members, node, partners, rewards
 from resolvers import program as program_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
+from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
 from schema.types.member import Member
 from schema.types.node import Node
@@ -40,3 +41,4 @@ class Query:
     program_stats: ProgramStats = strawberry.field(
         resolver=program_resolvers.program_stats, permission_classes=[AdminOnly]
     )
+    leaderboard: Leaderboard = strawberry.field(resolver=leaderboards.leaderboard)

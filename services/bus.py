@@ -117,9 +117,14 @@ class LocalBus:
 class RedisBus(LocalBus):
     """`LocalBus` plus Redis pub/sub between processes (one channel, hints of member ids)."""
 
-    def __init__(self, redis: Redis, *, channel: str = "laurel:member-events") -> None:
+    def __init__(
+        self, redis: Redis, *, listener: Redis | None = None, channel: str = "laurel:member-events"
+    ) -> None:
+        """`redis` publishes (short timeouts suit it); `listener` (default: `redis`) holds the
+        subscription, so it must not time out reads while the channel is quiet."""
         super().__init__()
         self._redis = redis
+        self.listener = listener or redis
         self._channel = channel
         self._origin = uuid.uuid4().hex  # our own hints come back: skip them
         self._unsent: set[int] = set()
@@ -187,7 +192,7 @@ class RedisBus(LocalBus):
     async def _listen_forever(self) -> None:
         failures = 0
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.listener.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self.connected.set()

@@ -12,6 +12,7 @@ from models.records import MemberRecord
 from schema.context import Info
 from schema.exceptions import BadUserInput
 from schema.ids import decode_cursor, encode_id
+from schema.types.leaderboard import LeaderboardEntry
 from schema.types.ledger import PointsTransactionConnection
 from schema.types.node import Node
 from schema.types.program import Tier, TierProgress
@@ -19,6 +20,7 @@ from schema.types.redemption import RedemptionConnection
 from schema.types.reward import Reward
 from services import rewards
 from services.errors import DomainError
+from services.leaderboards import Period
 
 MAX_PAGE = 100
 
@@ -184,3 +186,13 @@ class Member(Node):
                 first=size,
             )
         return [Reward.from_row(row, now) for row in rows]
+
+    @strawberry.field  # null when unranked
+    async def rank(self, info: Info, period: Period = Period.ALL_TIME) -> LeaderboardEntry | None:
+        leaderboards = info.context.runtime.leaderboards
+        assert leaderboards is not None, "the app always builds its leaderboards"
+        standing = await leaderboards.rank(period, self.row.id)
+        if standing is None:
+            return None
+        viewer = info.context.viewer
+        return LeaderboardEntry.from_standing(standing, viewer.member_id)

@@ -1,0 +1,77 @@
+"""Leaderboards: the board (public), a member's rank, and the board live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+
+from schema.context import Info, Role
+from schema.exceptions import BadUserInput
+from schema.types.leaderboard import Leaderboard
+from services.leaderboards import Board, Leaderboards, Period
+
+MAX_FIRST = 100
+# A live board is sent at most this often, and looked at this often even without news (so
+# a period rolling over is noticed).
+THROTTLE_SECONDS = 1.0
+IDLE_CHECK_SECONDS = 15.0
+
+
+def _size(first: int | None) -> int:
+    size = 10 if first is None else first
+    if not 1 <= size <= MAX_FIRST:
+        raise BadUserInput(f"`first` must be between 1 and {MAX_FIRST}")
+    return size
+
+
+def _viewer_member(info: Info) -> int | None:
+    viewer = info.context.viewer
+    return viewer.member_id if viewer.role is Role.MEMBER else None
+
+
+def _boards(info: Info) -> Leaderboards:
+    leaderboards = info.context.runtime.leaderboards
+    assert leaderboards is not None, "the app always builds its leaderboards"
+    return leaderboards
+
+
+async def leaderboard(
+    info: Info, period: Period = Period.ALL_TIME, first: int | None = 10
+) -> Leaderboard:
+    me = _viewer_member(info)
+    board = await _boards(info).board(period, first=_size(first), member_id=me)
+    return Leaderboard.from_board(board, me)
+
+
+def _shape(board: Board) -> list[tuple[int, int, int, str]]:
+    return [(s.member_id, s.rank, s.points, s.display_name) for s in board.entries]
+
+
+async def leaderboard_updated(
+    info: Info, period: Period = Period.ALL_TIME, first: int | None = 10
+) -> AsyncGenerator[Leaderboard, None]:
+    """The board now, then again whenever its top `first` changes, at most once a second."""
+    size = _size(first)
+    me = _viewer_member(info)
+    boards = _boards(info)
+    bus = info.context.runtime.bus
+    bell = bus.subscribe(None)  # any member's commit may move the board
+    try:
+        board = await boards.board(period, first=size, member_id=me)
+        sent = _shape(board)
+        yield Leaderboard.from_board(board, me)
+        checked = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bell.wait(), timeout=IDLE_CHECK_SECONDS)
+            # Throttled: this also lets the writer's batch reach Redis before we look.
+            await asyncio.sleep(max(0.0, checked + THROTTLE_SECONDS - time.monotonic()))
+            checked = time.monotonic()
+            board = await boards.board(period, first=size, member_id=me)
+            if _shape(board) != sent:
+                sent = _shape(board)
+                yield Leaderboard.from_board(board, me)
+    finally:
+        bus.unsubscribe(None, bell)

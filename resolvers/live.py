@@ -1,0 +1,141 @@
+"""Subscriptions: the calling member's committed events, replayed from a cursor, then live.
+
+The stream subscribes to the bus *before* it reads, then reads the outbox after its cursor
+every time the doorbell rings. One member's events commit in id order (each change holds the
+member's row lock), so reading "after my cursor" neither skips nor repeats one, whatever order
+hints arrive in: the seam between replay and live has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from sqlalchemy import Row, func, select
+
+import models
+from schema.context import Info, Role
+from schema.exceptions import BadUserInput, Unauthenticated
+from schema.ids import decode_cursor, encode_cursor, encode_id
+from schema.types.events import MemberEvent, PointsUpdate, TierChanged
+from schema.types.ledger import PointsTransaction
+from schema.types.member import Member, PointsBalance
+from schema.types.program import Tier
+from services.errors import DomainError
+
+PAGE = 100  # events read per round trip while catching up
+
+_events = models.MemberEvent.__table__
+_entries = models.LedgerEntry.__table__
+_members = models.Member.__table__
+
+
+def _member_id(info: Info) -> int:
+    viewer = info.context.viewer
+    if viewer.role is not Role.MEMBER or viewer.member_id is None:
+        raise Unauthenticated("live updates need a member token in connection_init")
+    return viewer.member_id
+
+
+async def points_updated(info: Info) -> AsyncGenerator[PointsUpdate, None]:
+    """Each balance change of the caller, once, after its commit."""
+    async for event in _stream(info, _member_id(info), after=None):
+        if isinstance(event.payload, PointsUpdate):
+            yield event.payload
+
+
+async def member_events(info: Info, after: str | None = None) -> AsyncGenerator[MemberEvent, None]:
+    """The caller's events in commit order; with `after`, every event since that cursor first."""
+    member_id = _member_id(info)
+    try:
+        start = decode_cursor(after, ["after"]) if after is not None else None
+    except DomainError as error:
+        raise BadUserInput("`after` is not a cursor of memberEvents") from error
+    async for event in _stream(info, member_id, after=start):
+        yield event
+
+
+async def _stream(
+    info: Info, member_id: int, *, after: int | None
+) -> AsyncGenerator[MemberEvent, None]:
+    ctx = info.context
+    bus = ctx.runtime.bus
+    bell = bus.subscribe(member_id)  # first: what commits from now on rings it
+    engine = ctx.runtime.read_engine
+    try:
+        if after is None:
+            async with engine.connect() as connection:
+                after = int(
+                    await connection.scalar(
+                        select(func.coalesce(func.max(_events.c.id), 0)).where(
+                            _events.c.member_id == member_id
+                        )
+                    )
+                    or 0
+                )
+        while True:
+            async with engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(_events)
+                        .where(_events.c.member_id == member_id, _events.c.id > after)
+                        .order_by(_events.c.id)
+                        .limit(PAGE)
+                    )
+                ).all()
+                if rows:
+                    entries = await _entries_of(connection, rows)
+                    member = (
+                        await connection.execute(select(_members).where(_members.c.id == member_id))
+                    ).one()
+            if rows:
+                # Each delivery reads afresh: no answer cached for an earlier event.
+                ctx.renew_loaders()
+                for row in rows:
+                    event = await _event(info, row, entries, member)
+                    if event is not None:
+                        yield event
+                    after = row.id
+                if len(rows) == PAGE:
+                    continue  # catching up: read on without waiting
+            await bell.wait()
+    finally:
+        bus.unsubscribe(member_id, bell)
+
+
+async def _entries_of(connection: Any, rows: Sequence[Row[Any]]) -> dict[int, Row[Any]]:
+    ids = [row.entry_id for row in rows if row.entry_id is not None]
+    if not ids:
+        return {}
+    found = await connection.execute(select(_entries).where(_entries.c.id.in_(ids)))
+    return {entry.id: entry for entry in found}
+
+
+async def _event(
+    info: Info, row: Row[Any], entries: dict[int, Row[Any]], member: Row[Any]
+) -> MemberEvent | None:
+    payload: PointsUpdate | TierChanged
+    if row.kind is models.EventKind.POINTS_UPDATED:
+        data = row.data
+        payload = PointsUpdate(
+            member=Member.from_row(member),
+            transaction=PointsTransaction.from_row(entries[row.entry_id]),
+            balance=PointsBalance(
+                available=data["available"],
+                pending=data["pending"],
+                lifetime_earned=data["lifetimeEarned"],
+                redeemed=data["redeemed"],
+                expired=data["expired"],
+                member_pk=row.member_id,
+            ),
+        )
+    elif row.kind is models.EventKind.TIER_CHANGED:
+        from_id, to_id = row.data["from"], row.data["to"]
+        tiers = Tier.ranked(await info.context.loaders.tiers(including=to_id))
+        by_id = {str(t.id): t for t in tiers}
+        payload = TierChanged(
+            from_=by_id[encode_id("Tier", from_id)], to=by_id[encode_id("Tier", to_id)]
+        )
+    else:  # badges and challenges: their payloads arrive with gamification
+        return None
+    return MemberEvent(cursor=encode_cursor(row.id), occurred_at=row.created_at, payload=payload)
