@@ -65,6 +65,27 @@ _STATUS_BY_CODE: Final[Mapping[str, int]] = {
 
 _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not supported)."
 
+_GRAPHIQL_FETCHER: Final = """      const fetcher = GraphiQL.createFetcher({
+        url: fetchURL,
+        headers: defaultHeaders,
+        subscriptionUrl,
+      });"""
+# One fetcher per Authorization value: its WebSocket client sends that value in connection_init.
+_GRAPHIQL_AUTHENTICATED_FETCHER: Final = """      const fetchers = {};
+      function fetcher(params, options) {
+        const headers = (options && options.headers) || {};
+        const authorization = headers.Authorization || headers.authorization || "";
+        if (!fetchers[authorization]) {
+          fetchers[authorization] = GraphiQL.createFetcher({
+            url: fetchURL,
+            headers: defaultHeaders,
+            subscriptionUrl,
+            wsConnectionParams: authorization ? { authorization } : {},
+          });
+        }
+        return fetchers[authorization](params, options);
+      }"""
+
 
 def _has_code(extensions: object) -> bool:
     return isinstance(extensions, dict) and isinstance(extensions.get("code"), str)
@@ -108,6 +129,18 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             await self.on_connect(context)
         unset: UnsetType = UNSET
         return unset
+
+    # -- GraphiQL ------------------------------------------------------------------
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """strawberry's GraphiQL page, whose subscriptions authenticate with the Headers pane:
+        a WebSocket carries its credential in `connection_init`, not in HTTP headers."""
+        html = super().graphql_ide_html
+        if _GRAPHIQL_FETCHER not in html:  # a strawberry upgrade changed the page
+            logger.warning("GraphiQL subscriptions will not see the Authorization header")
+            return html
+        return html.replace(_GRAPHIQL_FETCHER, _GRAPHIQL_AUTHENTICATED_FETCHER)
 
     # -- context -------------------------------------------------------------------
 

@@ -557,6 +557,8 @@ async def test_graphiql_enabled_serves_html() -> None:
         response = await http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
+    # subscriptions send the Headers pane's Authorization in connection_init
+    assert "wsConnectionParams: authorization ? { authorization } : {}" in response.text
 
 
 # -- WebSocket (graphql-transport-ws) ------------------------------------------------------
