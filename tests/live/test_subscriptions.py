@@ -26,7 +26,7 @@ from models.engine import session_factory
 from schema.ids import encode_id
 from services import access, members
 from tests.conftest import JWT_SECRET
-from tests.live.conftest import Server
+from tests.live.conftest import Server, free_port, server_env
 
 POINTS = gql(
     "subscription { pointsUpdated { transaction { reference points } balance { available } } }"
@@ -282,3 +282,23 @@ async def test_a_connection_holds_a_bounded_number_of_subscriptions(
         for stream in streams:
             with contextlib.suppress(Exception):
                 await stream.aclose()
+
+
+async def test_shutdown_closes_sockets_with_a_code_that_says_reconnect(
+    redis_prefix: str, world: World
+) -> None:
+    server = Server(free_port(), server_env(redis_prefix)).start()
+    try:
+        async with connect(server.ws, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+            init = {
+                "type": "connection_init",
+                "payload": {"authorization": f"Bearer {world.ann_token}"},
+            }
+            await socket.send(json.dumps(init))
+            assert json.loads(await socket.recv())["type"] == "connection_ack"
+            await asyncio.to_thread(server.stop)  # SIGTERM, as an orchestrator sends
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), timeout=15)
+            assert socket.close_code == 1012  # service restart: clients reconnect elsewhere
+    finally:
+        server.stop()
