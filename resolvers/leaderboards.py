@@ -17,6 +17,8 @@ MAX_FIRST = 100
 # a period rolling over is noticed).
 THROTTLE_SECONDS = 1.0
 IDLE_CHECK_SECONDS = 15.0
+# After news, when to look at the board (seconds after the ring) until it has changed.
+SETTLE_SECONDS = (0.3, 1.2, 2.6)
 
 
 def _size(first: int | None) -> int:
@@ -62,16 +64,22 @@ async def leaderboard_updated(
         board = await boards.board(period, first=size, member_id=me)
         sent = _shape(board)
         yield Leaderboard.from_board(board, me)
-        checked = time.monotonic()
+        last_sent = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bell.wait(), timeout=IDLE_CHECK_SECONDS)
-            # Throttled: this also lets the writer's batch reach Redis before we look.
-            await asyncio.sleep(max(0.0, checked + THROTTLE_SECONDS - time.monotonic()))
-            checked = time.monotonic()
-            board = await boards.board(period, first=size, member_id=me)
-            if _shape(board) != sent:
-                sent = _shape(board)
-                yield Leaderboard.from_board(board, me)
+            rung = time.monotonic()
+            # A commit's points reach the board a little after its hint: the committing
+            # process writes Redis in batches (~0.1 s), and while Redis is away the database's
+            # ranking is shared for a couple of seconds. Look again a few times, not once.
+            for delay in SETTLE_SECONDS:
+                start = max(rung + delay, last_sent + THROTTLE_SECONDS)
+                await asyncio.sleep(max(0.0, start - time.monotonic()))
+                board = await boards.board(period, first=size, member_id=me)
+                if _shape(board) != sent:
+                    sent = _shape(board)
+                    yield Leaderboard.from_board(board, me)
+                    last_sent = time.monotonic()
+                    break
     finally:
         bus.unsubscribe(None, bell)
