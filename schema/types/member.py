@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 import models
 from models.records import MemberRecord
@@ -23,6 +23,18 @@ from services.errors import DomainError
 from services.leaderboards import Period
 
 MAX_PAGE = 100
+
+# A member's transactions, newest first: built once (building a statement and its cache key
+# costs more than running it from SQLAlchemy's compiled cache).
+_entries = models.LedgerEntry.__table__.c
+_PAGE = (
+    select(models.LedgerEntry.__table__)
+    .where(_entries.member_id == bindparam("member_id"))
+    .order_by(_entries.id.desc())
+    .limit(bindparam("limit"))
+)
+_PAGE_BEFORE = _PAGE.where(_entries.id < bindparam("before_id"))
+_COUNT = select(func.count()).where(_entries.member_id == bindparam("member_id"))
 
 
 def page_size(first: int, field: str = "first") -> int:
@@ -119,19 +131,16 @@ class Member(Node):
             raise BadUserInput("`after` is not a cursor of this connection") from exc
         member_id = self.row.id
         reader = info.context.runtime.read_engine
-        entries = models.LedgerEntry.__table__.c
-        stmt = select(models.LedgerEntry.__table__).where(entries.member_id == member_id)
+        params = {"member_id": member_id, "limit": size + 1}
         if before_id is not None:
-            stmt = stmt.where(entries.id < before_id)
-        stmt = stmt.order_by(entries.id.desc()).limit(size + 1)
+            params["before_id"] = before_id
         async with reader.connect() as connection:
-            rows = (await connection.execute(stmt)).all()
+            page = _PAGE if before_id is None else _PAGE_BEFORE
+            rows = (await connection.execute(page, params)).all()
 
         async def count() -> int:
             async with reader.connect() as connection:
-                total = await connection.scalar(
-                    select(func.count()).where(entries.member_id == member_id)
-                )
+                total = await connection.scalar(_COUNT, {"member_id": member_id})
             return int(total or 0)
 
         return PointsTransactionConnection.from_page(
