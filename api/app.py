@@ -24,6 +24,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from api.auth import Authenticator
 from api.graphql_view import LaurelGraphQL
+from api.member_views import MemberViews
 from api.metrics import Metrics
 from api.settings import Settings
 from models.engine import create_engine, read_only, read_session_factory, session_factory
@@ -48,6 +49,7 @@ class AppState:
     authenticator: Authenticator
     metrics: Metrics
     schema: strawberry.Schema
+    member_views: MemberViews
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
@@ -93,7 +95,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         mask_internal_errors=settings.is_production,
         observe=metrics.observe,
     )
-    state = AppState(settings, engine, runtime, authenticator, metrics, schema)
+    member_views = MemberViews(bus, clock)
+    state = AppState(settings, engine, runtime, authenticator, metrics, schema, member_views)
 
     async def get_context(request: Request | WebSocket, response: Response | None) -> Context:
         if isinstance(request, WebSocket):
@@ -131,6 +134,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         on_connect=on_connect,
+        cached_execution=member_views.execute,
     )
 
     async def healthz(_: Request) -> Response:

@@ -51,6 +51,10 @@ logger: Final = logging.getLogger("laurel.graphql")
 ContextT = TypeVar("ContextT")
 
 ContextGetter = Callable[[Request | WebSocket, Response | None], Awaitable[ContextT]]
+CachedExecution = Callable[
+    [ContextT, GraphQLRequestData, Callable[[], Awaitable[ExecutionResult]]],
+    Awaitable[ExecutionResult],
+]
 """Builds the context of an operation: ``(request or websocket, sub-response or None)``."""
 
 # The HTTP status of a CodedGraphQLError raised outside execution (e.g. by the context
@@ -105,6 +109,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         connection_init_wait_timeout: timedelta = timedelta(seconds=30),
         max_subscriptions_per_connection: int | None = 100,
         on_connect: Callable[[ContextT], Awaitable[None]] | None = None,
+        cached_execution: CachedExecution[ContextT] | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -121,6 +126,28 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         self.context_getter = context_getter
         self.mask_internal = mask_internal
         self.on_connect = on_connect
+        self.cached_execution = cached_execution
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: ContextT,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """An HTTP operation, through `cached_execution` when there is one (it decides
+        whether an answer may be reused)."""
+
+        def run() -> Awaitable[ExecutionResult]:
+            return super(LaurelGraphQL, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+
+        if self.cached_execution is None:
+            return await run()
+        return await self.cached_execution(context, request_data, run)
 
     async def on_ws_connect(self, context: ContextT) -> UnsetType | dict[str, object] | None:
         """`connection_init`: `on_connect` authenticates the connection from its payload, and

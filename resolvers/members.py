@@ -20,6 +20,8 @@ async def me(info: Info) -> Member | None:
     viewer = info.context.viewer
     assert viewer.member_id is not None
     row = await fresh_member(info.context, viewer.member_id)
+    if row is not None:
+        info.context.member_settles_at = row.next_settlement_at
     return Member.from_row(row) if row else None
 
 

@@ -75,6 +75,9 @@ class Context:
     loaders: Loaders = field(init=False)
     # A WebSocket's `connection_init` payload (strawberry sets it).
     connection_params: dict[str, object] | None = None
+    # When the calling member's view next changes without an event (pending points activate,
+    # lots expire): a cached answer must not outlive it.
+    member_settles_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self.renew_loaders()

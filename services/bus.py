@@ -56,6 +56,7 @@ class LocalBus:
         self._by_member: dict[int, set[Doorbell]] = {}
         self._everything: set[Doorbell] = set()
         self._commit_listeners: list[Listener] = []
+        self._ring_listeners: list[Callable[[Iterable[int] | None], None]] = []
 
     @property
     def subscribers(self) -> int:
@@ -84,6 +85,11 @@ class LocalBus:
         """Call `listener` with the members of every commit made by this process."""
         self._commit_listeners.append(listener)
 
+    def on_ring(self, listener: Callable[[Iterable[int] | None], None]) -> None:
+        """Call `listener` with the members of every ring (None: everyone may have news),
+        synchronously, before any doorbell is rung."""
+        self._ring_listeners.append(listener)
+
     def committed(self, member_ids: frozenset[int]) -> None:
         """A unit of work of this process committed events of these members."""
         self.ring(member_ids)
@@ -94,6 +100,9 @@ class LocalBus:
                 log.exception("commit listener failed")
 
     def ring(self, member_ids: Iterable[int]) -> None:
+        member_ids = list(member_ids)
+        for listener in self._ring_listeners:
+            listener(member_ids)
         for member_id in member_ids:
             for bell in self._by_member.get(member_id, ()):
                 bell.ring()
@@ -101,6 +110,8 @@ class LocalBus:
             bell.ring()
 
     def ring_everyone(self) -> None:
+        for listener in self._ring_listeners:
+            listener(None)
         for bells in self._by_member.values():
             for bell in bells:
                 bell.ring()
@@ -132,6 +143,11 @@ class RedisBus(LocalBus):
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()  # set while subscribed to the channel
+
+    def on_ring(self, listener: Callable[[Iterable[int] | None], None]) -> None:
+        """Call `listener` with the members of every ring (None: everyone may have news),
+        synchronously, before any doorbell is rung."""
+        self._ring_listeners.append(listener)
 
     def committed(self, member_ids: frozenset[int]) -> None:
         super().committed(member_ids)

@@ -302,3 +302,27 @@ async def test_shutdown_closes_sockets_with_a_code_that_says_reconnect(
             assert socket.close_code == 1012  # service restart: clients reconnect elsewhere
     finally:
         server.stop()
+
+
+async def test_a_reused_dashboard_on_one_process_sees_a_purchase_made_on_another(
+    two_servers: tuple[Server, Server], world: World
+) -> None:
+    a, b = two_servers
+    query = {"query": "{ me { balance { available } transactions(first: 1) { totalCount } } }"}
+    headers = {"authorization": f"Bearer {world.ann_token}"}
+    async with httpx.AsyncClient(base_url=a.http, timeout=10) as client:
+
+        async def seen() -> dict[str, Any]:
+            body = (await client.post("/graphql", json=query, headers=headers)).json()
+            assert "errors" not in body, body
+            me: dict[str, Any] = body["data"]["me"]
+            return me
+
+        before = await seen()
+        assert await seen() == before  # answered again (from A's member views)
+        await purchase(b, world, world.ann, "elsewhere")
+        deadline = asyncio.get_running_loop().time() + 3
+        while (now := await seen()) == before:
+            assert asyncio.get_running_loop().time() < deadline, "A kept the old view"
+            await asyncio.sleep(0.02)
+        assert now["transactions"]["totalCount"] == before["transactions"]["totalCount"] + 1

@@ -1,0 +1,195 @@
+"""Answers to a member's own dashboard queries, kept until that member's events say otherwise.
+
+A member's app asks for the same view (`me { balance tier tierProgress transactions }`) on
+every open, and that view changes only when the member's own events commit. So the answer is
+kept per member and document, and dropped when the bus rings for the member (its own commit
+in this process, or a hint from another process), when its next settlement (pending points
+activating, lots expiring) falls due, or after `ttl` (what a catalog edit made elsewhere may
+lag by, like the catalog cache). Rules that keep it exact:
+
+* only queries whose root is `me` alone and that read only fields fed by the member's own
+  events are kept (not `rank`, `recommendedRewards`, `redemptions`: other members' and the
+  catalog's changes move those);
+* an answer computed while the member's events committed is not kept (a generation per
+  member, bumped by every ring, is compared before storing);
+* with Redis configured but the bus not subscribed, nothing is kept (hints from other
+  processes could be missed);
+* answers with errors are never kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+    visit,
+)
+from graphql.language import Visitor
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
+
+from schema.context import Context, Role
+from services.bus import LocalBus, RedisBus
+from services.clock import Clock
+
+# Fields whose values change only through the member's own committed events (or, for tier
+# names and thresholds, through rare admin edits bounded by the ttl).
+MEMBER_FIELDS = frozenset(
+    {
+        "__typename",
+        # Member
+        "me", "id", "externalId", "email", "displayName", "birthday", "joinedAt",
+        "referralCode", "tier", "tierProgress", "balance", "transactions",
+        # Tier, TierProgress
+        "name", "rank", "threshold", "multiplier", "benefits", "current", "next",
+        "qualifyingPoints", "pointsToNext",
+        # PointsBalance, PointsExpiry
+        "available", "pending", "lifetimeEarned", "redeemed", "expired", "expiringSoon",
+        "points", "expiresAt",
+        # PointsTransactionConnection, edges, PageInfo, PointsTransaction, PointsComponent
+        "edges", "pageInfo", "totalCount", "cursor", "node", "hasNextPage", "hasPreviousPage",
+        "startCursor", "endCursor", "kind", "status", "description", "reference", "createdAt",
+        "availableAt", "breakdown", "label",
+    }
+)  # fmt: skip
+# `rank` is both Tier.rank (allowed) and Member.rank (not): a member's `rank(period:)` takes
+# an argument or sits directly under `me`, which `_cacheable` refuses.
+_NOT_UNDER_ME = frozenset({"rank"})
+MAX_DOCUMENTS = 256
+MAX_ENTRIES = 50_000
+
+
+@dataclass(slots=True)
+class _Entry:
+    result: ExecutionResult
+    generation: int
+    until_monotonic: float
+    until_clock: datetime | None  # the member's next settlement
+
+
+class MemberViews:
+    def __init__(self, bus: LocalBus, clock: Clock, *, ttl: float = 10.0) -> None:
+        self._bus = bus
+        self._clock = clock
+        self._ttl = ttl
+        self._entries: dict[tuple[int, str], _Entry] = {}
+        self._generations: dict[int, int] = {}
+        self._epoch = 0  # bumped when everyone may have news
+        self._documents: dict[str, bool] = {}
+        self.hits = 0
+        self.misses = 0
+        bus.on_ring(self._rung)
+
+    def _rung(self, member_ids: Iterable[int] | None) -> None:
+        if member_ids is None:
+            self._epoch += 1
+            self._entries.clear()
+            return
+        for member_id in member_ids:
+            self._generations[member_id] = self._generations.get(member_id, 0) + 1
+
+    def _generation(self, member_id: int) -> int:
+        return self._generations.get(member_id, 0) + (self._epoch << 32)
+
+    def _usable(self) -> bool:
+        bus = self._bus
+        return not isinstance(bus, RedisBus) or bus.connected.is_set()
+
+    async def execute(
+        self,
+        context: Context,
+        request_data: GraphQLRequestData,
+        run: Callable[[], Awaitable[ExecutionResult]],
+    ) -> ExecutionResult:
+        viewer = context.viewer
+        member_id = viewer.member_id
+        query = request_data.query
+        if (
+            viewer.role is not Role.MEMBER
+            or member_id is None
+            or not isinstance(query, str)
+            or not self._cacheable(query)
+            or not self._usable()
+        ):
+            return await run()
+        key = (member_id, _key(query, request_data.variables, request_data.operation_name))
+        generation = self._generation(member_id)
+        entry = self._entries.get(key)
+        if entry is not None:
+            if (
+                entry.generation == generation
+                and time.monotonic() < entry.until_monotonic
+                and (entry.until_clock is None or self._clock.now() < entry.until_clock)
+            ):
+                self.hits += 1
+                return entry.result
+            del self._entries[key]
+        self.misses += 1
+        result = await run()
+        if not result.errors and self._generation(member_id) == generation:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = _Entry(
+                result,
+                generation,
+                time.monotonic() + self._ttl,
+                context.member_settles_at,
+            )
+        return result
+
+    def _cacheable(self, query: str) -> bool:
+        verdict = self._documents.get(query)
+        if verdict is None:
+            verdict = _member_view(query)
+            if len(self._documents) >= MAX_DOCUMENTS:
+                self._documents.pop(next(iter(self._documents)))
+            self._documents[query] = verdict
+        return verdict
+
+
+def _key(query: str, variables: dict[str, Any] | None, operation: str | None) -> str:
+    if not variables:
+        return f"{operation}\0{query}"
+    return f"{operation}\0{query}\0{orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode()}"
+
+
+def _member_view(query: str) -> bool:
+    """A single query operation, `me` its only root field, reading only MEMBER_FIELDS."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
+        return False
+    roots = operations[0].selection_set.selections
+    if not roots or not all(isinstance(s, FieldNode) and s.name.value == "me" for s in roots):
+        return False
+    if any(isinstance(d, FragmentDefinitionNode) for d in document.definitions):
+        return False  # fragments could sit anywhere: not worth following for a cache
+    for root in roots:
+        assert isinstance(root, FieldNode)
+        if root.selection_set is None:
+            return False
+        for field in root.selection_set.selections:
+            if not isinstance(field, FieldNode) or field.name.value in _NOT_UNDER_ME:
+                return False
+    names: list[str] = []
+
+    class _Names(Visitor):
+        def enter_field(self, node: FieldNode, *_: object) -> None:
+            names.append(node.name.value)
+
+    visit(document, _Names())
+    return all(name in MEMBER_FIELDS for name in names)

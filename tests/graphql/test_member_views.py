@@ -1,0 +1,105 @@
+"""A member's dashboard answers are reused only while nothing of the member changed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from api.member_views import MemberViews
+from models import KeyRole
+from schema.ids import encode_id
+from services import members
+from tests.conftest import Api
+from tests.services.helpers import configure
+
+DASHBOARD = """query Dashboard { me { balance { available pending } tier { name }
+    tierProgress { pointsToNext } transactions(first: 10) { totalCount
+    edges { node { kind points } } } } }"""
+PURCHASE = """mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {
+    userErrors { code } } }"""
+
+
+def views(api: Api) -> MemberViews:
+    found: MemberViews = api.app.state.laurel.member_views
+    return found
+
+
+async def setup(api: Api) -> tuple[int, str, str]:
+    async with api.sessions.begin() as session:
+        ann = await members.enroll(
+            session, email="ann@example.com", display_name="Ann", now=api.clock.now()
+        )
+    return ann.id, api.member_token(ann.id), await api.key(KeyRole.SERVICE)
+
+
+async def buy(api: Api, key: str, member_id: int, order: str) -> None:
+    variables = {
+        "input": {"memberId": encode_id("Member", member_id), "orderId": order, "amount": 20.0}
+    }
+    body = await api.gql(PURCHASE, variables, token=key)
+    assert body["data"]["recordPurchase"]["userErrors"] == []  # type: ignore[index]
+
+
+async def dashboard(api: Api, token: str) -> dict[str, object]:
+    body = await api.gql(DASHBOARD, token=token)
+    assert "errors" not in body, body
+    me: dict[str, object] = body["data"]["me"]  # type: ignore[index]
+    return me
+
+
+async def test_a_repeated_dashboard_is_reused_until_the_member_changes(api: Api) -> None:
+    member_id, token, key = await setup(api)
+    first = await dashboard(api, token)
+    hits = views(api).hits
+    assert await dashboard(api, token) == first
+    assert views(api).hits == hits + 1  # the second answer was reused
+
+    await buy(api, key, member_id, "o-1")  # its commit rings the member's doorbell
+    after = await dashboard(api, token)
+    assert after["balance"] == {"available": 20, "pending": 0}  # type: ignore[comparison-overlap]
+    assert after != first
+
+
+async def test_pending_points_activating_end_a_reused_answer(api: Api) -> None:
+    await configure(api.sessions, pending_days=1)
+    member_id, token, key = await setup(api)
+    await buy(api, key, member_id, "o-1")
+    token = api.member_token(member_id, ttl=timedelta(days=30))
+    assert (await dashboard(api, token))["balance"] == {"available": 0, "pending": 20}
+    hits = views(api).hits
+    await dashboard(api, token)
+    assert views(api).hits == hits + 1
+    api.clock.advance(timedelta(days=1, seconds=1))  # no event: time alone moves the points
+    token = api.member_token(member_id, ttl=timedelta(days=30))  # the old one expired meanwhile
+    assert (await dashboard(api, token))["balance"] == {"available": 20, "pending": 0}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ me { rank { rank points } } }",  # other members move it
+        "{ me { recommendedRewards { name } } }",  # the catalog and stock move it
+        "{ me { redemptions { totalCount } } }",
+        "{ me { ...F } } fragment F on Member { balance { available } }",
+        "{ me { balance { available } } program { name } }",  # another root
+        "{ me { ... on Member { rank { rank } } } }",
+    ],
+)
+async def test_views_that_others_can_change_are_never_reused(api: Api, query: str) -> None:
+    _, token, _ = await setup(api)
+    hits = views(api).hits
+    for _ in range(3):
+        body = await api.gql(query, token=token)
+        assert "errors" not in body, body
+    assert views(api).hits == hits
+
+
+async def test_staff_and_anonymous_answers_are_never_reused(api: Api) -> None:
+    member_id, _, key = await setup(api)
+    query = "query($id: ID!) { member(id: $id) { balance { available } } }"
+    hits = views(api).hits
+    for _ in range(3):
+        await api.gql(query, {"id": encode_id("Member", member_id)}, token=key)
+        await api.gql("{ program { name } }")
+    assert views(api).hits == hits
