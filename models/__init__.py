@@ -3,6 +3,14 @@
 from models.access import ApiKey, KeyRole
 from models.base import Base
 from models.events import EventKind, MemberEvent
+from models.gamification import (
+    Badge,
+    Challenge,
+    ChallengeCompletion,
+    ChallengeMetric,
+    MemberBadge,
+    Recurrence,
+)
 from models.ledger import (
     EARNING_KINDS,
     QUALIFYING_KINDS,
@@ -22,7 +30,11 @@ __all__ = [
     "PROGRAM_ID",
     "QUALIFYING_KINDS",
     "ApiKey",
+    "Badge",
     "Base",
+    "Challenge",
+    "ChallengeCompletion",
+    "ChallengeMetric",
     "EntryKind",
     "EntryStatus",
     "EventKind",
@@ -30,11 +42,13 @@ __all__ = [
     "KeyRole",
     "LedgerEntry",
     "Member",
+    "MemberBadge",
     "MemberEvent",
     "Partner",
     "Program",
     "Promotion",
     "Purchase",
+    "Recurrence",
     "Redemption",
     "RedemptionStatus",
     "Refund",

@@ -23,6 +23,8 @@ class Member(Base):
     referral_code: Mapped[str] = mapped_column(String(16), unique=True)
     referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
     referral_rewarded: Mapped[bool] = mapped_column(default=False)
+    # When its first purchase paid the referral: the moment it counts for its referrer.
+    referral_rewarded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"))
 
     # Caches of ledger sums, updated in the same transaction as every entry.

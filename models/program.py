@@ -29,6 +29,8 @@ class Program(Base):
     review_points: Mapped[int] = mapped_column(Integer)
     social_share_points: Mapped[int] = mapped_column(Integer)
     birthday_points: Mapped[int] = mapped_column(Integer)
+    # Paid on each anniversary of a member's enrolment (0: none).
+    anniversary_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tier_window_days: Mapped[int | None] = mapped_column(Integer)
     daily_activity_cap: Mapped[int] = mapped_column(Integer, default=10)
     # Bumped by every change of settings, tiers or promotions: processes that cache the catalog

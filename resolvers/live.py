@@ -18,6 +18,7 @@ from schema.context import Info, Role
 from schema.exceptions import BadUserInput, Unauthenticated
 from schema.ids import decode_cursor, encode_cursor, encode_id
 from schema.types.events import MemberEvent, PointsUpdate, TierChanged
+from schema.types.gamification import Badge, BadgeAwarded, Challenge, ChallengeCompleted
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member, PointsBalance
 from schema.types.program import Tier
@@ -92,9 +93,7 @@ async def _stream(
                 # Each delivery reads afresh: no answer cached for an earlier event.
                 ctx.renew_loaders()
                 for row in rows:
-                    event = await _event(info, row, entries, member)
-                    if event is not None:
-                        yield event
+                    yield await _event(info, row, entries, member)
                     after = row.id
                 if len(rows) == PAGE:
                     continue  # catching up: read on without waiting
@@ -113,8 +112,8 @@ async def _entries_of(connection: Any, rows: Sequence[Row[Any]]) -> dict[int, Ro
 
 async def _event(
     info: Info, row: Row[Any], entries: dict[int, Row[Any]], member: Row[Any]
-) -> MemberEvent | None:
-    payload: PointsUpdate | TierChanged
+) -> MemberEvent:
+    payload: PointsUpdate | TierChanged | BadgeAwarded | ChallengeCompleted
     if row.kind is models.EventKind.POINTS_UPDATED:
         data = row.data
         payload = PointsUpdate(
@@ -136,6 +135,15 @@ async def _event(
         payload = TierChanged(
             from_=by_id[encode_id("Tier", from_id)], to=by_id[encode_id("Tier", to_id)]
         )
-    else:  # badges and challenges: their payloads arrive with gamification
-        return None
+    elif row.kind is models.EventKind.BADGE_AWARDED:
+        badge = await info.context.loaders.badges.load(row.data["badge"])
+        assert badge is not None, "badges are never deleted"
+        payload = BadgeAwarded(badge=Badge.from_row(badge), awarded_at=row.created_at)
+    else:
+        async with info.context.runtime.read_sessions() as session:
+            challenge = await session.get(models.Challenge, row.data["challenge"])
+        assert challenge is not None, "challenges are never deleted"
+        payload = ChallengeCompleted(
+            challenge=Challenge.from_row(challenge), completed_at=row.created_at
+        )
     return MemberEvent(cursor=encode_cursor(row.id), occurred_at=row.created_at, payload=payload)

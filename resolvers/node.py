@@ -8,6 +8,7 @@ import models
 from resolvers.common import fresh_member
 from schema.context import Info
 from schema.ids import decode_id
+from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.node import Node
@@ -46,6 +47,13 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
     if type_name == "Partner":
         partner = await ctx.loaders.rewards.partner.load(pk)
         return Partner.from_row(partner) if partner else None
+    if type_name == "Badge":
+        badge = await ctx.loaders.badges.load(pk)
+        return Badge.from_row(badge) if badge else None
+    if type_name == "Challenge":
+        async with ctx.runtime.read_sessions() as session:
+            challenge = await session.get(models.Challenge, pk)
+        return Challenge.from_row(challenge) if challenge else None
     if type_name == "Redemption":
         async with ctx.runtime.read_sessions() as session:
             redemption = await session.get(models.Redemption, pk)

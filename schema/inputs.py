@@ -7,6 +7,7 @@ from datetime import date, datetime
 import strawberry
 
 import models
+import schema.types.gamification  # noqa: F401 (registers the metric and recurrence enums)
 from schema.types.ledger import ActivityKind
 
 RewardKind = models.RewardKind
@@ -68,6 +69,7 @@ class UpdateProgramInput:
     review_points: int | None = strawberry.UNSET
     social_share_points: int | None = strawberry.UNSET
     birthday_points: int | None = strawberry.UNSET
+    anniversary_points: int | None = strawberry.UNSET
     tier_window_days: int | None = strawberry.UNSET
     daily_activity_cap: int | None = strawberry.UNSET
 
@@ -145,3 +147,31 @@ class UseRedemptionInput:
 class CancelRedemptionInput:
     id: strawberry.ID | None = None
     code: str | None = None
+
+
+@strawberry.input
+class CreateBadgeInput:
+    name: str
+    description: str = ""
+    image_url: str | None = None
+    metric: models.ChallengeMetric | None = strawberry.field(
+        default=None,
+        description="With threshold: awarded automatically when a member's lifetime count "
+        "reaches it",
+    )
+    threshold: int | None = None
+
+
+@strawberry.input
+class CreateChallengeInput:
+    name: str
+    metric: models.ChallengeMetric
+    goal: int
+    reward_points: int
+    starts_at: datetime
+    description: str = ""
+    badge_id: strawberry.ID | None = None
+    ends_at: datetime | None = None
+    recurrence: models.Recurrence | None = strawberry.field(
+        default=None, description="WEEKLY or MONTHLY: progress starts again each period"
+    )

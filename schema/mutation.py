@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import ledger, members, partners, program, redemptions, rewards
+from resolvers import gamification, ledger, members, partners, program, redemptions, rewards
 from schema.payloads import (
     AdjustPointsPayload,
     CancelRedemptionPayload,
+    CreateBadgePayload,
+    CreateChallengePayload,
     CreatePartnerPayload,
     CreatePromotionPayload,
     CreateRewardPayload,
@@ -72,4 +74,10 @@ class Mutation:
         resolver=redemptions.cancel_redemption,
         permission_classes=[StaffOnly],
         description="Cancel an issued redemption: its points and stock come back, once",
+    )
+    create_badge: CreateBadgePayload = strawberry.mutation(
+        resolver=gamification.create_badge, permission_classes=[AdminOnly]
+    )
+    create_challenge: CreateChallengePayload = strawberry.mutation(
+        resolver=gamification.create_challenge, permission_classes=[AdminOnly]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from schema.errors import UserError
+from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.program import Program, Promotion, Tier
@@ -102,4 +103,16 @@ class CreateRewardPayload:
 @strawberry.type
 class UpdateRewardPayload:
     reward: Reward | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateBadgePayload:
+    badge: Badge | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateChallengePayload:
+    challenge: Challenge | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

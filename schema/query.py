@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import leaderboards, ledger, members, node, partners, rewards
+from resolvers import gamification, leaderboards, ledger, members, node, partners, rewards
 from resolvers import program as program_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
+from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
 from schema.types.member import Member
@@ -42,3 +43,7 @@ class Query:
         resolver=program_resolvers.program_stats, permission_classes=[AdminOnly]
     )
     leaderboard: Leaderboard = strawberry.field(resolver=leaderboards.leaderboard)
+    challenges: list[Challenge] = strawberry.field(
+        resolver=gamification.challenges, description="Running now"
+    )
+    badges: list[Badge] = strawberry.field(resolver=gamification.badges)

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Program, Promotion, Tier
+from models import Badge, Challenge, Program, Promotion, Tier
 from services.program import catalog_version, get_program, list_tiers
 
 # Purchases reported later than this after they happened look promotions up in the database.
@@ -29,6 +29,8 @@ class Catalog:
     promotions: tuple[Promotion, ...]  # every promotion ending after `promotions_from`
     promotions_from: datetime
     version: int  # the program's catalog_version when loaded
+    # Whether any challenge or badge exists: without, earning skips gamification entirely.
+    gamified: bool = False
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers)
@@ -52,12 +54,14 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         .order_by(Promotion.starts_at, Promotion.id)
     )
     program = await get_program(session)
+    gamified = await session.scalar(select(exists(select(Challenge.id)) | exists(select(Badge.id))))
     return Catalog(
         program=program,
         version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
         promotions=tuple(promotions),
         promotions_from=since,
+        gamified=bool(gamified),
     )
 
 

@@ -38,6 +38,7 @@ PROGRAM_SETTINGS: dict[str, object] = {
     "review_points": 50,
     "social_share_points": 20,
     "birthday_points": 200,
+    "anniversary_points": 150,
     "tier_window_days": 365,
 }
 TIERS: list[tuple[str, int, float, list[str]]] = [

@@ -68,6 +68,34 @@ def record_tier_change(
     touched(session, [member_id])
 
 
+def record_badge_awarded(
+    session: AsyncSession, member_id: int, badge_id: int, now: datetime
+) -> None:
+    session.add(
+        MemberEvent(
+            member_id=member_id,
+            kind=EventKind.BADGE_AWARDED,
+            data={"badge": badge_id},
+            created_at=now,
+        )
+    )
+    touched(session, [member_id])
+
+
+def record_challenge_completed(
+    session: AsyncSession, member_id: int, challenge_id: int, now: datetime
+) -> None:
+    session.add(
+        MemberEvent(
+            member_id=member_id,
+            kind=EventKind.CHALLENGE_COMPLETED,
+            data={"challenge": challenge_id},
+            created_at=now,
+        )
+    )
+    touched(session, [member_id])
+
+
 def touched(session: AsyncSession | Session, member_ids: Iterable[int]) -> None:
     """Announce these members after commit (their events were written by other means)."""
     changed: set[int] = session.info.setdefault(_CHANGED, set())

@@ -27,6 +27,7 @@ DEFAULT_PROGRAM: dict[str, Any] = {
     "review_points": 0,
     "social_share_points": 0,
     "birthday_points": 0,
+    "anniversary_points": 0,
     "tier_window_days": None,
     "daily_activity_cap": 10,
 }
@@ -63,6 +64,7 @@ _INT_SETTINGS = {
     "review_points": (0, MAX_POINTS),
     "social_share_points": (0, MAX_POINTS),
     "birthday_points": (0, MAX_POINTS),
+    "anniversary_points": (0, MAX_POINTS),
     "tier_window_days": (1, 36500),
     "daily_activity_cap": (0, 10_000),
 }

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from models import EntryStatus, LedgerEntry, Member, Program, Tier
+from models import Badge, EntryStatus, LedgerEntry, Member, Program, Tier
 from models.records import MemberRecord
 from schema.loaders.rewards import RewardLoaders
 from services.catalog import Catalog, CatalogCache
@@ -55,6 +55,15 @@ class Loaders:
         self._clock = clock
         self.member = DataLoader[int, MemberRecord | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
+
+    @cached_property
+    def badges(self) -> DataLoader[int, Badge | None]:
+        return DataLoader[int, Badge | None](self._load_badges)
+
+    async def _load_badges(self, ids: Sequence[int]) -> list[Badge | None]:
+        async with self._sessions() as session:
+            found = {b.id: b for b in await session.scalars(select(Badge).where(Badge.id.in_(ids)))}
+        return [found.get(i) for i in ids]
 
     @cached_property
     def rewards(self) -> RewardLoaders:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 
+from schema.types.gamification import BadgeAwarded, ChallengeCompleted
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member, PointsBalance
 from schema.types.program import Tier
@@ -25,7 +26,10 @@ class TierChanged:
     to: Tier
 
 
-MemberEventPayload = Annotated[PointsUpdate | TierChanged, strawberry.union("MemberEventPayload")]
+MemberEventPayload = Annotated[
+    PointsUpdate | BadgeAwarded | TierChanged | ChallengeCompleted,
+    strawberry.union("MemberEventPayload"),
+]
 
 
 @strawberry.type

@@ -12,6 +12,7 @@ from models.records import MemberRecord
 from schema.context import Info
 from schema.exceptions import BadUserInput
 from schema.ids import decode_cursor, encode_id
+from schema.types.gamification import ChallengeProgress, MemberBadge, badges_of, challenges_of
 from schema.types.leaderboard import LeaderboardEntry
 from schema.types.ledger import PointsTransactionConnection
 from schema.types.node import Node
@@ -205,3 +206,11 @@ class Member(Node):
             return None
         viewer = info.context.viewer
         return LeaderboardEntry.from_standing(standing, viewer.member_id)
+
+    @strawberry.field
+    async def badges(self, info: Info) -> list[MemberBadge]:
+        return await badges_of(info, self.row.id)
+
+    @strawberry.field  # running challenges, with progress in their current period
+    async def challenges(self, info: Info) -> list[ChallengeProgress]:
+        return await challenges_of(info, self.row.id)

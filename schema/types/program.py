@@ -24,6 +24,9 @@ class Program:
     review_points: int
     social_share_points: int
     birthday_points: int
+    anniversary_points: int = strawberry.field(
+        description="Paid on each anniversary of a member's enrolment (0: none)"
+    )
     tier_window_days: int | None
     daily_activity_cap: int = strawberry.field(
         description="Reviews or social shares rewarded per member per day, for each kind"
@@ -43,6 +46,7 @@ class Program:
             review_points=row.review_points,
             social_share_points=row.social_share_points,
             birthday_points=row.birthday_points,
+            anniversary_points=row.anniversary_points,
             tier_window_days=row.tier_window_days,
             daily_activity_cap=row.daily_activity_cap,
         )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import EntryKind, LedgerEntry
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, LimitReached
+from services.gamification import challenges
 from services.ledger.entries import credit, lock_member, settle
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import LedgerResult, reference_key, replay
@@ -66,6 +67,9 @@ async def record_activity(
         reference=reference,
         actor=actor,
     )
+    if catalog.gamified:
+        await session.flush()
+        await challenges.after_change(session, member, program, now)
     await refresh_tier(session, member, program, catalog.tiers, now)
     await session.flush()
     await record_result(session, claimed, entry_id=entry.id)

@@ -14,6 +14,7 @@ from models import EntryKind, EntryStatus, LedgerEntry, Member, Purchase, Refund
 from models.records import MemberRecord
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, NotFound
+from services.gamification import challenges
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
@@ -127,6 +128,9 @@ async def record_purchase(
     )
     if member.referred_by_id is not None and not member.referral_rewarded:
         await _reward_referral(session, member, catalog, entry, now)
+    if catalog.gamified:
+        await session.flush()  # progress is counted from the rows written above
+        await challenges.after_change(session, member, program, now)
     await refresh_tier(session, member, program, tiers, now)
     await session.flush()
     return LedgerResult(entry=entry, member=member)
@@ -138,12 +142,19 @@ async def _reward_referral(
     """Both sides earn the referral bonus on the referred member's first purchase, pending
     as long as that purchase is (a refunded first order should not pay out at once)."""
     member.referral_rewarded = True
+    member.referral_rewarded_at = now
     program = catalog.program
-    if program.referral_bonus <= 0 or member.referred_by_id is None:
+    if member.referred_by_id is None or (program.referral_bonus <= 0 and not catalog.gamified):
         return
     # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
     referrer = await lock_member(session, member.referred_by_id)
     await settle(session, referrer, now)
+    if catalog.gamified:  # the referral counts for the referrer's REFERRAL_COUNT now
+        await session.flush()
+        await challenges.after_change(session, referrer, program, now)
+    if program.referral_bonus <= 0:
+        await refresh_tier(session, referrer, program, catalog.tiers, now)
+        return
     for who, other in ((member, referrer), (referrer, member)):
         credit(
             session,
