@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import EntryKind, LedgerEntry, Member
 from services import demo_rewards, members
 from services.clock import Clock, ManualClock
+from services.demo_gamification import create_gamification
 from services.ledger.activity import record_activity
 from services.ledger.adjustments import adjust_points
 from services.ledger.purchases import record_purchase, refund_purchase
@@ -260,6 +261,7 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
         catalog = await demo_rewards.create_catalog(
             session, tiers=tier_ids, now=now - timedelta(days=HISTORY_DAYS + 1)
         )
+        await create_gamification(session, now=now, since=now - timedelta(days=HISTORY_DAYS + 1))
 
     people = _people(rng, now)
     ids: dict[int, int] = {}
