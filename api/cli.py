@@ -312,6 +312,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             lines = [
                 f"settled {report.members_settled} member(s): pending points activated, "
                 "due lots expired",
+                f"paid {report.birthdays_paid} birthday(s) and "
+                f"{report.anniversaries_paid} anniversary bonus(es)",
                 f"re-placed {report.tiers_refreshed} member(s) by the tier window",
             ]
             for change in report.tier_changes or []:
@@ -593,7 +595,9 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export_schema)
 
     sweep = commands.add_parser(
-        "sweep", help="activate pending points and expire due lots now (normally automatic)"
+        "sweep",
+        help="activate pending points, expire due lots, and pay birthdays and anniversaries "
+        "now (normally automatic)",
     )
     sweep.set_defaults(handler=cmd_sweep)
 

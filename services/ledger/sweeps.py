@@ -1,5 +1,6 @@
 """The scheduled sweep: activates pending points and expires lots that are due, for every
-member, in small transactions. Running it twice writes nothing the second time."""
+member, in small transactions, and pays birthdays and anniversaries. Running it twice writes
+nothing the second time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import QUALIFYING_KINDS, LedgerEntry, Member
+from services.celebrations import DEFAULT_LOOKBACK, pay_celebrations
 from services.ledger.entries import lock_member, settle
 from services.program import get_program, list_tiers
 from services.tiers import TierChange, refresh_tier
@@ -22,6 +24,9 @@ class SweepReport:
     members_settled: int = 0
     tiers_refreshed: int = 0
     tier_changes: list[TierChange] | None = None
+    # Celebrations (services.celebrations): birthdays and enrolment anniversaries paid.
+    birthdays_paid: int = 0
+    anniversaries_paid: int = 0
 
 
 async def sweep(
@@ -29,6 +34,7 @@ async def sweep(
     now: datetime,
     *,
     window_lookback: timedelta = timedelta(days=2),
+    celebration_lookback: timedelta = DEFAULT_LOOKBACK,
 ) -> SweepReport:
     report = SweepReport(tier_changes=[])
     while True:
@@ -47,6 +53,10 @@ async def sweep(
         report.members_settled += len(due)
         if len(due) < BATCH:
             break
+    # Celebrations: paid once each (idempotent), catching up on days the sweep did not run.
+    celebrations = await pay_celebrations(sessions, now, lookback=celebration_lookback)
+    report.birthdays_paid = celebrations.birthdays_paid
+    report.anniversaries_paid = celebrations.anniversaries_paid
     await _refresh_windowed_tiers(sessions, now, window_lookback, report)
     return report
 
