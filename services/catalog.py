@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Badge, Challenge, Program, Promotion, Tier
+from models import Program, Promotion, Tier
+from services.gamification.challenges import gamified
 from services.program import catalog_version, get_program, list_tiers
 
 # Purchases reported later than this after they happened look promotions up in the database.
@@ -54,14 +55,14 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         .order_by(Promotion.starts_at, Promotion.id)
     )
     program = await get_program(session)
-    gamified = await session.scalar(select(exists(select(Challenge.id)) | exists(select(Badge.id))))
+    gamification = await gamified(session)
     return Catalog(
         program=program,
         version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
         promotions=tuple(promotions),
         promotions_from=since,
-        gamified=bool(gamified),
+        gamified=gamification,
     )
 
 

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EntryKind, Member
 from services.errors import AlreadyExists, Invalid, NotFound
+from services.gamification import challenges
+from services.gamification.challenges import gamified
 from services.ledger.entries import credit
 from services.program import clean_text, get_program, list_tiers
 from services.tiers import refresh_tier
@@ -106,6 +108,9 @@ async def enroll(
             now=now,
             description="Welcome bonus",
         )
+        if await gamified(session):  # the bonus counts for POINTS_EARNED goals and badges
+            await session.flush()
+            await challenges.after_change(session, member, program, now)
         await refresh_tier(session, member, program, tiers, now)
     await session.flush()
     return member

@@ -124,9 +124,13 @@ async def badges_of(info: Info, member_id: int) -> list[MemberBadge]:
 
 
 async def challenges_of(info: Info, member_id: int) -> list[ChallengeProgress]:
-    """Running challenges with the member's progress in their current period."""
+    """Running challenges with the member's progress in their current period, then the ones
+    it completed recently that have ended since."""
     now = info.context.runtime.clock.now()
     async with info.context.runtime.read_sessions() as session:
         running = await challenge_service.running(session, now)
         states = await challenge_service.progress(session, member_id, running, now)
-    return [ChallengeProgress.from_progress(state) for state in states]
+        ended = await challenge_service.recently_completed(
+            session, member_id, now, exclude=[c.id for c in running]
+        )
+    return [ChallengeProgress.from_progress(state) for state in [*states, *ended]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +33,8 @@ async def create_badge(
         raise Invalid("must be at most 1000 characters", field=["input", "description"])
     if image_url is not None:
         image_url = image_url.strip()
-        if not image_url.startswith(("https://", "http://")) or len(image_url) > MAX_URL:
+        parts = urlsplit(image_url)
+        if parts.scheme not in ("https", "http") or not parts.netloc or len(image_url) > MAX_URL:
             raise Invalid("an http(s) URL of at most 500 characters", field=["input", "imageUrl"])
     if (metric is None) != (threshold is None):
         raise Invalid("give both metric and threshold, or neither", field=["input", "threshold"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -25,6 +25,9 @@ from services.gamification import badges
 from services.gamification.progress import metric_value
 from services.ledger.entries import credit
 from services.program import MAX_POINTS, bump_catalog_version, clean_text
+
+# How long a completed challenge that has ended still shows among a member's challenges.
+RECENT = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,12 @@ async def create_challenge(
     return challenge
 
 
+async def gamified(session: AsyncSession) -> bool:
+    """Whether any challenge or badge exists (writes without a catalog at hand ask this)."""
+    found = await session.scalar(select(exists(select(Challenge.id)) | exists(select(Badge.id))))
+    return bool(found)
+
+
 async def running(session: AsyncSession, now: datetime) -> list[Challenge]:
     return list(
         await session.scalars(
@@ -142,6 +151,32 @@ async def progress(
         )
         found.append(Progress(challenge, start, min(value, challenge.goal), completed_at))
     return found
+
+
+async def recently_completed(
+    session: AsyncSession,
+    member_id: int,
+    now: datetime,
+    *,
+    exclude: list[int],
+    within: timedelta = RECENT,
+) -> list[Progress]:
+    """Completions of the last `within` of challenges not in `exclude` (those still running
+    show through `progress`), newest first."""
+    rows = await session.execute(
+        select(ChallengeCompletion, Challenge)
+        .join(Challenge, Challenge.id == ChallengeCompletion.challenge_id)
+        .where(
+            ChallengeCompletion.member_id == member_id,
+            ChallengeCompletion.completed_at >= now - within,
+            Challenge.id.not_in(exclude),
+        )
+        .order_by(ChallengeCompletion.completed_at.desc(), ChallengeCompletion.id.desc())
+    )
+    return [
+        Progress(challenge, completion.period_start, challenge.goal, completion.completed_at)
+        for completion, challenge in rows
+    ]
 
 
 async def after_change(

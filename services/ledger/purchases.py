@@ -149,24 +149,22 @@ async def _reward_referral(
     # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
     referrer = await lock_member(session, member.referred_by_id)
     await settle(session, referrer, now)
-    if catalog.gamified:  # the referral counts for the referrer's REFERRAL_COUNT now
+    if program.referral_bonus > 0:
+        for who, other in ((member, referrer), (referrer, member)):
+            credit(
+                session,
+                who,
+                program,
+                kind=EntryKind.REFERRAL,
+                points=program.referral_bonus,
+                now=now,
+                description=f"Referral bonus: {other.display_name}",
+                available_at=purchase.available_at,
+                reference=purchase.reference,
+            )
+    if catalog.gamified:  # the referral (and its bonus) count for the referrer's goals now
         await session.flush()
         await challenges.after_change(session, referrer, program, now)
-    if program.referral_bonus <= 0:
-        await refresh_tier(session, referrer, program, catalog.tiers, now)
-        return
-    for who, other in ((member, referrer), (referrer, member)):
-        credit(
-            session,
-            who,
-            program,
-            kind=EntryKind.REFERRAL,
-            points=program.referral_bonus,
-            now=now,
-            description=f"Referral bonus: {other.display_name}",
-            available_at=purchase.available_at,
-            reference=purchase.reference,
-        )
     await refresh_tier(session, referrer, program, catalog.tiers, now)
 
 
