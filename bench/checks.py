@@ -2,13 +2,21 @@
 
 * Probes (httpx, before any load): the dashboard as a few members from both servers, which
   must answer without errors and with the same data; an earn on each, then its replay, which
-  must return the same entry (idempotency). Error bodies are kept verbatim.
+  must return the same entry (idempotency); a redemption on each, then its replay, which must
+  return the same redemption. Error bodies are kept verbatim.
 * Ledger checks (SQL, after the earn workload): every purchase the run created has exactly one
   PURCHASE entry of its member, order and points, and its idempotency claim (which, if it
-  names an entry, names that one);
+  names an entry, names that one), and every such entry exactly one POINTS_UPDATED event;
   no PURCHASE entry lacks its purchase; every member touched has cached balances, lots and
   tier equal to what its entries say; the purchases each server created match the requests
   wrk saw completed (no lost credit, no double credit).
+* Ledger checks after the redeem workload: every redemption has exactly one REDEMPTION entry
+  (its member, points, reference), one POINTS_UPDATED event whose balances are the ledger's at
+  that entry, and its idempotency claim; no REDEMPTION entry or claim lacks its redemption; the
+  points drawn add up; the hot members' balances never went negative (running sums in entry
+  order, lots, cached balances) and their caches equal their entries; the stocked reward lost
+  exactly one unit per redemption that took stock; the redemptions each server created match
+  the requests wrk saw completed.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ MAX_BODY = 4000
 
 def probe(urls: dict[str, str], creds: workloads.Credentials, run_id: str) -> dict[str, Any]:
     """Single requests to every server before the load; returns what each answered."""
-    report: dict[str, Any] = {"dashboard": {}, "earn": {}}
+    report: dict[str, Any] = {"dashboard": {}, "earn": {}, "redeem": {}}
     with httpx.Client(timeout=30.0) as client:
         answers: dict[str, list[Any]] = {}
         for target, url in urls.items():
@@ -67,7 +75,47 @@ def probe(urls: dict[str, str], creds: workloads.Credentials, run_id: str) -> di
                 "replay_returns_same_entry": first_id is not None
                 and first_id == _transaction_id(replay),
             }
+
+        # The first hot member, the stocked reward: the guarded decrement, then a replay.
+        for target, url in urls.items() if creds.redeem_rewards else ():
+            key = f"probe-{run_id}-{target}"
+            path, headers, body = workloads.redeem_request(
+                target, creds, 0, creds.rewards.stocked, key
+            )
+            headers = {**headers, "Content-Type": "application/json"}
+            first = _outcome(client.post(url + path, content=body, headers=headers))
+            replay = _outcome(client.post(url + path, content=body, headers=headers))
+            first_redemption = _redemption(first)
+            report["redeem"][target] = {
+                "first": _summarize([first]),
+                "replay": _summarize([replay]),
+                "replay_returns_same_redemption": first_redemption is not None
+                and first_redemption == _redemption(replay),
+                "answer": first["data"],
+            }
+        if len(report["redeem"]) == 2:
+            report["redeem"]["same_shape"] = _shape(report["redeem"]["laurel"]["answer"]) == (
+                _shape(report["redeem"]["raw"]["answer"])
+            )
     return report
+
+
+def _redemption(outcome: dict[str, Any]) -> tuple[str, str] | None:
+    """(id, code) of the redemption an answer names."""
+    try:
+        found = outcome["data"]["redeemReward"]["redemption"]
+        return str(found["id"]), str(found["code"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _shape(value: Any) -> Any:
+    """The keys (nested) and value types of a JSON value, without the values."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return type(value).__name__
 
 
 def _outcome(response: httpx.Response) -> dict[str, Any]:
@@ -128,6 +176,8 @@ class Marks:
     entry_id: int
     purchase_id: int
     idempotency_id: int
+    redemption_id: int
+    event_id: int
 
 
 async def marks(db: Database) -> Marks:
@@ -137,12 +187,14 @@ async def marks(db: Database) -> Marks:
             """
             SELECT (SELECT coalesce(max(id), 0) FROM ledger_entries) AS entry_id,
                    (SELECT coalesce(max(id), 0) FROM purchases) AS purchase_id,
-                   (SELECT coalesce(max(id), 0) FROM idempotency_records) AS idempotency_id
+                   (SELECT coalesce(max(id), 0) FROM idempotency_records) AS idempotency_id,
+                   (SELECT coalesce(max(id), 0) FROM redemptions) AS redemption_id,
+                   (SELECT coalesce(max(id), 0) FROM member_events) AS event_id
             """
         )
     finally:
         await conn.close()
-    return Marks(row["entry_id"], row["purchase_id"], row["idempotency_id"])
+    return Marks(**dict(row))
 
 
 PURCHASES_SQL = """
@@ -174,7 +226,14 @@ ORPHANS_SQL = """
       (SELECT count(*) FROM idempotency_records AS i
        WHERE i.id > $2 AND i.scope = 'purchase'
          AND NOT EXISTS (SELECT 1 FROM purchases AS p WHERE p.order_id = i.key))
-        AS claims_without_purchase
+        AS claims_without_purchase,
+      -- The outbox: each entry leaves exactly one POINTS_UPDATED event, in its transaction.
+      (SELECT count(*) FROM ledger_entries AS e
+       LEFT JOIN (SELECT entry_id, count(*) AS events FROM member_events
+                  WHERE entry_id IS NOT NULL AND kind = 'POINTS_UPDATED'
+                  GROUP BY entry_id) AS ev ON ev.entry_id = e.id
+       WHERE e.id > $1 AND e.kind = 'PURCHASE' AND coalesce(ev.events, 0) <> 1)
+        AS entries_without_one_event
 """
 # Members whose cached figures differ from their entries (all members, or those with entries
 # above an id).
@@ -187,6 +246,8 @@ BALANCES_SQL = """
                  AS lifetime_earned,
                coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
                  AS qualifying_points,
+               coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
+                 AS earned_points,
                coalesce(-sum(points) FILTER (WHERE status = 'POSTED' AND kind = 'REDEMPTION'),
                         0) AS redeemed,
                coalesce(sum(remaining) FILTER (WHERE status = 'POSTED'), 0) AS lots_remaining
@@ -198,6 +259,7 @@ BALANCES_SQL = """
            count(*) FILTER (WHERE m.available <> s.available OR m.pending <> s.pending
                             OR m.lifetime_earned <> s.lifetime_earned
                             OR m.qualifying_points <> s.qualifying_points
+                            OR m.earned_points <> s.earned_points
                             OR m.redeemed <> s.redeemed) AS balance_mismatches,
            count(*) FILTER (WHERE s.lots_remaining <> m.available) AS lot_mismatches,
            count(*) FILTER (WHERE m.tier_id <> (SELECT t.id FROM tiers AS t
@@ -266,4 +328,165 @@ async def check_earn(
         "tier_mismatches": balances["tier_mismatches"],
         "credit": credit,
         "foreign_purchases": foreign,
+    }
+
+
+# -- the redeem workload ---------------------------------------------------------------------
+
+REDEMPTIONS_SQL = """
+    SELECT split_part(i.key, '-', 1) AS prefix,
+           count(*) AS redemptions,
+           count(*) FILTER (WHERE e.id IS NULL OR e.kind <> 'REDEMPTION'
+                            OR e.status <> 'POSTED' OR e.member_id <> r.member_id
+                            OR e.points <> -r.points
+                            OR e.reference IS DISTINCT FROM 'reward:' || r.reward_id)
+             AS bad_entry_links,
+           count(*) FILTER (WHERE i.id IS NULL) AS without_claim,
+           count(*) FILTER (WHERE r.status <> 'ISSUED' OR r.code IS NULL) AS bad_status,
+           count(*) FILTER (WHERE r.took_stock <> (r.reward_id = $2)) AS bad_took_stock,
+           count(*) FILTER (WHERE (SELECT coalesce(sum((d ->> 1)::int), 0)
+                                   FROM json_array_elements(r.drawn) AS d) <> r.points)
+             AS bad_drawn,
+           count(*) FILTER (WHERE r.member_id <> ALL($3::bigint[])) AS not_hot_members
+    FROM redemptions AS r
+    LEFT JOIN ledger_entries AS e ON e.id = r.entry_id
+    LEFT JOIN idempotency_records AS i
+      ON i.entry_id = r.entry_id AND i.scope = 'redeem:member:' || r.member_id
+    WHERE r.id > $1
+    GROUP BY 1
+"""
+REDEEM_ORPHANS_SQL = """
+    SELECT
+      (SELECT count(*) FROM ledger_entries AS e
+       WHERE e.id > $1 AND e.kind = 'REDEMPTION'
+         AND NOT EXISTS (SELECT 1 FROM redemptions AS r WHERE r.entry_id = e.id))
+        AS entries_without_redemption,
+      (SELECT count(*) FROM idempotency_records AS i
+       WHERE i.id > $2 AND i.scope LIKE 'redeem:%'
+         AND NOT EXISTS (SELECT 1 FROM redemptions AS r WHERE r.entry_id = i.entry_id))
+        AS claims_without_redemption
+"""
+# Each redemption's event, against the hot members' running balances in entry order (every
+# change of a member holds its row lock, so entry ids follow commit order within a member).
+REDEEM_LEDGER_SQL = """
+    WITH running AS (
+        SELECT id, member_id, points, remaining,
+               sum(CASE WHEN status = 'POSTED' THEN points ELSE 0 END)
+                 OVER (PARTITION BY member_id ORDER BY id) AS available,
+               sum(CASE WHEN status = 'POSTED' AND kind = 'REDEMPTION' THEN -points ELSE 0 END)
+                 OVER (PARTITION BY member_id ORDER BY id) AS redeemed
+        FROM ledger_entries
+        WHERE member_id = ANY($3::bigint[])
+    ), events AS (
+        SELECT entry_id, count(*) AS events, min(member_id) AS member_id,
+               min((data ->> 'available')::int) AS available,
+               min((data ->> 'redeemed')::int) AS redeemed,
+               bool_and(kind = 'POINTS_UPDATED') AS points_updated
+        FROM member_events
+        WHERE id > $2 AND entry_id IS NOT NULL
+        GROUP BY entry_id
+    )
+    SELECT
+      (SELECT count(*) FROM redemptions AS r
+       LEFT JOIN events AS ev ON ev.entry_id = r.entry_id
+       LEFT JOIN running AS w ON w.id = r.entry_id
+       WHERE r.id > $1
+         AND (ev.entry_id IS NULL OR ev.events <> 1 OR NOT ev.points_updated
+              OR ev.member_id <> r.member_id OR w.id IS NULL
+              OR ev.available <> w.available OR ev.redeemed <> w.redeemed))
+        AS bad_events,
+      (SELECT count(DISTINCT member_id) FROM running WHERE available < 0)
+        AS members_ever_negative,
+      (SELECT count(*) FROM running WHERE remaining < 0 OR remaining > greatest(points, 0))
+        AS bad_lots,
+      (SELECT count(*) FROM members WHERE id = ANY($3::bigint[]) AND available < 0)
+        AS negative_balances,
+      (SELECT min(available) FROM members WHERE id = ANY($3::bigint[])) AS lowest_balance
+"""
+STOCK_SQL = """
+    SELECT (SELECT stock FROM rewards WHERE id = $1) AS stock,
+           (SELECT stock FROM rewards WHERE id = $2) AS unlimited_stock,
+           (SELECT count(*) FROM redemptions WHERE reward_id = $1 AND took_stock
+                                               AND status <> 'CANCELLED') AS took_stock
+"""
+
+
+async def check_redeem(
+    db: Database,
+    before: Marks,
+    creds: workloads.Credentials,
+    completed: dict[str, int],
+    tolerance: dict[str, int],
+) -> dict[str, Any]:
+    """The ledger after the redeem workload (`completed` and `tolerance` as for check_earn)."""
+    hot = list(creds.redeem_members)
+    rewards = creds.rewards
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        by_prefix = {
+            row["prefix"]: dict(row)
+            for row in await conn.fetch(REDEMPTIONS_SQL, before.redemption_id, rewards.stocked, hot)
+        }
+        orphans = dict(
+            await conn.fetchrow(REDEEM_ORPHANS_SQL, before.entry_id, before.idempotency_id)
+        )
+        ledger = dict(
+            await conn.fetchrow(REDEEM_LEDGER_SQL, before.redemption_id, before.event_id, hot)
+        )
+        stock = dict(await conn.fetchrow(STOCK_SQL, rewards.stocked, rewards.unlimited))
+    finally:
+        await conn.close()
+    balances = await check_balances(db, above_entry_id=before.entry_id)
+    stock["stock_before"] = rewards.stock_before
+    stock["ok"] = (
+        stock["stock"] is not None
+        and stock["stock"] >= 0
+        and rewards.stock_before - stock["stock"] == stock["took_stock"]
+        and stock["unlimited_stock"] is None
+    )
+    credit: dict[str, Any] = {}
+    for prefix, answered in completed.items():
+        created = by_prefix.get(prefix, {}).get("redemptions", 0)
+        credit[prefix] = {
+            "answered_ok": answered,
+            "redemptions_created": created,
+            "lost": max(answered - created, 0),
+            "unanswered_but_created": created - answered,
+            "within_tolerance": 0 <= created - answered <= tolerance.get(prefix, 0),
+        }
+    foreign = {str(p): row["redemptions"] for p, row in by_prefix.items() if p not in completed}
+    per_redemption = (
+        "bad_entry_links",
+        "without_claim",
+        "bad_status",
+        "bad_took_stock",
+        "bad_drawn",
+        "not_hot_members",
+    )
+    problems = (
+        sum(foreign.values())
+        + sum(row[name] for row in by_prefix.values() for name in per_redemption)
+        + sum(orphans.values())
+        + ledger["bad_events"]
+        + ledger["members_ever_negative"]
+        + ledger["bad_lots"]
+        + ledger["negative_balances"]
+        + balances["balance_mismatches"]
+        + balances["lot_mismatches"]
+        + balances["tier_mismatches"]
+        + (0 if stock["ok"] else 1)
+        + sum(1 for c in credit.values() if not c["within_tolerance"])
+    )
+    return {
+        "ok": problems == 0,
+        "redemptions_by_prefix": by_prefix,
+        **orphans,
+        **ledger,
+        "members_checked": balances["members"],
+        "balance_mismatches": balances["balance_mismatches"],
+        "lot_mismatches": balances["lot_mismatches"],
+        "tier_mismatches": balances["tier_mismatches"],
+        "stock": stock,
+        "credit": credit,
+        "foreign_redemptions": foreign,
     }

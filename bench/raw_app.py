@@ -9,9 +9,22 @@ tiers read once at startup (they are static during a run), one pool of ~8 connec
   two statements. The response has the same shape and values as Laurel's ``Dashboard``.
 * ``POST /earn`` ``{"memberId": <pk>, "orderId": "...", "amount": 12.34}``: in one transaction,
   claim the order id (idempotency insert, ``ON CONFLICT DO NOTHING``), lock the member
-  ``FOR UPDATE``, insert the ledger entry and the purchase, update the member's balances and
-  tier: five statements. A replayed order id returns its first result, found through the
-  purchase row. The points are Laurel's: floor(amount x rate), then x the tier's multiplier.
+  ``FOR UPDATE``, insert the ledger entry and the purchase, update the member's balances
+  (``earned_points`` too) and tier, insert the member event(s) (``POINTS_UPDATED``, and
+  ``TIER_CHANGED`` when the tier moves, in one statement): six statements. A replayed order
+  id returns its first result, found through the purchase row. The points are Laurel's:
+  floor(amount x rate), then x the tier's multiplier.
+* ``POST /redeem`` ``{"rewardId": <pk>, "idempotencyKey": "..."}`` as a member
+  (``Authorization: Bearer <member pk>``): Laurel's ``redeemReward`` in one transaction. Claim
+  the key (scope ``redeem:member:<pk>``, ``ON CONFLICT DO NOTHING``), lock the member
+  ``FOR UPDATE``, read the reward, check dates, tier, per-member limit (a count, when the
+  reward has one) and balance, take a unit of stock with the guarded
+  ``UPDATE ... WHERE stock > 0`` when the reward has stock, draw the soonest-expiring lots (one
+  ``UPDATE ... FROM`` over a running sum), insert the REDEMPTION entry, update the cached
+  balances, insert the member event and the redemption (random voucher code and receipt
+  number), record the entry on the claim: 9 statements, 10 with stock. A replayed key returns
+  the first redemption; a key reused for another reward, IDEMPOTENCY_CONFLICT. Refusals
+  (insufficient points, out of stock, ...) roll everything back and answer ``userErrors``.
 
 Run it like Laurel: ``uvicorn bench.raw_app:app --loop uvloop --http httptools``; configured by
 BENCH_RAW_DSN, BENCH_RAW_POOL_SIZE and BENCH_RAW_SERVICE_TOKEN (the bearer /earn requires).
@@ -24,6 +37,7 @@ import contextlib
 import hashlib
 import math
 import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -201,17 +215,29 @@ PURCHASE_SQL = """
 POSTED_BALANCE_SQL = """
     UPDATE members
     SET available = available + $2, lifetime_earned = lifetime_earned + $2,
-        qualifying_points = qualifying_points + $2, tier_id = $3,
+        qualifying_points = qualifying_points + $2, earned_points = earned_points + $2,
+        tier_id = $3,
         next_settlement_at = LEAST(next_settlement_at, $4)
     WHERE id = $1
-    RETURNING available
+    RETURNING available, pending, lifetime_earned, redeemed, expired
 """
 PENDING_BALANCE_SQL = """
     UPDATE members
-    SET pending = pending + $2, qualifying_points = qualifying_points + $2, tier_id = $3,
+    SET pending = pending + $2, qualifying_points = qualifying_points + $2,
+        earned_points = earned_points + $2, tier_id = $3,
         next_settlement_at = LEAST(next_settlement_at, $4)
     WHERE id = $1
-    RETURNING available
+    RETURNING available, pending, lifetime_earned, redeemed, expired
+"""
+# The member events the change leaves in the outbox (services.events): the balances after the
+# entry, and the tier change when there is one.
+POINTS_EVENT_SQL = """
+    INSERT INTO member_events (member_id, kind, entry_id, data, created_at)
+    VALUES ($1, 'POINTS_UPDATED', $2, $3, $4)
+"""
+POINTS_AND_TIER_EVENTS_SQL = """
+    INSERT INTO member_events (member_id, kind, entry_id, data, created_at)
+    VALUES ($1, 'POINTS_UPDATED', $2, $3, $4), ($1, 'TIER_CHANGED', NULL, $5, $4)
 """
 
 
@@ -273,14 +299,31 @@ async def earn(request: Request) -> Response:
         )
         await conn.execute(PURCHASE_SQL, order_id, member_id, amount, now, entry_id, points)
         tier = static.tier_for(member["qualifying_points"] + points)
-        available = await conn.fetchval(
+        balances = await conn.fetchrow(
             PENDING_BALANCE_SQL if pending else POSTED_BALANCE_SQL,
             member_id,
             points,
             tier.id,
             available_at if pending else expires_at,
         )
-    return JSONResponse(_earn_payload(entry_id, points, available))
+        event = orjson.dumps(_balances(balances)).decode()
+        if tier.id == member["tier_id"]:
+            await conn.execute(POINTS_EVENT_SQL, member_id, entry_id, event, now)
+        else:
+            moved = orjson.dumps({"from": member["tier_id"], "to": tier.id}).decode()
+            await conn.execute(POINTS_AND_TIER_EVENTS_SQL, member_id, entry_id, event, now, moved)
+    return JSONResponse(_earn_payload(entry_id, points, balances["available"]))
+
+
+def _balances(row: asyncpg.Record) -> dict[str, int]:
+    """A POINTS_UPDATED event's data, as services.events.balances writes it."""
+    return {
+        "available": row["available"],
+        "pending": row["pending"],
+        "lifetimeEarned": row["lifetime_earned"],
+        "redeemed": row["redeemed"],
+        "expired": row["expired"],
+    }
 
 
 def _earn_payload(entry_id: int, points: int, available: int) -> dict[str, Any]:
@@ -290,6 +333,217 @@ def _earn_payload(entry_id: int, points: int, available: int) -> dict[str, Any]:
                 "transaction": {"id": global_id("PointsTransaction", entry_id), "points": points},
                 "member": {"balance": {"available": available}},
                 "userErrors": [],
+            }
+        }
+    }
+
+
+# -- redeem ----------------------------------------------------------------------------------
+
+REDEEM_CLAIM_SQL = """
+    INSERT INTO idempotency_records (scope, key, fingerprint, created_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (scope, key) DO NOTHING
+    RETURNING id
+"""
+CLAIMED_SQL = "SELECT fingerprint, entry_id FROM idempotency_records WHERE scope = $1 AND key = $2"
+REPLAY_SQL = """
+    SELECT r.id, r.code, r.points, r.status, m.available
+    FROM redemptions AS r JOIN members AS m ON m.id = r.member_id
+    WHERE r.entry_id = $1
+"""
+MEMBER_LOCK_SQL = """
+    SELECT tier_id, available, next_settlement_at FROM members WHERE id = $1 FOR UPDATE
+"""
+REWARD_SQL = """
+    SELECT name, kind, cost, value, partner_id, minimum_tier_id, stock, starts_at, ends_at,
+           per_member_limit, settlement_amount
+    FROM rewards WHERE id = $1
+"""
+REDEEMED_SQL = """
+    SELECT count(*) FROM redemptions
+    WHERE member_id = $1 AND reward_id = $2 AND status <> 'CANCELLED'
+"""
+TAKE_STOCK_SQL = "UPDATE rewards SET stock = stock - 1 WHERE id = $1 AND stock > 0 RETURNING stock"
+# The member's open lots, soonest-expiring first (never-expiring last, oldest first among
+# equals), each drawn down by what is still owed once the lots before it are used up.
+DRAW_SQL = """
+    WITH lots AS (
+        SELECT id, remaining,
+               sum(remaining) OVER (ORDER BY expires_at IS NULL, expires_at, id) - remaining
+                 AS before
+        FROM ledger_entries
+        WHERE member_id = $1 AND status = 'POSTED' AND remaining > 0
+    )
+    UPDATE ledger_entries AS e
+    SET remaining = e.remaining - least(l.remaining, $2 - l.before)
+    FROM lots AS l
+    WHERE e.id = l.id AND l.before < $2
+    RETURNING e.id, e.expires_at, least(l.remaining, $2 - l.before) AS taken
+"""
+SPEND_ENTRY_SQL = """
+    INSERT INTO ledger_entries (member_id, kind, status, points, remaining, description,
+                                reference, created_at, breakdown, actor)
+    VALUES ($1, 'REDEMPTION', 'POSTED', $2, 0, $3, $4, $5, $6, $7)
+    RETURNING id
+"""
+SPEND_BALANCE_SQL = """
+    UPDATE members SET available = available - $2, redeemed = redeemed + $2
+    WHERE id = $1
+    RETURNING available, pending, lifetime_earned, redeemed, expired
+"""
+REDEMPTION_SQL = """
+    INSERT INTO redemptions (member_id, reward_id, partner_id, entry_id, points, value,
+                             settlement_amount, status, code, receipt_number, took_stock, drawn,
+                             created_at, actor)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'ISSUED', $8, $9, $10, $11, $12, $13)
+    RETURNING id
+"""
+RECORD_RESULT_SQL = "UPDATE idempotency_records SET entry_id = $2 WHERE id = $1"
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # Laurel's (services.redemptions)
+MAX_KEY_LENGTH = 200
+
+
+class Refused(Exception):
+    """A business refusal: the transaction rolls back and the answer carries userErrors."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def new_code(prefix: str = "", groups: int = 4) -> str:
+    parts = ["".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(groups)]
+    return prefix + "-".join(parts)
+
+
+async def redeem(request: Request) -> Response:
+    member_id = member_from(request)
+    if member_id is None:
+        return error(401, "a member is needed: Authorization: Bearer <member id>")
+    try:
+        body = orjson.loads(await request.body())
+        reward_id = int(body["rewardId"])
+        key = str(body["idempotencyKey"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return error(400, "expected {rewardId, idempotencyKey}")
+    assert pool is not None and static is not None
+    try:
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise Refused("INVALID", f"idempotencyKey: 1 to {MAX_KEY_LENGTH} characters")
+        async with pool.acquire() as conn, conn.transaction():
+            return JSONResponse(await _redeem(conn, static, member_id, reward_id, key))
+    except Refused as refusal:
+        return JSONResponse(_redeem_payload(None, None, [refusal]))
+
+
+async def _redeem(
+    conn: asyncpg.Connection, static: Static, member_id: int, reward_id: int, key: str
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    scope = f"redeem:member:{member_id}"
+    fingerprint = hashlib.sha256(orjson.dumps({"reward": reward_id})).hexdigest()  # Laurel's
+    claim_id = await conn.fetchval(REDEEM_CLAIM_SQL, scope, key, fingerprint, now)
+    if claim_id is None:
+        first = await conn.fetchrow(CLAIMED_SQL, scope, key)
+        if first["fingerprint"] != fingerprint:
+            raise Refused("IDEMPOTENCY_CONFLICT", "this idempotency key was already used")
+        replayed = await conn.fetchrow(REPLAY_SQL, first["entry_id"])
+        return _redeem_payload(replayed, replayed["available"], [])
+
+    member = await conn.fetchrow(MEMBER_LOCK_SQL, member_id)
+    if member is None:
+        raise Refused("NOT_FOUND", "no such member")
+    due = member["next_settlement_at"]
+    if due is not None and due <= now:
+        # Laurel would activate and expire lots first; the seeded data never needs it.
+        raise RuntimeError("the baseline does not settle pending or expiring points")
+    reward = await conn.fetchrow(REWARD_SQL, reward_id)
+    if reward is None:
+        raise Refused("NOT_FOUND", "no such reward")
+    if reward["starts_at"] is not None and now < reward["starts_at"]:
+        raise Refused("NOT_ELIGIBLE", "this reward is not available yet")
+    if reward["ends_at"] is not None and now >= reward["ends_at"]:
+        raise Refused("NOT_ELIGIBLE", "this reward is no longer available")
+    minimum = reward["minimum_tier_id"]
+    if minimum is not None and (
+        static.tier(member["tier_id"]).threshold < static.tier(minimum).threshold
+    ):
+        raise Refused("NOT_ELIGIBLE", "this reward needs a higher tier")
+    limit = reward["per_member_limit"]
+    if limit is not None and await conn.fetchval(REDEEMED_SQL, member_id, reward_id) >= limit:
+        raise Refused("LIMIT_REACHED", "this reward's per-member limit is reached")
+    cost = reward["cost"]
+    if member["available"] < cost:
+        raise Refused("INSUFFICIENT_POINTS", f"{cost} points needed")
+    took_stock = reward["stock"] is not None
+    if took_stock and await conn.fetchval(TAKE_STOCK_SQL, reward_id) is None:
+        raise Refused("OUT_OF_STOCK", "this reward is out of stock")
+
+    lots = await conn.fetch(DRAW_SQL, member_id, cost)
+    drawn: list[list[Any]] = []
+    for lot in sorted(lots, key=lambda r: (r["expires_at"] is None, r["expires_at"], r["id"])):
+        at = lot["expires_at"].isoformat() if lot["expires_at"] is not None else None
+        if drawn and drawn[-1][0] == at:
+            drawn[-1][1] += lot["taken"]
+        else:
+            drawn.append([at, lot["taken"]])
+    if sum(points for _, points in drawn) != cost:
+        raise RuntimeError(f"member {member_id}: lots do not hold the {cost} points available")
+    description = f"Redeemed: {reward['name']}"[:500]
+    actor = f"member:{member_id}"
+    entry_id = await conn.fetchval(
+        SPEND_ENTRY_SQL,
+        member_id,
+        -cost,
+        description,
+        f"reward:{reward_id}",
+        now,
+        orjson.dumps([{"label": description, "points": -cost}]).decode(),
+        actor,
+    )
+    balances = await conn.fetchrow(SPEND_BALANCE_SQL, member_id, cost)
+    event = orjson.dumps(_balances(balances)).decode()
+    await conn.execute(POINTS_EVENT_SQL, member_id, entry_id, event, now)
+    code = None if reward["kind"] == "DONATION" else new_code()
+    redemption_id = await conn.fetchval(
+        REDEMPTION_SQL,
+        member_id,
+        reward_id,
+        reward["partner_id"],
+        entry_id,
+        cost,
+        reward["value"],
+        reward["settlement_amount"],
+        code,
+        new_code("R-", groups=3),
+        took_stock,
+        orjson.dumps(drawn).decode(),
+        now,
+        actor,
+    )
+    await conn.execute(RECORD_RESULT_SQL, claim_id, entry_id)
+    redemption = {"id": redemption_id, "code": code, "points": cost, "status": "ISSUED"}
+    return _redeem_payload(redemption, balances["available"], [])
+
+
+def _redeem_payload(
+    redemption: Any, available: int | None, refusals: list[Refused]
+) -> dict[str, Any]:
+    return {
+        "data": {
+            "redeemReward": {
+                "redemption": None
+                if redemption is None
+                else {
+                    "id": global_id("Redemption", redemption["id"]),
+                    "code": redemption["code"],
+                    "points": redemption["points"],
+                    "status": redemption["status"],
+                },
+                "member": None if available is None else {"balance": {"available": available}},
+                "userErrors": [{"code": r.code, "message": r.message} for r in refusals],
             }
         }
     }
@@ -305,6 +559,7 @@ app = Starlette(
     routes=[
         Route("/dashboard", dashboard, methods=["GET", "POST"]),
         Route("/earn", earn, methods=["POST"]),
+        Route("/redeem", redeem, methods=["POST"]),
         Route("/healthz", healthz),
     ],
     lifespan=lifespan,

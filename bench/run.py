@@ -46,11 +46,20 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--token-pool", type=int, default=1000, help="members with a JWT")
     parser.add_argument("--earn-pool", type=int, default=10_000, help="members earning")
+    parser.add_argument("--redeem-pool", type=int, default=10, help="hot members redeeming")
+    parser.add_argument(
+        "--redeem-mix",
+        choices=workloads.REDEEM_MIXES,
+        default="alternate",
+        help="rewards redeemed: in turn (default), or only the unlimited or the stocked one",
+    )
     args = parser.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
     unknown = set(args.workloads) - set(workloads.WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    if args.redeem_pool < 1:
+        parser.error("--redeem-pool must be at least 1")
     if not 1 <= args.rounds <= 20 or not 1 <= args.duration <= 300 or args.warmup > 300:
         parser.error("rounds must be 1-20, duration 1-300 s, warm-up at most 300 s")
     return args
@@ -83,8 +92,25 @@ def main() -> None:
     print(f"  consistency: {results['seed_consistency']}", flush=True)
 
     creds = asyncio.run(
-        workloads.make_credentials(db, dashboard_pool=args.token_pool, earn_pool=args.earn_pool)
+        workloads.make_credentials(
+            db,
+            dashboard_pool=args.token_pool,
+            earn_pool=args.earn_pool,
+            redeem_pool=args.redeem_pool if "redeem" in args.workloads else 0,
+            redeem_mix=args.redeem_mix,
+        )
     )
+    results["redeem_setup"] = creds.redeem_rewards and {
+        "hot_members": creds.redeem_members,
+        "rewards": {
+            "unlimited": creds.rewards.unlimited,
+            "stocked": creds.rewards.stocked,
+            "stock_before": creds.rewards.stock_before,
+        },
+        "mix": creds.rewards.mix,
+        "cost": workloads.REDEEM_COST,
+        "top_up": creds.rewards.top_up,
+    }
     with tempfile.TemporaryDirectory(prefix="laurel-bench-") as tmp:
         workdir = Path(tmp)
         servers = _start_servers(db, creds, workdir)
@@ -96,12 +122,22 @@ def main() -> None:
             _print_probe(results["probe"])
             measurements: list[Measurement] = []
             for workload in args.workloads:
-                before = asyncio.run(checks.marks(db)) if workload == "earn" else None
+                before = asyncio.run(checks.marks(db)) if workload != "dashboard" else None
                 runs = _run_workload(workload, args, db, creds, servers, workdir, run_id)
                 measurements += runs
-                if before is not None:
-                    results["earn_correctness"] = asyncio.run(_check_earn(db, before, runs, args))
+                if before is None:
+                    continue
+                completed, tolerance = _answered(runs, args)
+                if workload == "earn":
+                    results["earn_correctness"] = asyncio.run(
+                        checks.check_earn(db, before, completed, tolerance)
+                    )
                     _print_earn_check(results["earn_correctness"])
+                else:
+                    results["redeem_correctness"] = asyncio.run(
+                        checks.check_redeem(db, before, creds, completed, tolerance)
+                    )
+                    _print_redeem_check(results["redeem_correctness"])
             for server in servers.values():
                 if server.process.poll() is not None:
                     raise RuntimeError(f"{server.name} died:\n{server.log_tail()}")
@@ -139,8 +175,13 @@ def find_problems(results: dict[str, Any]) -> list[str]:
         earn = probe["earn"].get(target, {})
         if earn and not earn.get("replay_returns_same_entry"):
             problems.append(f"earn probe on {target}: replay did not return the first entry")
+        redeem = probe["redeem"].get(target, {})
+        if redeem and not redeem.get("replay_returns_same_redemption"):
+            problems.append(f"redeem probe on {target}: replay did not return the first one")
     if probe["dashboard"].get("same_data") is False:
         problems.append("laurel and raw dashboards return different data")
+    if probe["redeem"].get("same_shape") is False:
+        problems.append("laurel and raw redemptions answer in different shapes")
     for workload, entry in results["summary"].items():
         for target in workloads.TARGETS:
             failed = entry.get(target, {}).get("failed_requests", 0)
@@ -154,6 +195,14 @@ def find_problems(results: dict[str, Any]) -> list[str]:
         )
     if earn_check is not None and not earn_check["ok"]:
         problems.append("earn correctness check failed (see earn_correctness in the JSON)")
+    redeem_check = results.get("redeem_correctness")
+    if redeem_check is not None and redeem_check["foreign_redemptions"]:
+        problems.append(
+            "redemptions the benchmark did not ask for appeared during the run (by key prefix: "
+            f"{redeem_check['foreign_redemptions']}): load and checks are polluted"
+        )
+    if redeem_check is not None and not redeem_check["ok"]:
+        problems.append("redeem correctness check failed (see redeem_correctness in the JSON)")
     return problems
 
 
@@ -240,9 +289,11 @@ def _run_workload(
     return runs
 
 
-async def _check_earn(
-    db: Database, before: checks.Marks, runs: list[Measurement], args: argparse.Namespace
-) -> dict[str, Any]:
+def _answered(
+    runs: list[Measurement], args: argparse.Namespace
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Per order/key prefix: the answers without errors wrk saw, and how many requests may have
+    been processed without wrk seeing the answer (in flight when a run stopped, timed out)."""
     completed: dict[str, int] = {}
     tolerance: dict[str, int] = {}
     for run in runs:
@@ -251,7 +302,7 @@ async def _check_earn(
         completed[prefix] = completed.get(prefix, 0) + answered
         in_flight = args.connections + run.socket_errors.get("timeout", 0)
         tolerance[prefix] = tolerance.get(prefix, 0) + in_flight
-    return await checks.check_earn(db, before, completed, tolerance)
+    return completed, tolerance
 
 
 # -- reporting -----------------------------------------------------------------------------------
@@ -323,7 +374,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def _print_probe(report: dict[str, Any]) -> None:
-    for workload in ("dashboard", "earn"):
+    for workload in ("dashboard", "earn", "redeem"):
         for target, outcome in report[workload].items():
             if not isinstance(outcome, dict):
                 continue
@@ -335,6 +386,13 @@ def _print_probe(report: dict[str, Any]) -> None:
     print(f"  dashboard: laurel and raw return the same data: {same}", flush=True)
     for target, outcome in report["earn"].items():
         print(f"  earn {target}: replay returns same entry: {outcome['replay_returns_same_entry']}")
+    for target, outcome in report["redeem"].items():
+        if isinstance(outcome, dict):
+            same = outcome["replay_returns_same_redemption"]
+            print(f"  redeem {target}: replay returns same redemption: {same}")
+    print(
+        f"  redeem: laurel and raw answer in the same shape: {report['redeem'].get('same_shape')}"
+    )
 
 
 def _print_earn_check(report: dict[str, Any]) -> None:
@@ -344,7 +402,30 @@ def _print_earn_check(report: dict[str, Any]) -> None:
         f"{report['balance_mismatches']}/{report['lot_mismatches']}/{report['tier_mismatches']}, "
         f"orders credited twice {report['orders_credited_twice']}, "
         f"entries without purchase {report['entries_without_purchase']}, "
+        f"entries without exactly one event {report['entries_without_one_event']}, "
         f"credit {report['credit']}",
+        flush=True,
+    )
+
+
+def _print_redeem_check(report: dict[str, Any]) -> None:
+    by_prefix = report["redemptions_by_prefix"]
+    flaws = {
+        name: sum(row[name] for row in by_prefix.values())
+        for name in ("bad_entry_links", "without_claim", "bad_drawn", "bad_took_stock")
+    }
+    stock = report["stock"]
+    print(
+        f"  redeem correctness: {'OK' if report['ok'] else 'PROBLEMS'} - "
+        f"{report['members_checked']:,} members checked, balance/lot/tier mismatches "
+        f"{report['balance_mismatches']}/{report['lot_mismatches']}/{report['tier_mismatches']}, "
+        f"members ever negative {report['members_ever_negative']} "
+        f"(lowest balance now {report['lowest_balance']}), bad lots {report['bad_lots']}, "
+        f"bad events {report['bad_events']}, entries without redemption "
+        f"{report['entries_without_redemption']}, claims without redemption "
+        f"{report['claims_without_redemption']}, {flaws}, stock {stock['stock_before']:,} -> "
+        f"{stock['stock']:,} for {stock['took_stock']:,} redemptions "
+        f"({'OK' if stock['ok'] else 'WRONG'}), credit {report['credit']}",
         flush=True,
     )
 

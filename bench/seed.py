@@ -38,7 +38,17 @@ EXPIRY_DAYS = 730
 SIGNUP_BONUS = 100
 REDEMPTION_POINTS = 100
 # Tables the benchmark writes to (and so resets), and every table to ANALYZE.
-TABLES = ("tiers", "program", "members", "ledger_entries", "purchases", "idempotency_records")
+TABLES = (
+    "tiers",
+    "program",
+    "members",
+    "ledger_entries",
+    "purchases",
+    "idempotency_records",
+    "member_events",
+    "redemptions",
+    "rewards",
+)
 VACUUM_ANALYZE = [f"VACUUM (ANALYZE) {table}" for table in TABLES]
 # Tables loaded without their secondary indexes and foreign keys (rebuilt afterwards).
 BULK_TABLES = ("ledger_entries", "purchases", "idempotency_records")
@@ -380,7 +390,8 @@ BALANCES_FROM_ENTRIES = """
     UPDATE members AS m
     SET available = s.available, pending = s.pending, lifetime_earned = s.lifetime_earned,
         redeemed = s.redeemed, expired = s.expired, qualifying_points = s.qualifying_points,
-        next_settlement_at = s.next_settlement_at, tier_id = s.tier_id
+        earned_points = s.earned_points, next_settlement_at = s.next_settlement_at,
+        tier_id = s.tier_id
     FROM (
         SELECT sums.*,
                (SELECT t.id FROM tiers AS t WHERE t.threshold <= sums.qualifying_points
@@ -397,6 +408,9 @@ BALANCES_FROM_ENTRIES = """
                                                  AND kind = 'EXPIRATION'), 0) AS expired,
                    coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
                      AS qualifying_points,
+                   -- All-time (the program has no tier window): equal to qualifying_points.
+                   coalesce(sum(points) FILTER (WHERE status <> 'VOIDED' AND kind = ANY($1)), 0)
+                     AS earned_points,
                    least(min(available_at) FILTER (WHERE status = 'PENDING'),
                          min(expires_at) FILTER (WHERE remaining > 0
                                                  AND status IN ('POSTED', 'PENDING')))
@@ -407,10 +421,10 @@ BALANCES_FROM_ENTRIES = """
     ) AS s
     WHERE m.id = s.member_id
       AND (m.available, m.pending, m.lifetime_earned, m.redeemed, m.expired,
-           m.qualifying_points, m.next_settlement_at, m.tier_id)
+           m.qualifying_points, m.earned_points, m.next_settlement_at, m.tier_id)
           IS DISTINCT FROM
           (s.available, s.pending, s.lifetime_earned, s.redeemed, s.expired,
-           s.qualifying_points, s.next_settlement_at, s.tier_id)
+           s.qualifying_points, s.earned_points, s.next_settlement_at, s.tier_id)
 """
 
 
@@ -474,33 +488,121 @@ async def _in_parallel(pool: asyncpg.Pool, statements: list[str]) -> None:
     await asyncio.gather(*(run(statement) for statement in statements))
 
 
+# The seed's lots, drawn oldest first by the seed's own redemptions (as in _seed_ledger), for
+# the members whose lots later runs drew from (redemptions): restored by the reset.
+SEEDED_LOTS = """
+    UPDATE ledger_entries AS e
+    SET remaining = s.remaining
+    FROM (
+        SELECT id,
+               CASE WHEN points > 0
+                    THEN points - least(greatest(redeemed_total - earned_before, 0), points)
+                    ELSE 0 END AS remaining
+        FROM (
+            SELECT id, points,
+                   sum(greatest(-points, 0)) OVER (PARTITION BY member_id) AS redeemed_total,
+                   sum(greatest(points, 0)) OVER (PARTITION BY member_id ORDER BY id
+                                                  ROWS UNBOUNDED PRECEDING)
+                     - greatest(points, 0) AS earned_before
+            FROM ledger_entries
+            WHERE member_id = ANY($1::bigint[]) AND id <= $2
+        ) AS w
+    ) AS s
+    WHERE e.id = s.id AND e.remaining <> s.remaining
+"""
+
+
+# Tables whose rows reference members or ledger entries, but for the seeded ones: the seed
+# writes none of their rows (events, redemptions, refunds, badges awarded, completions, and
+# whatever a later migration adds), so the reset deletes all of them.
+RUN_TABLES_SQL = """
+    SELECT DISTINCT conrelid::regclass::text AS name
+    FROM pg_constraint
+    WHERE contype = 'f' AND confrelid = ANY($1::regclass[]) AND NOT conrelid = ANY($2::regclass[])
+    ORDER BY 1
+"""
+
+
 async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None:
-    """Delete what earlier runs added (entries, purchases, keys) and restore the cached balances
-    of every member whose balances disagree with its entries, so every run starts from the same
-    data (lots drawn by something else than earning are not restored: --reseed then)."""
+    """Delete what earlier runs added (entries, purchases, claims, keys above the seed's ids;
+    every row of the tables that reference members or entries but the seed never writes, and
+    every reward and partner), restore the seeded lots of the members whose lots were drawn,
+    and the cached balances of every member whose balances disagree with its entries, so
+    every run starts from the same data."""
     added = await conn.fetchval(
         "SELECT count(*) FROM ledger_entries WHERE id > $1", meta["max_entry_id"]
     )
+    run_tables = [
+        row["name"]
+        for row in await conn.fetch(
+            RUN_TABLES_SQL, ["members", "ledger_entries"], ["members", *BULK_TABLES]
+        )
+    ]
     async with conn.transaction():
         # Writers (another run, anyone else's load on this database) wait until we are done.
-        await conn.execute(
-            "LOCK TABLE members, ledger_entries, purchases, idempotency_records, refunds, "
-            "api_keys IN EXCLUSIVE MODE"
+        locked = ", ".join(
+            ["members", *BULK_TABLES, *run_tables, "rewards", "partners", "api_keys"]
         )
-        # No foreign-key triggers: every row referencing a deleted one is deleted too, and
-        # the columns referencing ledger entries have no index (each check would scan).
+        await conn.execute(f"LOCK TABLE {locked} IN EXCLUSIVE MODE")
+        # No foreign-key triggers (the columns referencing ledger entries have no index: each
+        # check would scan): referencing rows go first, and nothing may be left referencing a
+        # deleted row (checked at the end).
         await conn.execute("SET LOCAL session_replication_role = replica")
+        drew = [
+            row["member_id"]
+            for row in await conn.fetch(
+                "SELECT DISTINCT member_id FROM ledger_entries WHERE id > $1 AND points < 0",
+                meta["max_entry_id"],
+            )
+        ]
+        for table in run_tables:
+            await conn.execute(f"DELETE FROM {table}")
         await conn.execute(
             "DELETE FROM idempotency_records WHERE id > $1", meta["max_idempotency_id"]
         )
-        await conn.execute("DELETE FROM refunds")
         await conn.execute("DELETE FROM purchases WHERE id > $1", meta["max_purchase_id"])
         await conn.execute("DELETE FROM ledger_entries WHERE id > $1", meta["max_entry_id"])
+        await conn.execute("DELETE FROM rewards")
+        await conn.execute("DELETE FROM partners")
         await conn.execute("DELETE FROM api_keys WHERE id > $1", meta["max_api_key_id"])
+        if drew:  # lots drawn by redemptions (or expiries, reversals, debits)
+            await conn.execute(SEEDED_LOTS, drew, meta["max_entry_id"])
         await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
+        dangling = await _dangling_references(conn)
+        if dangling:  # e.g. a new table referencing rewards: the reset must learn to delete it
+            raise RuntimeError(f"the reset would leave rows referencing deleted ones: {dangling}")
     if added:
         for statement in VACUUM_ANALYZE:
             await conn.execute(statement)
+
+
+async def _dangling_references(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows whose foreign key names a row that is gone, per constraint, in every table but the
+    bulk ones (their rows above the seed's ids are deleted, and seeded rows reference only
+    seeded rows): a migration adding, say, a table that references rewards shows here."""
+    foreign_keys = await conn.fetch(
+        """
+        SELECT c.conname, c.conrelid::regclass::text AS child, a.attname AS child_column,
+               c.confrelid::regclass::text AS parent, p.attname AS parent_column
+        FROM pg_constraint AS c
+        JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_attribute AS p ON p.attrelid = c.confrelid AND p.attnum = c.confkey[1]
+        WHERE c.contype = 'f' AND cardinality(c.conkey) = 1
+          AND c.connamespace = 'public'::regnamespace
+        """
+    )
+    found = {}
+    for fk in foreign_keys:
+        if fk["child"] in BULK_TABLES:
+            continue
+        count = await conn.fetchval(
+            f'SELECT count(*) FROM {fk["child"]} AS c WHERE c."{fk["child_column"]}" IS NOT NULL '
+            f"AND NOT EXISTS (SELECT 1 FROM {fk['parent']} AS p "
+            f'WHERE p."{fk["parent_column"]}" = c."{fk["child_column"]}")'
+        )
+        if count:
+            found[fk["conname"]] = count
+    return found
 
 
 async def _report(

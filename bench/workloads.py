@@ -1,10 +1,16 @@
-"""The two workloads, as requests to Laurel and to the raw baseline, and their credentials.
+"""The workloads, as requests to Laurel and to the raw baseline, and their credentials.
 
 * dashboard: Laurel's ``Dashboard`` query as a random member of a pool (a member JWT each,
   issued with services.access.issue_member_token and the server's secret); the raw app's
   ``POST /dashboard`` as the same members.
 * earn: ``recordPurchase`` with a service API key (services.access.create_api_key) for random
   members of a pool, a unique orderId per request; the raw app's ``POST /earn`` alike.
+* redeem: ``redeemReward`` as one of 10 hot members (a JWT each), alternating between two
+  rewards made for the run with Laurel's own services.rewards.create_reward, one without stock
+  limit and one with 1,000,000 units (so the guarded stock decrement runs on every other
+  request), a unique idempotencyKey per request; the raw app's ``POST /redeem`` alike. The hot
+  members are topped up first with Laurel's own adjust_points (an ADJUSTMENT lot, cached
+  balances and event written as the application writes them), so their balances last the run.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.config import LUA_DIR, Database
-from models import KeyRole
+from models import KeyRole, RewardKind
 from models.engine import create_engine, session_factory
 from schema.ids import encode_id
 from services.access import create_api_key, issue_member_token
+from services.ledger.adjustments import adjust_points
+from services.rewards import create_reward
 
-WORKLOADS = ("dashboard", "earn")
+WORKLOADS = ("dashboard", "earn", "redeem")
 TARGETS = ("raw", "laurel")
 
 DASHBOARD_QUERY = (
@@ -38,8 +47,41 @@ EARN_MUTATION = (
     "transaction { id points } member { balance { available } } "
     "userErrors { code message } } }"
 )
-# Lua string.format placeholders, in the order earn.lua passes them.
+REDEEM_MUTATION = (
+    "mutation Redeem($input: RedeemRewardInput!) { redeemReward(input: $input) { "
+    "redemption { id code points status } member { balance { available } } "
+    "userErrors { code message } } }"
+)
+# Lua string.format placeholders, in the order earn.lua (redeem.lua) passes them.
 _MEMBER, _ORDER, _AMOUNT = "@MEMBER@", "@ORDER@", 12.5
+_REWARD, _KEY = "@REWARD@", "@KEY@"
+
+# The redeem workload: a small cost, and a top-up that outlasts any run (a redemption costs
+# REDEEM_COST; 2,000,000 points pay for 200,000 redemptions a member).
+REDEEM_COST = 10
+REDEEM_TOP_UP = 2_000_000
+REDEEM_STOCK = 1_000_000
+REDEEM_MIXES = ("alternate", "unlimited", "stocked")
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemRewards:
+    """The two rewards the redeem workload alternates between, made for this run."""
+
+    unlimited: int  # no stock limit
+    stocked: int  # REDEEM_STOCK units: the guarded decrement
+    stock_before: int  # the stocked reward's units before anything was redeemed
+    top_up: int  # points each hot member got
+    mix: str = "alternate"  # which the load redeems: one of REDEEM_MIXES
+
+    @property
+    def in_turn(self) -> list[int]:
+        """The rewards redeem.lua takes in turn, request after request."""
+        if self.mix == "unlimited":
+            return [self.unlimited]
+        if self.mix == "stocked":
+            return [self.stocked]
+        return [self.unlimited, self.stocked]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +92,28 @@ class Credentials:
     dashboard_members: list[int]
     member_tokens: list[str]  # one per dashboard member, same order
     earn_members: list[int]
+    redeem_members: list[int]  # the hot members (none unless asked for)
+    redeem_tokens: list[str]  # one per hot member, same order
+    redeem_rewards: RedeemRewards | None  # made only when there are hot members
+
+    @property
+    def rewards(self) -> RedeemRewards:
+        if self.redeem_rewards is None:
+            raise RuntimeError("no rewards were made: make_credentials(redeem_pool=0)")
+        return self.redeem_rewards
 
 
 async def make_credentials(
-    db: Database, *, dashboard_pool: int, earn_pool: int, seed: int = 42
+    db: Database,
+    *,
+    dashboard_pool: int,
+    earn_pool: int,
+    redeem_pool: int = 0,
+    redeem_mix: str = "alternate",
+    seed: int = 42,
 ) -> Credentials:
-    """A service key in the database, member tokens, and the members each workload uses."""
+    """A service key in the database, member tokens, the members each workload uses, and (with
+    hot members) the rewards the redeem workload redeems, its hot members topped up."""
     jwt_secret = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     conn = await asyncpg.connect(db.dsn)
@@ -66,25 +124,79 @@ async def make_credentials(
     chooser = random.Random(seed)
     dashboard_members = chooser.sample(ids, min(dashboard_pool, len(ids)))
     earn_members = chooser.sample(ids, min(earn_pool, len(ids)))
+    redeem_members = chooser.sample(ids, min(redeem_pool, len(ids)))
     engine = create_engine(db.sqlalchemy_url, pool_size=1)
     try:
         async with session_factory(engine).begin() as session:
             issued = await create_api_key(session, role=KeyRole.SERVICE, name="bench", now=now)
+        rewards = (
+            await _make_rewards(engine, redeem_members, now, redeem_mix) if redeem_members else None
+        )
     finally:
         await engine.dispose()
-    tokens = [
-        issue_member_token(
+
+    def token(pk: int) -> str:
+        return issue_member_token(
             subject=encode_id("Member", pk), secret=jwt_secret, now=now, ttl=timedelta(hours=6)
         )
-        for pk in dashboard_members
-    ]
+
     return Credentials(
         jwt_secret=jwt_secret,
         api_key=issued.secret,
         raw_token=secrets.token_urlsafe(24),
         dashboard_members=dashboard_members,
-        member_tokens=tokens,
+        member_tokens=[token(pk) for pk in dashboard_members],
         earn_members=earn_members,
+        redeem_members=redeem_members,
+        redeem_tokens=[token(pk) for pk in redeem_members],
+        redeem_rewards=rewards,
+    )
+
+
+async def _make_rewards(
+    engine: AsyncEngine, members: list[int], now: datetime, mix: str
+) -> RedeemRewards:
+    """The redeem workload's two rewards, and a top-up for each hot member, through Laurel's
+    own services (so entries, lots, cached balances and events are as the application writes
+    them). The seed's reset deletes all of it before the next run."""
+    made = []
+    async with session_factory(engine).begin() as session:
+        for name, stock in (("Bench: 1.00 USD off", None), ("Bench: tote bag", REDEEM_STOCK)):
+            reward = await create_reward(
+                session,
+                name=name,
+                description="made by the benchmark",
+                kind=RewardKind.DISCOUNT_AMOUNT,
+                cost=REDEEM_COST,
+                value=1.0,
+                partner_id=None,
+                minimum_tier_id=None,
+                stock=stock,
+                starts_at=None,
+                ends_at=None,
+                per_member_limit=None,
+                settlement_amount=None,
+                now=now,
+            )
+            made.append(reward.id)
+    batch = secrets.token_hex(4)
+    for pk in members:
+        async with session_factory(engine).begin() as session:
+            await adjust_points(
+                session,
+                member_id=pk,
+                points=REDEEM_TOP_UP,
+                reason="benchmark top-up",
+                idempotency_key=f"bench-top-up-{batch}-{pk}",
+                actor="bench",
+                now=now,
+            )
+    return RedeemRewards(
+        unlimited=made[0],
+        stocked=made[1],
+        stock_before=REDEEM_STOCK,
+        top_up=REDEEM_TOP_UP,
+        mix=mix,
     )
 
 
@@ -126,6 +238,29 @@ def _earn_body(target: str, member: Any, order_id: Any, amount: Any) -> str:
     return json.dumps({"memberId": member, "orderId": order_id, "amount": amount})
 
 
+def redeem_request(
+    target: str, creds: Credentials, index: int, reward: int, key: str
+) -> tuple[str, dict[str, str], str]:
+    """(path, headers, body) of one redemption, as the index-th hot member."""
+    if target == "laurel":
+        authorization = f"Bearer {creds.redeem_tokens[index]}"
+    else:
+        authorization = f"Bearer {creds.redeem_members[index]}"
+    return (
+        "/graphql" if target == "laurel" else "/redeem",
+        {"Authorization": authorization},
+        _redeem_body(target, reward, key),
+    )
+
+
+def _redeem_body(target: str, reward: Any, key: Any) -> str:
+    if target == "laurel":
+        reward = encode_id("Reward", reward) if isinstance(reward, int) else reward
+        variables = {"input": {"rewardId": reward, "idempotencyKey": key}}
+        return json.dumps({"query": REDEEM_MUTATION, "variables": variables})
+    return json.dumps({"rewardId": reward, "idempotencyKey": key})
+
+
 # -- wrk data files ---------------------------------------------------------------------------
 
 
@@ -141,6 +276,8 @@ def lua_data(workload: str, target: str, creds: Credentials, order_prefix: str) 
                 dashboard_request(target, creds, i)[1]["Authorization"] for i in range(count)
             ],
         }
+    if workload == "redeem":
+        return _redeem_lua_data(target, creds, order_prefix)
     body_format = _earn_body(target, _MEMBER, _ORDER, _AMOUNT).replace("%", "%%")
     body_format = body_format.replace(f'"{_ORDER}"', '"%s"').replace(str(_AMOUNT), "%s")
     if target == "laurel":
@@ -155,6 +292,27 @@ def lua_data(workload: str, target: str, creds: Credentials, order_prefix: str) 
         "order_prefix": order_prefix,
         "body_format": body_format,
         "members": members,
+    }
+
+
+def _redeem_lua_data(target: str, creds: Credentials, key_prefix: str) -> dict[str, Any]:
+    body_format = _redeem_body(target, _REWARD, _KEY).replace("%", "%%")
+    body_format = body_format.replace(f'"{_KEY}"', '"%s"')
+    if target == "laurel":
+        body_format = body_format.replace(f'"{_REWARD}"', '"%s"')
+        rewards: list[Any] = [encode_id("Reward", pk) for pk in creds.rewards.in_turn]
+    else:
+        body_format = body_format.replace(f'"{_REWARD}"', "%s")
+        rewards = [str(pk) for pk in creds.rewards.in_turn]
+    count = len(creds.redeem_members)
+    return {
+        "path": "/graphql" if target == "laurel" else "/redeem",
+        "credentials": [
+            redeem_request(target, creds, i, 0, "")[1]["Authorization"] for i in range(count)
+        ],
+        "key_prefix": key_prefix,
+        "body_format": body_format,
+        "rewards": rewards,
     }
 
 
