@@ -12,7 +12,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -64,8 +74,16 @@ class LedgerEntry(Base):
     __table_args__ = (
         Index("ix_ledger_entries_member_id_id", "member_id", "id"),
         Index("ix_ledger_entries_member_created", "member_id", "created_at"),
-        # Lots a debit can draw from, and lots the sweeps look at.
-        Index("ix_ledger_entries_open_lots", "member_id", "status", "expires_at"),
+        # Lots a debit can draw from, and lots the sweeps look at: only lots with points left
+        # (spent ones would make every draw scan a member's whole history).
+        Index(
+            "ix_ledger_entries_open_lots",
+            "member_id",
+            "status",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
         Index("ix_ledger_entries_available_at", "status", "available_at"),
         # Program figures over a window.
         Index("ix_ledger_entries_created_at", "created_at"),

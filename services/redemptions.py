@@ -80,19 +80,10 @@ async def redeem(
         raise NotFound("no such reward", field=["input", "rewardId"])
     await _check_eligible(session, member, reward, now)
     if member.available < reward.cost:
-        # Checked before the stock is touched: a member who cannot pay never holds the row.
         raise_insufficient(member, reward)
     took_stock = reward.stock is not None
-    if took_stock:
-        left = await session.scalar(
-            update(Reward)
-            .where(Reward.id == reward.id, Reward.stock > 0)
-            .values(stock=Reward.stock - 1)
-            .returning(Reward.stock)
-        )
-        if left is None:
-            raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
-        set_committed_value(reward, "stock", left)
+    if took_stock and reward.stock == 0:
+        raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
 
     entry, drawn = await spend(
         session,
@@ -125,6 +116,19 @@ async def redeem(
     session.add(redemption)
     await session.flush()
     await record_result(session, claimed, entry_id=entry.id)
+    if took_stock:
+        # Last, just before the commit: the reward's row is locked from here to the commit,
+        # and every member redeeming it queues on that lock. The guard keeps stock >= 0
+        # whatever the concurrency; when it refuses, everything above rolls back.
+        left = await session.scalar(
+            update(Reward)
+            .where(Reward.id == reward.id, Reward.stock > 0)
+            .values(stock=Reward.stock - 1)
+            .returning(Reward.stock)
+        )
+        if left is None:
+            raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
+        set_committed_value(reward, "stock", left)
     return RedemptionResult(redemption=redemption, member=member)
 
 
