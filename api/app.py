@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 
 from api.auth import Authenticator
-from api.graphql_view import LaurelGraphQL
+from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.member_views import MemberViews
 from api.metrics import Metrics
 from api.settings import Settings
@@ -124,6 +124,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             )
             expiries.add(task)
             task.add_done_callback(expiries.discard)
+            # Cancelled when the socket closes first (LaurelGraphQL runs these cleanups).
+            state = context.request.scope.setdefault("state", {})
+            state.setdefault(CONNECTION_CLEANUPS, []).append(task.cancel)
 
     graphql = LaurelGraphQL[Context](
         schema,

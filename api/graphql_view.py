@@ -44,7 +44,7 @@ from schema.error_codes import (
 )
 from schema.exceptions import CodedGraphQLError
 
-__all__ = ["ContextGetter", "LaurelGraphQL"]
+__all__ = ["CONNECTION_CLEANUPS", "ContextGetter", "LaurelGraphQL"]
 
 logger: Final = logging.getLogger("laurel.graphql")
 
@@ -68,6 +68,9 @@ _STATUS_BY_CODE: Final[Mapping[str, int]] = {
 }
 
 _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not supported)."
+
+# The key, in a WebSocket's scope state, of callables run when the connection ends.
+CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
 
 _GRAPHIQL_FETCHER: Final = """      const fetcher = GraphiQL.createFetcher({
         url: fetchURL,
@@ -276,7 +279,13 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                # Whatever lives as long as the connection (e.g. its token-expiry timer) ends
+                # with it: a closed socket must not be kept alive by its own timer.
+                for cleanup in scope.get("state", {}).pop(CONNECTION_CLEANUPS, []):
+                    cleanup()
             return
 
         request = Request(scope=scope, receive=receive)

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import models
 from schema.context import Info, Role
@@ -75,21 +76,8 @@ async def _stream(
                     or 0
                 )
         while True:
-            async with engine.connect() as connection:
-                rows = (
-                    await connection.execute(
-                        select(_events)
-                        .where(_events.c.member_id == member_id, _events.c.id > after)
-                        .order_by(_events.c.id)
-                        .limit(PAGE)
-                    )
-                ).all()
-                if rows:
-                    entries = await _entries_of(connection, rows)
-                    member = (
-                        await connection.execute(select(_members).where(_members.c.id == member_id))
-                    ).one()
-            if rows:
+            rows, entries, member = await _read_after(engine, member_id, after)
+            if member is not None:
                 # Each delivery reads afresh: no answer cached for an earlier event.
                 ctx.renew_loaders()
                 for row in rows:
@@ -97,9 +85,34 @@ async def _stream(
                     after = row.id
                 if len(rows) == PAGE:
                     continue  # catching up: read on without waiting
+            del rows, entries, member  # a waiting subscriber holds nothing but its cursor
             await bell.wait()
     finally:
         bus.unsubscribe(member_id, bell)
+
+
+async def _read_after(
+    engine: AsyncEngine, member_id: int, after: int
+) -> tuple[list[Row[Any]], dict[int, Row[Any]], Row[Any] | None]:
+    """Up to PAGE of the member's events after `after`, their entries, and the member."""
+    async with engine.connect() as connection:
+        rows = list(
+            (
+                await connection.execute(
+                    select(_events)
+                    .where(_events.c.member_id == member_id, _events.c.id > after)
+                    .order_by(_events.c.id)
+                    .limit(PAGE)
+                )
+            ).all()
+        )
+        if not rows:
+            return rows, {}, None
+        entries = await _entries_of(connection, rows)
+        member = (
+            await connection.execute(select(_members).where(_members.c.id == member_id))
+        ).one()
+    return rows, entries, member
 
 
 async def _entries_of(connection: Any, rows: Sequence[Row[Any]]) -> dict[int, Row[Any]]:
