@@ -103,11 +103,8 @@ class PointsTransactionConnection:
         ]
         return cls(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > first,
-                has_previous_page=has_previous,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+            page_info=PageInfo.of_page(
+                [e.cursor for e in edges], has_next=len(rows) > first, has_previous=has_previous
             ),
             count=count,
         )

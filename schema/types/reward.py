@@ -157,11 +157,8 @@ async def reward_page(
     ]
     return RewardConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > size,
-            has_previous_page=start is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+        page_info=PageInfo.of_page(
+            [e.cursor for e in edges], has_next=len(rows) > size, has_previous=start is not None
         ),
         count=count,
     )
