@@ -30,6 +30,9 @@ class Drawn(NamedTuple):
     points: int
 
 
+# Lots read at first by a spend (then 4x as many each time more are needed).
+DRAW_BATCH = 8
+
 # Entries that can never be spent from, whatever their sign.
 _NOT_LOTS = frozenset({EntryKind.REVERSAL, EntryKind.EXPIRATION})
 
@@ -225,16 +228,25 @@ async def draw(
         .execution_options(populate_existing=True)
     )
     left = points
-    for lot in await session.scalars(stmt):
-        take = min(left, lot.remaining)
-        lot.remaining -= take
-        left -= take
-        if drawn and drawn[-1].expires_at == lot.expires_at:
-            drawn[-1] = Drawn(lot.expires_at, drawn[-1].points + take)
-        else:
-            drawn.append(Drawn(lot.expires_at, take))
-        if left == 0:
-            return drawn
+    # A long-standing member has hundreds of open lots and a spend usually needs one or two:
+    # read them a few at a time (the rows do not change in the database until the flush, so
+    # the order, and so the offsets, hold).
+    offset, batch = 0, DRAW_BATCH
+    while True:
+        lots = list(await session.scalars(stmt.limit(batch).offset(offset)))
+        for lot in lots:
+            take = min(left, lot.remaining)
+            lot.remaining -= take
+            left -= take
+            if drawn and drawn[-1].expires_at == lot.expires_at:
+                drawn[-1] = Drawn(lot.expires_at, drawn[-1].points + take)
+            else:
+                drawn.append(Drawn(lot.expires_at, take))
+            if left == 0:
+                return drawn
+        if len(lots) < batch:
+            break
+        offset, batch = offset + batch, batch * 4
     raise AssertionError(f"member {member.id}: lots hold {points - left} of {points} points drawn")
 
 

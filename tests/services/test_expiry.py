@@ -114,3 +114,32 @@ async def test_points_that_activate_and_expire_between_two_sweeps_expire_in_one(
     member = await assert_balances_match_ledger(sessions, member_id)
     assert (member.available, member.pending, member.expired) == (0, 0, 1)
     assert member.next_settlement_at is None
+
+
+async def test_a_spend_across_many_lots_takes_them_in_expiry_order(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    # given 50 lots of 3 points, each expiring a day after the one before
+    sessions = session_factory(engine)
+    await configure(sessions, expiry_days=365)
+    member_id = await new_member(sessions, clock)
+    for _ in range(50):
+        await fund(sessions, clock, member_id, 3)
+        clock.advance(timedelta(days=1))
+
+    # when 100 points are spent (34 lots' worth: more than one batch of lots is read)
+    await fund(sessions, clock, member_id, -100)
+
+    # then the 33 soonest-expiring lots are empty, the 34th has 2 left, the rest are whole
+    async with sessions() as session:
+        remaining = list(
+            await session.scalars(
+                select(LedgerEntry.remaining)
+                .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == EntryKind.ADJUSTMENT)
+                .where(LedgerEntry.points > 0)
+                .order_by(LedgerEntry.expires_at, LedgerEntry.id)
+            )
+        )
+    assert remaining == [0] * 33 + [2] + [3] * 16
+    member = await assert_balances_match_ledger(sessions, member_id)
+    assert member.available == 150 - 100
