@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, Integer, Numeric, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, BigId, UtcDateTime
+from models.ledger import LedgerEntry
 
 
 class RewardKind(enum.StrEnum):
@@ -100,3 +101,6 @@ class Redemption(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(String(100), default="system")
+
+    # Set with the entry object before it has an id: one flush writes both, entry first.
+    entry: Mapped[LedgerEntry] = relationship(lazy="raise")

@@ -95,13 +95,12 @@ async def redeem(
         reference=f"reward:{reward.id}",
         actor=actor,
     )
-    await session.flush()
     is_donation = reward.kind is RewardKind.DONATION
     redemption = Redemption(
         member_id=member.id,
         reward_id=reward.id,
         partner_id=reward.partner_id,
-        entry_id=entry.id,
+        entry=entry,
         points=reward.cost,
         value=reward.value,
         settlement_amount=reward.settlement_amount,
