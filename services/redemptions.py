@@ -80,7 +80,10 @@ async def redeem(
         raise NotFound("no such reward", field=["input", "rewardId"])
     await _check_eligible(session, member, reward, now)
     if member.available < reward.cost:
-        raise_insufficient(member, reward)
+        raise InsufficientPoints(
+            f"{reward.cost} points needed, {member.available} available",
+            field=["input", "rewardId"],
+        )
     took_stock = reward.stock is not None
     if took_stock and reward.stock == 0:
         raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
@@ -129,12 +132,6 @@ async def redeem(
             raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
         set_committed_value(reward, "stock", left)
     return RedemptionResult(redemption=redemption, member=member)
-
-
-def raise_insufficient(member: Member, reward: Reward) -> None:
-    raise InsufficientPoints(
-        f"{reward.cost} points needed, {member.available} available", field=["input", "rewardId"]
-    )
 
 
 async def _check_eligible(
