@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, func, select
 import models
 from models.records import MemberRecord
 from schema.context import Info
-from schema.exceptions import BadUserInput
-from schema.ids import decode_cursor, encode_id
+from schema.ids import encode_id
+from schema.pagination import after_id, page_size
 from schema.types.gamification import ChallengeProgress, MemberBadge, badges_of, challenges_of
 from schema.types.leaderboard import LeaderboardEntry
 from schema.types.ledger import PointsTransactionConnection
@@ -20,10 +20,7 @@ from schema.types.program import Tier, TierProgress
 from schema.types.redemption import RedemptionConnection
 from schema.types.reward import Reward
 from services import rewards
-from services.errors import DomainError
 from services.leaderboards import Period
-
-MAX_PAGE = 100
 
 # A member's transactions, newest first: built once (building a statement and its cache key
 # costs more than running it from SQLAlchemy's compiled cache).
@@ -36,12 +33,6 @@ _PAGE = (
 )
 _PAGE_BEFORE = _PAGE.where(_entries.id < bindparam("before_id"))
 _COUNT = select(func.count()).where(_entries.member_id == bindparam("member_id"))
-
-
-def page_size(first: int, field: str = "first") -> int:
-    if not 1 <= first <= MAX_PAGE:
-        raise BadUserInput(f"`{field}` must be between 1 and {MAX_PAGE}")
-    return first
 
 
 @strawberry.type
@@ -125,11 +116,8 @@ class Member(Node):
     async def transactions(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> PointsTransactionConnection:
-        size = page_size(20 if first is None else first)
-        try:
-            before_id = decode_cursor(after, ["after"]) if after is not None else None
-        except DomainError as exc:
-            raise BadUserInput("`after` is not a cursor of this connection") from exc
+        size = page_size(first)
+        before_id = after_id(after)
         member_id = self.row.id
         reader = info.context.runtime.read_engine
         params = {"member_id": member_id, "limit": size + 1}
@@ -152,11 +140,8 @@ class Member(Node):
     async def redemptions(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> RedemptionConnection:
-        size = page_size(20 if first is None else first)
-        try:
-            before_id = decode_cursor(after, ["after"]) if after is not None else None
-        except DomainError as exc:
-            raise BadUserInput("`after` is not a cursor of this connection") from exc
+        size = page_size(first)
+        before_id = after_id(after)
         member_id = self.row.id
         reader = info.context.runtime.read_engine
         table = models.Redemption.__table__
@@ -181,7 +166,7 @@ class Member(Node):
     # Eligible, in-stock rewards: the most valuable affordable now first, then the closest.
     @strawberry.field
     async def recommended_rewards(self, info: Info, first: int | None = 5) -> list[Reward]:
-        size = page_size(5 if first is None else first)
+        size = page_size(first, default=5)
         ctx = info.context
         tiers = await ctx.loaders.tiers(including=self.row.tier_id)
         threshold = next(t.threshold for t in tiers if t.id == self.row.tier_id)

@@ -13,29 +13,13 @@ import models
 from models.records import PartnerRecord, RewardRecord
 from schema.context import Info, Role
 from schema.exceptions import BadUserInput, Forbidden, Unauthenticated
-from schema.ids import decode_cursor, encode_cursor, encode_id
+from schema.ids import encode_cursor, encode_id
+from schema.pagination import after_id, page_size
 from schema.types.node import Node, PageInfo
 from schema.types.program import Tier
-from services.errors import DomainError
 from services.rewards import is_available, not_ended
 
 strawberry.enum(models.RewardKind, name="RewardKind")
-
-MAX_PAGE = 100
-
-
-def page_size(first: int | None, default: int = 20) -> int:
-    size = default if first is None else first
-    if not 1 <= size <= MAX_PAGE:
-        raise BadUserInput(f"`first` must be between 1 and {MAX_PAGE}")
-    return size
-
-
-def after_id(after: str | None) -> int | None:
-    try:
-        return decode_cursor(after, ["after"]) if after is not None else None
-    except DomainError as exc:
-        raise BadUserInput("`after` is not a cursor of this connection") from exc
 
 
 @strawberry.type
