@@ -1,15 +1,31 @@
-"""What every resolver shares: resolving the member an input points at, settling on read."""
+"""What every resolver shares: one unit of work with its business refusals as userErrors,
+resolving the member an input points at, settling on read."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.records import MemberRecord
 from schema.context import Context
+from schema.errors import UserError
 from schema.ids import expect_id
-from services.errors import Invalid
+from services.errors import DomainError, Invalid
 from services.ledger.entries import lock_member, settle
 from services.members import find_member
+
+T = TypeVar("T")
+
+
+async def unit_of_work(ctx: Context, work: Callable[[AsyncSession], Awaitable[T]]) -> T | UserError:
+    """Commit on success; on a business refusal roll back (nothing written) and report it."""
+    try:
+        async with ctx.runtime.sessions.begin() as session:
+            return await work(session)
+    except DomainError as error:
+        return UserError.from_domain(error)
 
 
 async def target_member_id(

@@ -9,7 +9,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
-from resolvers.common import target_member_id
+from resolvers.common import target_member_id, unit_of_work
 from schema.context import Context, Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput, Forbidden
@@ -43,12 +43,10 @@ async def _ledger_operation(
     payload: type[P],
     work: Callable[[AsyncSession], Awaitable[LedgerResult]],
 ) -> P:
-    """One unit of work: commit on success; on a business refusal roll back and report it."""
-    try:
-        async with ctx.runtime.sessions.begin() as session:
-            result = await work(session)
-    except DomainError as error:
-        return payload(user_errors=[UserError.from_domain(error)])
+    """One unit of work: the entry and the member it wrote, or why it wrote nothing."""
+    result = await unit_of_work(ctx, work)
+    if isinstance(result, UserError):
+        return payload(user_errors=[result])
     return payload(
         transaction=PointsTransaction.from_row(result.entry), member=Member.from_row(result.member)
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.context import Context, Info
+from resolvers.common import unit_of_work
+from schema.context import Info
 from schema.errors import UserError
 from schema.ids import expect_id
 from schema.inputs import CancelRedemptionInput, RedeemRewardInput, UseRedemptionInput
@@ -14,19 +13,8 @@ from schema.payloads import CancelRedemptionPayload, RedeemRewardPayload, UseRed
 from schema.types.member import Member
 from schema.types.redemption import Redemption
 from services import redemptions
-from services.errors import DomainError, Invalid
+from services.errors import Invalid
 from services.redemptions import RedemptionResult
-
-
-async def _unit_of_work(
-    ctx: Context, work: Callable[[AsyncSession], Awaitable[RedemptionResult]]
-) -> RedemptionResult | UserError:
-    """Commit on success; on a business refusal roll back (nothing written) and report it."""
-    try:
-        async with ctx.runtime.sessions.begin() as session:
-            return await work(session)
-    except DomainError as error:
-        return UserError.from_domain(error)
 
 
 async def redeem_reward(info: Info, input: RedeemRewardInput) -> RedeemRewardPayload:
@@ -44,7 +32,7 @@ async def redeem_reward(info: Info, input: RedeemRewardInput) -> RedeemRewardPay
             actor=ctx.viewer.actor,
         )
 
-    result = await _unit_of_work(ctx, work)
+    result = await unit_of_work(ctx, work)
     if isinstance(result, UserError):
         return RedeemRewardPayload(user_errors=[result])
     return RedeemRewardPayload(
@@ -61,7 +49,7 @@ async def use_redemption(info: Info, input: UseRedemptionInput) -> UseRedemption
             session, redemption_id=redemption_id, now=ctx.runtime.clock.now()
         )
 
-    result = await _unit_of_work(ctx, work)
+    result = await unit_of_work(ctx, work)
     if isinstance(result, UserError):
         return UseRedemptionPayload(user_errors=[result])
     return UseRedemptionPayload(redemption=Redemption.from_row(result.redemption))
@@ -85,7 +73,7 @@ async def cancel_redemption(info: Info, input: CancelRedemptionInput) -> CancelR
             actor=ctx.viewer.actor,
         )
 
-    result = await _unit_of_work(ctx, work)
+    result = await unit_of_work(ctx, work)
     if isinstance(result, UserError):
         return CancelRedemptionPayload(user_errors=[result])
     return CancelRedemptionPayload(
