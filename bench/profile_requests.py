@@ -1,20 +1,24 @@
-"""Where a dashboard request's CPU goes: Laurel in-process, the bench's exact request, cProfile.
+"""Where a request's CPU goes: Laurel in-process, the bench's exact requests, cProfile.
 
-    .venv/bin/python -m bench.profile_dashboard [--requests 2000 --concurrency 8 --top 40]
+    .venv/bin/python -m bench.profile_requests [--workload dashboard|earn|redeem]
+        [--requests 2000 --concurrency 8 --top 40]
 
 It seeds (or reuses) a small PostgreSQL database of its own, ``laurel_profile`` (2,000 members
 x ~20 entries, with ``bench.seed``: the same data shapes as the benchmark), builds the app with
-``api.app.create_app`` and ``LAUREL_ENV=production`` settings, and sends the ``Dashboard``
-document of ``bench/workloads.py`` (what ``lua/dashboard.lua`` sends) straight to the ASGI app,
-as random members with their own JWTs: no sockets, no HTTP parsing, no wrk, so what is left is
-Laurel's own work (Starlette, the GraphQL view, authentication, strawberry and graphql-core,
-SQLAlchemy and asyncpg, orjson). Every answer is checked: status 200 and no ``errors``.
+``api.app.create_app`` and ``LAUREL_ENV=production`` settings, and sends the workload's
+request as ``bench/workloads.py`` builds it for wrk straight to the ASGI app: ``dashboard`` (the
+``Dashboard`` query as random members with their own JWTs), ``earn`` (``recordPurchase`` with a
+service key, random members, a unique orderId each) or ``redeem`` (``redeemReward`` as one of
+10 hot members, the two bench rewards in turn, a unique key each). No sockets, no HTTP parsing,
+no wrk, so what is left is Laurel's own work (Starlette, the GraphQL view, authentication,
+strawberry and graphql-core, SQLAlchemy and asyncpg, orjson). Every answer is checked: status
+200, no ``errors``, and no ``userErrors`` for the mutations.
 
 It prints:
 
 1. CPU microseconds per request (process time, no profiler) and requests per CPU-second;
-2. the same for each stage on its own (authentication, context, ``schema.execute``, JSON),
-   each measured in a loop of its own;
+2. for the dashboard, the same for each stage on its own (authentication, context,
+   ``schema.execute``, JSON), each measured in a loop of its own;
 3. a cProfile of N requests (CPU time as the timer, so waiting for PostgreSQL is not counted):
    the top functions by cumulative and by own time, in microseconds per request.
 
@@ -31,6 +35,7 @@ import cProfile
 import os
 import pstats
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -44,16 +49,24 @@ from api.database import prepare_database
 from api.settings import Settings
 from bench.config import Database
 from bench.seed import SeedSize, ensure_seeded
-from bench.workloads import DASHBOARD_QUERY, Credentials, make_credentials
+from bench.workloads import (
+    DASHBOARD_QUERY,
+    WORKLOADS,
+    Credentials,
+    earn_request,
+    make_credentials,
+    redeem_request,
+)
 from models.engine import create_engine
 from schema.context import Context
 
-BODY = orjson.dumps({"query": DASHBOARD_QUERY})
-PROFILE_PATH = "/tmp/laurel_dashboard.prof"
+DASHBOARD_BODY = orjson.dumps({"query": DASHBOARD_QUERY})
+PROFILE_PATH = "/tmp/laurel_{workload}.prof"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=WORKLOADS, default="dashboard")
     parser.add_argument("--database", default="laurel_profile")
     parser.add_argument("--reuse", action="store_true", help="use the database as it is")
     parser.add_argument("--members", type=int, default=2_000)
@@ -77,7 +90,7 @@ def parse_args() -> argparse.Namespace:
 # -- one request, straight to the ASGI app -------------------------------------------------------
 
 
-def _scope(authorization: str) -> dict[str, Any]:
+def _scope(authorization: str, body: bytes) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -91,7 +104,7 @@ def _scope(authorization: str) -> dict[str, Any]:
         "headers": [
             (b"host", b"127.0.0.1"),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"authorization", authorization.encode()),
         ],
         "client": ("127.0.0.1", 50000),
@@ -101,14 +114,36 @@ def _scope(authorization: str) -> dict[str, Any]:
 
 
 class Driver:
-    """Sends the dashboard request to an ASGI app as random members; checks every answer."""
+    """Sends one workload's requests to an ASGI app; checks every answer."""
 
-    def __init__(self, app: Any, credentials: Credentials, seed: int = 7) -> None:
+    def __init__(self, app: Any, workload: str, credentials: Credentials, seed: int = 7) -> None:
         self.app = app
+        self.workload = workload
+        self.credentials = credentials
         self.authorizations = [f"Bearer {token}" for token in credentials.member_tokens]
         self.random = random.Random(seed)
+        self.run_id = secrets.token_hex(4)
+        self.sent = 0
+
+    def request(self) -> tuple[str, bytes]:
+        """(Authorization, body) of the next request, as wrk's Lua scripts build them."""
+        creds, self.sent = self.credentials, self.sent + 1
+        if self.workload == "dashboard":
+            return self.random.choice(self.authorizations), DASHBOARD_BODY
+        if self.workload == "earn":
+            member = self.random.choice(creds.earn_members)
+            order = f"profile-{self.run_id}-{self.sent}"
+            _, headers, body = earn_request("laurel", creds, member, order, 12.5)
+        else:
+            index = self.random.randrange(len(creds.redeem_members))
+            in_turn = creds.rewards.in_turn
+            reward = in_turn[self.sent % len(in_turn)]
+            key = f"profile-{self.run_id}-{self.sent}"
+            _, headers, body = redeem_request("laurel", creds, index, reward, key)
+        return headers["Authorization"], body.encode()
 
     async def one(self) -> None:
+        authorization, request_body = self.request()
         sent = False
 
         async def receive() -> dict[str, Any]:
@@ -116,7 +151,7 @@ class Driver:
             if sent:  # the app only reads the body once; a second read means a disconnect
                 await asyncio.sleep(3600)
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": request_body, "more_body": False}
 
         status = 0
         chunks: list[bytes] = []
@@ -128,9 +163,10 @@ class Driver:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.app(_scope(self.random.choice(self.authorizations)), receive, send)
+        await self.app(_scope(authorization, request_body), receive, send)
         body = b"".join(chunks)
-        if status != 200 or b'"errors"' in body:
+        refused = self.workload != "dashboard" and b'"userErrors":[]' not in body
+        if status != 200 or b'"errors"' in body or refused:
             raise RuntimeError(f"bad answer ({status}): {body[:500]!r}")
 
     async def run(self, requests: int, concurrency: int) -> None:
@@ -250,7 +286,11 @@ async def prepare(args: argparse.Namespace) -> tuple[Database, Credentials]:
         verb = "reused" if report.reused else "seeded"
         print(f"{verb} {db.name}: {report.members:,} members, {report.ledger_entries:,} entries")
     credentials = await make_credentials(
-        db, dashboard_pool=args.token_pool, earn_pool=1, seed=random.randrange(1 << 30)
+        db,
+        dashboard_pool=args.token_pool,
+        earn_pool=args.token_pool * 20,
+        redeem_pool=10 if args.workload == "redeem" else 0,
+        seed=random.randrange(1 << 30),
     )
     return db, credentials
 
@@ -266,17 +306,18 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     app = create_app(settings)
     state: AppState = app.state.laurel
-    driver = Driver(app, credentials)
+    driver = Driver(app, args.workload, credentials)
     # The server's own startup and shutdown (what uvicorn runs around the requests).
     async with app.router.lifespan_context(app):
         await driver.run(args.warmup, args.concurrency)
         cpu, wall = await cpu_per_call(driver.one, args.requests, args.concurrency)
         print(
-            f"\n{args.requests} dashboard requests, {args.concurrency} in flight, no profiler:\n"
+            f"\n{args.requests} {args.workload} requests, {args.concurrency} in flight, "
+            "no profiler:\n"
             f"  {cpu:,.0f} CPU µs per request ({1e6 / cpu:,.0f} requests per CPU-second), "
             f"{wall:,.0f} wall µs per request"
         )
-        if not args.no_stages:
+        if args.workload == "dashboard" and not args.no_stages:
             print("\nstages, each in a loop of its own (CPU µs per call):")
             for name, micros in await stages(state, driver, args.requests, args.concurrency):
                 print(f"  {micros:8.1f}  {name}")
@@ -288,8 +329,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await driver.run(args.requests, args.concurrency)
         profile.disable()
         print_profile(profile, args.requests, args.top)
-        profile.dump_stats(PROFILE_PATH)
-        print(f"\nfull profile: {PROFILE_PATH} (python -m pstats {PROFILE_PATH})")
+        path = PROFILE_PATH.format(workload=args.workload)
+        profile.dump_stats(path)
+        print(f"\nfull profile: {path} (python -m pstats {path})")
 
 
 def main() -> None:
