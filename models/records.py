@@ -47,6 +47,21 @@ class MemberRecord(Protocol):
     def next_settlement_at(self) -> datetime | None: ...
 
 
+class Balances(Protocol):
+    """A locked member's cached balances, as a write updates them: the ORM `Member`, or a
+    row read without the ORM."""
+
+    id: int
+    available: int
+    pending: int
+    lifetime_earned: int
+    redeemed: int
+    expired: int
+    qualifying_points: int
+    earned_points: int
+    next_settlement_at: datetime | None
+
+
 class EntryRecord(Protocol):
     @property
     def id(self) -> int: ...

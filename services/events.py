@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from models import EventKind, LedgerEntry, Member, MemberEvent
+from models.records import Balances
 
 Notifier = Callable[[frozenset[int]], None]
 
@@ -30,7 +31,7 @@ def notifying(notify: Notifier) -> dict[str, Any]:
     return {_NOTIFY: notify}
 
 
-def balances(member: Member) -> dict[str, int]:
+def balances(member: Balances) -> dict[str, int]:
     return {
         "available": member.available,
         "pending": member.pending,

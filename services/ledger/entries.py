@@ -15,6 +15,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Program
+from models.records import Balances
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
 from services.events import record_points
 
@@ -68,11 +69,8 @@ def post(
     reverses_entry_id: int | None = None,
 ) -> LedgerEntry:
     """Append one entry and apply it to the member's cached balances."""
-    if abs(points) > MAX_ENTRY_POINTS:
-        raise Invalid(f"one transaction moves at most {MAX_ENTRY_POINTS:,} points")
-    if points > 0 and member.available + member.pending + points > MAX_BALANCE:
-        raise LimitReached(f"a balance holds at most {MAX_BALANCE:,} points")
-    is_lot = points > 0 and kind not in _NOT_LOTS and status is not EntryStatus.VOIDED
+    check_posting(member, points)
+    is_lot = opens_lot(kind, status, points)
     entry = LedgerEntry(
         member_id=member.id,
         kind=kind,
@@ -89,6 +87,41 @@ def post(
         reverses_entry_id=reverses_entry_id,
     )
     session.add(entry)
+    apply_posting(
+        member,
+        kind=kind,
+        status=status,
+        points=points,
+        available_at=available_at,
+        expires_at=expires_at if is_lot else None,
+    )
+    record_points(session, member, entry, now)
+    return entry
+
+
+def check_posting(member: Balances, points: int) -> None:
+    """Refuse an entry beyond what one entry, or a balance, may hold."""
+    if abs(points) > MAX_ENTRY_POINTS:
+        raise Invalid(f"one transaction moves at most {MAX_ENTRY_POINTS:,} points")
+    if points > 0 and member.available + member.pending + points > MAX_BALANCE:
+        raise LimitReached(f"a balance holds at most {MAX_BALANCE:,} points")
+
+
+def opens_lot(kind: EntryKind, status: EntryStatus, points: int) -> bool:
+    """Whether the entry is a lot later spends draw from (its `remaining` starts at `points`)."""
+    return points > 0 and kind not in _NOT_LOTS and status is not EntryStatus.VOIDED
+
+
+def apply_posting(
+    member: Balances,
+    *,
+    kind: EntryKind,
+    status: EntryStatus,
+    points: int,
+    available_at: datetime | None,
+    expires_at: datetime | None,
+) -> None:
+    """Apply a new entry to the cached balances (`expires_at` only when it opens a lot)."""
     if status is EntryStatus.PENDING:
         member.pending += points
         assert available_at is not None, "a pending entry needs the moment it becomes available"
@@ -99,10 +132,22 @@ def post(
     if kind in QUALIFYING_KINDS and status is not EntryStatus.VOIDED:
         member.qualifying_points += points
         member.earned_points += points
-    if is_lot and expires_at is not None:
+    if expires_at is not None:
         _schedule_settlement(member, expires_at)
-    record_points(session, member, entry, now)
-    return entry
+
+
+def credit_terms(
+    program: Program, available_at: datetime | None, now: datetime
+) -> tuple[EntryStatus, datetime, datetime | None]:
+    """(status, available_at, expires_at) of points earned now that become available at
+    `available_at` (never before now), expiring `expiryDays` after."""
+    available_at = max(available_at or now, now)
+    expires_at = available_at + timedelta(days=program.expiry_days) if program.expiry_days else None
+    return (
+        EntryStatus.PENDING if available_at > now else EntryStatus.POSTED,
+        available_at,
+        expires_at,
+    )
 
 
 def credit(
@@ -120,8 +165,7 @@ def credit(
     actor: str = "system",
 ) -> LedgerEntry:
     """Earn points as a new lot: pending until `available_at`, expiring `expiryDays` after it."""
-    available_at = max(available_at or now, now)
-    expires_at = available_at + timedelta(days=program.expiry_days) if program.expiry_days else None
+    status, available_at, expires_at = credit_terms(program, available_at, now)
     return post(
         session,
         member,
@@ -129,7 +173,7 @@ def credit(
         points=points,
         now=now,
         description=description,
-        status=EntryStatus.PENDING if available_at > now else EntryStatus.POSTED,
+        status=status,
         reference=reference,
         available_at=available_at,
         expires_at=expires_at,
@@ -301,7 +345,7 @@ async def settle(session: AsyncSession, member: Member, now: datetime) -> None:
     member.next_settlement_at = await _next_settlement(session, member.id)
 
 
-def _count_posted(member: Member, kind: EntryKind, points: int) -> None:
+def _count_posted(member: Balances, kind: EntryKind, points: int) -> None:
     if kind in QUALIFYING_KINDS:
         member.lifetime_earned += points
     elif kind is EntryKind.REDEMPTION:
@@ -310,7 +354,7 @@ def _count_posted(member: Member, kind: EntryKind, points: int) -> None:
         member.expired -= points
 
 
-def _schedule_settlement(member: Member, moment: datetime) -> None:
+def _schedule_settlement(member: Balances, moment: datetime) -> None:
     if member.next_settlement_at is None or moment < member.next_settlement_at:
         member.next_settlement_at = moment
 

@@ -6,11 +6,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EntryKind, EntryStatus, LedgerEntry, Member, Purchase, Refund
+from models import EntryKind, EntryStatus, LedgerEntry, Member, Program, Purchase, Refund
 from models.records import MemberRecord
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, NotFound
@@ -62,6 +63,46 @@ def quote_for_member(
     return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
 
 
+@dataclass(frozen=True, slots=True)
+class PurchaseInput:
+    """A recordPurchase request, checked: what both write paths start from."""
+
+    member_id: int
+    order_id: str
+    amount: Decimal
+    occurred_at: datetime | None
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        member_id: int,
+        order_id: str,
+        amount: float,
+        occurred_at: datetime | None,
+        now: datetime,
+    ) -> PurchaseInput:
+        order_id = reference_key(order_id, ["input", "orderId"])
+        exact_amount = purchase_amount(amount, ["input", "amount"])
+        if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
+            raise Invalid("occurredAt is in the future", field=["input", "occurredAt"])
+        return cls(member_id, order_id, exact_amount, occurred_at)
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """What the order id's idempotency claim compares a retry with."""
+        return {
+            "member": self.member_id,
+            "amount": str(self.amount),
+            "occurredAt": self.occurred_at.isoformat() if self.occurred_at else None,
+        }
+
+    def occurred(self, now: datetime) -> datetime:
+        return min(self.occurred_at or now, now)
+
+    def description(self, program: Program) -> str:
+        return f"Purchase {self.order_id}: {self.amount} {program.currency}"
+
+
 async def record_purchase(
     session: AsyncSession,
     *,
@@ -73,16 +114,13 @@ async def record_purchase(
     actor: str = "system",
     catalog: Catalog | None = None,
 ) -> LedgerResult:
-    order_id = reference_key(order_id, ["input", "orderId"])
-    exact_amount = purchase_amount(amount, ["input", "amount"])
-    if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
-        raise Invalid("occurredAt is in the future", field=["input", "occurredAt"])
-    request = {
-        "member": member_id,
-        "amount": str(exact_amount),
-        "occurredAt": occurred_at.isoformat() if occurred_at else None,
-    }
-    claimed = await claim(session, scope="purchase", key=order_id, request=request, now=now)
+    purchase = PurchaseInput.check(
+        member_id=member_id, order_id=order_id, amount=amount, occurred_at=occurred_at, now=now
+    )
+    order_id = purchase.order_id
+    claimed = await claim(
+        session, scope="purchase", key=order_id, request=purchase.fingerprinted(), now=now
+    )
     if claimed.first_use is not None:
         # The purchase row, written with the claim, names the entry: no claim update needed.
         first = await session.scalar(select(Purchase.entry_id).where(Purchase.order_id == order_id))
@@ -92,13 +130,13 @@ async def record_purchase(
     await settle(session, member, now)
     catalog = await current_catalog(session, catalog, now)
     program, tiers = catalog.program, catalog.tiers
-    occurred = min(occurred_at or now, now)
+    occurred = purchase.occurred(now)
     promotions = (
         catalog.active_promotions(occurred)
         if catalog.covers(occurred)
         else await active_promotions(session, occurred)
     )
-    quote = quote_purchase(exact_amount, program, catalog.tier(member.tier_id), promotions)
+    quote = quote_purchase(purchase.amount, program, catalog.tier(member.tier_id), promotions)
     available_at = occurred + timedelta(days=program.pending_days)
     entry = credit(
         session,
@@ -107,7 +145,7 @@ async def record_purchase(
         kind=EntryKind.PURCHASE,
         points=quote.points,
         now=now,
-        description=f"Purchase {order_id}: {exact_amount} {program.currency}",
+        description=purchase.description(program),
         available_at=available_at,
         reference=order_id,
         breakdown=quote.breakdown(),
@@ -118,7 +156,7 @@ async def record_purchase(
         Purchase(
             order_id=order_id,
             member_id=member.id,
-            amount=exact_amount,
+            amount=purchase.amount,
             occurred_at=occurred,
             entry_id=entry.id,
             points_earned=quote.points,
