@@ -36,6 +36,7 @@ from services.catalog import CatalogCache
 from services.clock import Clock, SystemClock
 from services.events import notifying
 from services.leaderboards import Leaderboards, LeaderboardStore, connect_redis
+from services.ledger.direct_purchases import DirectPurchases
 from services.ledger.sweeps import sweep
 
 log = logging.getLogger("laurel")
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         member_token_ttl=timedelta(seconds=settings.member_token_ttl_seconds),
         bus=bus,
         leaderboards=leaderboards,
+        direct_purchases=DirectPurchases.on(engine, bus.committed),
     )
     authenticator = Authenticator(
         read_sessions,

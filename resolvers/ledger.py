@@ -55,6 +55,27 @@ async def _ledger_operation(
 async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurchasePayload:
     ctx = info.context
     now = ctx.runtime.clock.now()
+    catalog = await ctx.loaders.catalog()
+    direct = ctx.runtime.direct_purchases
+    if direct is not None and input.member_id is not None and input.external_id is None:
+        try:
+            purchase = purchases.PurchaseInput.check(
+                member_id=expect_id(input.member_id, "Member", ["input", "memberId"]),
+                order_id=input.order_id,
+                amount=input.amount,
+                occurred_at=input.occurred_at,
+                now=now,
+            )
+            recorded = await direct.record(
+                purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
+            )
+        except DomainError as error:
+            return RecordPurchasePayload(user_errors=[UserError.from_domain(error)])
+        if recorded is not None:
+            return RecordPurchasePayload(
+                transaction=PointsTransaction.from_row(recorded.entry),
+                member=Member.from_row(recorded.member),
+            )
 
     async def work(session: AsyncSession) -> LedgerResult:
         member_id = await target_member_id(
@@ -68,7 +89,7 @@ async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurch
             occurred_at=input.occurred_at,
             now=now,
             actor=ctx.viewer.actor,
-            catalog=await ctx.loaders.catalog(),
+            catalog=catalog,
         )
 
     return await _ledger_operation(ctx, RecordPurchasePayload, work)

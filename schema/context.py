@@ -17,6 +17,7 @@ from services.bus import LocalBus
 from services.catalog import CatalogCache
 from services.clock import Clock
 from services.leaderboards import Leaderboards
+from services.ledger.direct_purchases import DirectPurchases
 
 
 class Role(enum.StrEnum):
@@ -64,6 +65,8 @@ class Runtime:
     # Rings subscribers when members' events commit (this process's, and others' over Redis).
     bus: LocalBus = field(default_factory=LocalBus)
     leaderboards: Leaderboards | None = None
+    # recordPurchase's two-statement path (PostgreSQL only; see services.ledger.direct_purchases).
+    direct_purchases: DirectPurchases | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,320 @@
+"""recordPurchase's two-statement path on PostgreSQL writes exactly what the general path
+writes, and leaves to it (writing nothing) every purchase it does not cover."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from models import ChallengeMetric, EntryKind, LedgerEntry, Member, MemberEvent, Purchase
+from models.engine import session_factory
+from services.catalog import Catalog, load_catalog
+from services.clock import ManualClock
+from services.errors import LimitReached
+from services.gamification.badges import create_badge
+from services.ledger.direct_purchases import DirectPurchases, RecordedPurchase
+from services.ledger.purchases import PurchaseInput, record_purchase
+from services.members import enroll
+from services.program import create_promotion, create_tier
+from tests.services.helpers import assert_balances_match_ledger, configure, fund, new_member
+
+
+async def catalog(sessions: async_sessionmaker[AsyncSession], clock: ManualClock) -> Catalog:
+    async with sessions() as session:
+        return await load_catalog(session, clock.now())
+
+
+class Direct:
+    """The direct path on an engine, remembering which members it told the bus about."""
+
+    def __init__(self, engine: AsyncEngine, clock: ManualClock) -> None:
+        self.told: list[frozenset[int]] = []
+        writer = DirectPurchases.on(engine, self.told.append)
+        assert writer is not None
+        self.writer, self.sessions, self.clock = writer, session_factory(engine), clock
+
+    async def record(
+        self, member_id: int, order_id: str, amount: float, **given: Any
+    ) -> RecordedPurchase | None:
+        now = self.clock.now()
+        purchase = PurchaseInput.check(
+            member_id=member_id,
+            order_id=order_id,
+            amount=amount,
+            occurred_at=given.pop("occurred_at", None),
+            now=now,
+        )
+        current = given.pop("catalog", None) or await catalog(self.sessions, self.clock)
+        return await self.writer.record(purchase, now=now, actor="test", catalog=current)
+
+
+async def general(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ManualClock,
+    member_id: int,
+    order: str,
+    amount: float,
+    occurred_at: datetime | None = None,
+) -> None:
+    async with sessions.begin() as session:
+        await record_purchase(
+            session,
+            member_id=member_id,
+            order_id=order,
+            amount=amount,
+            now=clock.now(),
+            occurred_at=occurred_at,
+            actor="test",
+        )
+
+
+async def written(sessions: async_sessionmaker[AsyncSession], member_id: int) -> dict[str, Any]:
+    """Everything a purchase wrote for a member, without ids, order ids or the member's own
+    identity: two members given the same purchases must compare equal."""
+    async with sessions() as session:
+        member = await session.get(Member, member_id)
+        assert member is not None
+        entries = (
+            await session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == EntryKind.PURCHASE)
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
+        purchases = (
+            await session.scalars(
+                select(Purchase).where(Purchase.member_id == member_id).order_by(Purchase.id)
+            )
+        ).all()
+        events = (
+            await session.scalars(
+                select(MemberEvent)
+                .where(MemberEvent.member_id == member_id)
+                .order_by(MemberEvent.id)
+            )
+        ).all()
+        entry_order = {entry.id: n for n, entry in enumerate(entries)}
+        return {
+            "balances": (
+                member.tier_id,
+                member.available,
+                member.pending,
+                member.lifetime_earned,
+                member.redeemed,
+                member.expired,
+                member.qualifying_points,
+                member.earned_points,
+                member.next_settlement_at,
+            ),
+            "entries": [
+                (
+                    e.status,
+                    e.points,
+                    e.remaining,
+                    e.description.split(":")[1],
+                    e.created_at,
+                    e.available_at,
+                    e.expires_at,
+                    e.breakdown,
+                    e.actor,
+                    e.reverses_entry_id,
+                )
+                for e in entries
+            ],
+            "purchases": [
+                (
+                    p.amount,
+                    p.occurred_at,
+                    entry_order[p.entry_id],
+                    p.points_earned,
+                    p.refunded_amount,
+                    p.points_reversed,
+                )
+                for p in purchases
+            ],
+            "events": [
+                (
+                    e.kind,
+                    None if e.entry_id is None else entry_order.get(e.entry_id, "other"),
+                    e.data,
+                )
+                for e in events
+            ],
+        }
+
+
+async def test_given_tiers_a_promotion_and_pending_days_then_both_paths_write_the_same_rows(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    await configure(sessions, points_per_currency_unit=1.5, pending_days=0, expiry_days=365)
+    async with sessions.begin() as session:
+        await create_tier(session, name="Silver", threshold=100, multiplier=1.25, benefits=[])
+        await create_tier(session, name="Gold", threshold=400, multiplier=1.5, benefits=[])
+        now = clock.now()
+        await create_promotion(
+            session,
+            name="Week of x2",
+            multiplier=2,
+            starts_at=now - timedelta(days=1),
+            ends_at=now + timedelta(days=3),
+        )
+    ann, bob = await new_member(sessions, clock, "ann"), await new_member(sessions, clock, "bob")
+    direct = Direct(pg, clock)
+    # Entry tier, then crossing into Silver, then into Gold (a TIER_CHANGED each), then 0.
+    amounts = [12.34, 40.0, 99.99, 0.0, 7.5]
+    for n, amount in enumerate(amounts):
+        await general(sessions, clock, ann, f"ann-{n}", amount)
+        assert await direct.record(bob, f"bob-{n}", amount) is not None
+        clock.advance(timedelta(minutes=5))
+    # Pending points (reported two days late): the lot waits, and settling is scheduled.
+    await configure(sessions, pending_days=14)
+    late = clock.now() - timedelta(days=2)
+    await general(sessions, clock, ann, "ann-pending", 20.0, occurred_at=late)
+    assert await direct.record(bob, "bob-pending", 20.0, occurred_at=late) is not None
+
+    ann_rows = await written(sessions, ann)
+    assert len(ann_rows["entries"]) == 6 and ann_rows["balances"][2] > 0
+    assert ann_rows == await written(sessions, bob)
+    bob_rows = await written(sessions, bob)
+    assert [kind for kind, _, _ in bob_rows["events"]].count("TIER_CHANGED") == 2
+    await assert_balances_match_ledger(sessions, bob)
+    assert direct.told == [frozenset({bob})] * 6
+
+
+async def test_the_answer_is_what_was_written(pg: AsyncEngine, clock: ManualClock) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    recorded = await Direct(pg, clock).record(member, "o-1", 25.0)
+    assert recorded is not None
+    async with sessions() as session:
+        entry = await session.get(LedgerEntry, recorded.entry.id)
+        row = await session.get(Member, member)
+    assert entry is not None and row is not None
+    answer = recorded.entry
+    assert (answer.kind, answer.status, answer.points, answer.description, answer.breakdown) == (
+        entry.kind,
+        entry.status,
+        entry.points,
+        entry.description,
+        entry.breakdown,
+    )
+    assert (answer.created_at, answer.available_at, answer.expires_at, answer.reference) == (
+        entry.created_at,
+        entry.available_at,
+        entry.expires_at,
+        entry.reference,
+    )
+    assert (recorded.member.available, recorded.member.tier_id, recorded.member.email) == (
+        row.available,
+        row.tier_id,
+        row.email,
+    )
+
+
+async def test_given_a_recorded_order_then_the_direct_path_leaves_the_replay_to_the_general_one(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    assert await direct.record(member, "o-1", 10.0) is not None
+    assert await direct.record(member, "o-1", 10.0) is None
+    assert direct.told == [frozenset({member})]
+    assert (await written(sessions, member))["balances"][1] == 10
+
+
+async def test_twenty_concurrent_uses_of_one_order_id_credit_once(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    current = await catalog(sessions, clock)
+    results = await asyncio.gather(
+        *(direct.record(member, "same", 10.0, catalog=current) for _ in range(20))
+    )
+    assert sum(result is not None for result in results) == 1
+    assert (await written(sessions, member))["balances"][1] == 10
+    await assert_balances_match_ledger(sessions, member)
+
+
+async def test_given_points_due_to_settle_then_the_general_path_settles_them(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    await configure(sessions, pending_days=3)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    assert await direct.record(member, "o-1", 10.0) is not None  # pending until 3 days on
+    clock.advance(timedelta(days=4))
+    assert await direct.record(member, "o-2", 10.0) is None
+    assert (await written(sessions, member))["balances"][1:3] == (0, 10)  # nothing written
+
+
+async def test_given_an_unpaid_referral_then_the_general_path_pays_it(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    async with sessions.begin() as session:
+        referrer = await enroll(session, email="r@example.com", display_name="R", now=clock.now())
+        referred = await enroll(
+            session,
+            email="n@example.com",
+            display_name="N",
+            referral_code=referrer.referral_code,
+            now=clock.now(),
+        )
+        referred_id = referred.id
+    assert await Direct(pg, clock).record(referred_id, "first", 10.0) is None
+
+
+async def test_given_a_stale_catalog_a_badge_a_tier_window_or_no_member_then_nothing_written(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    stale = await catalog(sessions, clock)
+    async with sessions.begin() as session:
+        await create_tier(session, name="Silver", threshold=100, multiplier=2, benefits=[])
+    assert await direct.record(member, "o-1", 10.0, catalog=stale) is None
+    assert await direct.record(member + 1000, "o-2", 10.0) is None  # NotFound from the general
+    await configure(sessions, tier_window_days=365)
+    assert await direct.record(member, "o-3", 10.0) is None
+    await configure(sessions, tier_window_days=None)
+    async with sessions.begin() as session:
+        await create_badge(
+            session,
+            name="Big spender",
+            description="",
+            image_url=None,
+            metric=ChallengeMetric.POINTS_EARNED,
+            threshold=1_000,
+            now=clock.now(),
+        )
+    assert await direct.record(member, "o-4", 10.0) is None
+    assert direct.told == []
+    async with sessions() as session:
+        assert await session.scalar(select(Purchase.id)) is None
+
+
+async def test_given_a_full_balance_then_limit_reached_and_the_order_id_stays_free(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    for _ in range(20):
+        await fund(sessions, clock, member, 100_000_000)
+        clock.advance(timedelta(seconds=1))
+    direct = Direct(pg, clock)
+    with pytest.raises(LimitReached):
+        await direct.record(member, "o-1", 100_000.0)
+    assert direct.told == []
+    await fund(sessions, clock, member, -1_000_000)
+    assert await direct.record(member, "o-1", 100_000.0) is not None
