@@ -34,9 +34,9 @@ from schema.schema import build_schema
 from services.bus import LocalBus, RedisBus
 from services.catalog import CatalogCache
 from services.clock import Clock, SystemClock
+from services.direct.writer import DirectWriter
 from services.events import notifying
 from services.leaderboards import Leaderboards, LeaderboardStore, connect_redis
-from services.ledger.direct_purchases import DirectPurchases
 from services.ledger.sweeps import sweep
 
 log = logging.getLogger("laurel")
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         member_token_ttl=timedelta(seconds=settings.member_token_ttl_seconds),
         bus=bus,
         leaderboards=leaderboards,
-        direct_purchases=DirectPurchases.on(engine, bus.committed),
+        direct=DirectWriter.on(engine, bus.committed),
     )
     authenticator = Authenticator(
         read_sessions,

@@ -30,6 +30,7 @@ from schema.payloads import (
 from schema.permissions import MemberOrStaff, require
 from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
 from schema.types.member import Member
+from services.direct import purchases as direct_purchases
 from services.errors import DomainError
 from services.ledger import activity, adjustments, purchases
 from services.ledger.earning import purchase_amount
@@ -56,7 +57,7 @@ async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurch
     ctx = info.context
     now = ctx.runtime.clock.now()
     catalog = await ctx.loaders.catalog()
-    direct = ctx.runtime.direct_purchases
+    direct = ctx.runtime.direct
     if direct is not None and input.member_id is not None and input.external_id is None:
         try:
             purchase = purchases.PurchaseInput.check(
@@ -66,8 +67,8 @@ async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurch
                 occurred_at=input.occurred_at,
                 now=now,
             )
-            recorded = await direct.record(
-                purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
+            recorded = await direct_purchases.record_purchase(
+                direct, purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
             )
         except DomainError as error:
             return RecordPurchasePayload(user_errors=[UserError.from_domain(error)])

@@ -16,8 +16,8 @@ from schema.loaders import Loaders
 from services.bus import LocalBus
 from services.catalog import CatalogCache
 from services.clock import Clock
+from services.direct.writer import DirectWriter
 from services.leaderboards import Leaderboards
-from services.ledger.direct_purchases import DirectPurchases
 
 
 class Role(enum.StrEnum):
@@ -65,8 +65,8 @@ class Runtime:
     # Rings subscribers when members' events commit (this process's, and others' over Redis).
     bus: LocalBus = field(default_factory=LocalBus)
     leaderboards: Leaderboards | None = None
-    # recordPurchase's two-statement path (PostgreSQL only; see services.ledger.direct_purchases).
-    direct_purchases: DirectPurchases | None = None
+    # The hot writes' few-statement paths (PostgreSQL only; see services.direct).
+    direct: DirectWriter | None = None
 
 
 @dataclass(slots=True)

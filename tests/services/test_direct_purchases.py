@@ -15,9 +15,11 @@ from models import ChallengeMetric, EntryKind, LedgerEntry, Member, MemberEvent,
 from models.engine import session_factory
 from services.catalog import Catalog, load_catalog
 from services.clock import ManualClock
+from services.direct.purchases import RecordedPurchase
+from services.direct.purchases import record_purchase as record_directly
+from services.direct.writer import DirectWriter
 from services.errors import LimitReached
 from services.gamification.badges import create_badge
-from services.ledger.direct_purchases import DirectPurchases, RecordedPurchase
 from services.ledger.purchases import PurchaseInput, record_purchase
 from services.members import enroll
 from services.program import create_promotion, create_tier
@@ -34,7 +36,7 @@ class Direct:
 
     def __init__(self, engine: AsyncEngine, clock: ManualClock) -> None:
         self.told: list[frozenset[int]] = []
-        writer = DirectPurchases.on(engine, self.told.append)
+        writer = DirectWriter.on(engine, self.told.append)
         assert writer is not None
         self.writer, self.sessions, self.clock = writer, session_factory(engine), clock
 
@@ -50,7 +52,7 @@ class Direct:
             now=now,
         )
         current = given.pop("catalog", None) or await catalog(self.sessions, self.clock)
-        return await self.writer.record(purchase, now=now, actor="test", catalog=current)
+        return await record_directly(self.writer, purchase, now=now, actor="test", catalog=current)
 
 
 async def general(

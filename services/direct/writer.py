@@ -1,0 +1,112 @@
+"""A transaction straight on asyncpg, and the member row as the direct paths lock and read it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models import EntryKind, EntryStatus
+from services.events import Notifier
+
+
+class Written(Protocol):
+    @property
+    def member(self) -> LockedMember: ...
+
+
+W = TypeVar("W", bound=Written)
+
+
+@dataclass(slots=True)
+class LockedMember:
+    """The member row as a direct path reads it under its lock (a `MemberRecord` and
+    `Balances`, updated in place as the write changes it)."""
+
+    id: int
+    external_id: str | None
+    email: str
+    display_name: str
+    birthday: date | None
+    joined_at: datetime
+    referral_code: str
+    referred_by_id: int | None
+    referral_rewarded: bool
+    tier_id: int
+    available: int
+    pending: int
+    lifetime_earned: int
+    redeemed: int
+    expired: int
+    qualifying_points: int
+    earned_points: int
+    next_settlement_at: datetime | None
+
+    @classmethod
+    def from_record(cls, row: Any) -> LockedMember:
+        return cls(*(row[name] for name in cls.__slots__))
+
+    def settlement_due(self, now: datetime) -> bool:
+        """Pending points to activate or lots to expire: the general path settles them."""
+        return self.next_settlement_at is not None and self.next_settlement_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEntry:
+    """An entry as a direct path wrote it (an `EntryRecord`)."""
+
+    id: int
+    member_id: int
+    kind: EntryKind
+    status: EntryStatus
+    points: int
+    description: str
+    reference: str | None
+    created_at: datetime
+    available_at: datetime | None
+    expires_at: datetime | None
+    breakdown: list[dict[str, Any]]
+
+
+# The columns of `LockedMember`, for a statement selecting `FROM members AS m`.
+MEMBER_COLUMNS = ", ".join(f"m.{name}" for name in LockedMember.__slots__)
+
+
+class DirectWriter:
+    """Runs a direct path's statements in one transaction on a pooled connection."""
+
+    def __init__(self, engine: AsyncEngine, notify: Notifier) -> None:
+        self._engine = engine
+        self._notify = notify  # the bus, told after commit (as the ORM's after_commit hook does)
+
+    @classmethod
+    def on(cls, engine: AsyncEngine, notify: Notifier) -> DirectWriter | None:
+        """The direct paths for `engine`, or None where there are none (SQLite)."""
+        return cls(engine, notify) if engine.dialect.name == "postgresql" else None
+
+    async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
+        """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
+        (and its member announced), rolled back when it returns None or raises."""
+        async with self._engine.connect() as connection:
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            transaction = driver.transaction()
+            await transaction.start()
+            try:
+                try:
+                    written = await work(driver)
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                if written is None:
+                    await transaction.rollback()
+                else:
+                    await transaction.commit()
+            finally:
+                if driver.is_in_transaction():  # a cancelled rollback: never pool it like this
+                    await connection.invalidate()
+        if written is not None:
+            self._notify(frozenset((written.member.id,)))
+        return written
