@@ -13,7 +13,9 @@ from schema.payloads import CancelRedemptionPayload, RedeemRewardPayload, UseRed
 from schema.types.member import Member
 from schema.types.redemption import Redemption
 from services import redemptions
-from services.errors import Invalid
+from services.direct import redemptions as direct_redemptions
+from services.errors import DomainError, Invalid
+from services.ledger.purchases import reference_key
 from services.redemptions import RedemptionResult
 
 
@@ -21,6 +23,25 @@ async def redeem_reward(info: Info, input: RedeemRewardInput) -> RedeemRewardPay
     ctx = info.context
     member_id = ctx.viewer.member_id
     assert member_id is not None, "MemberOnly lets only members in"
+    now = ctx.runtime.clock.now()
+    direct = ctx.runtime.direct
+    if direct is not None:
+        try:
+            redeemed = await direct_redemptions.redeem(
+                direct,
+                member_id=member_id,
+                reward_id=expect_id(input.reward_id, "Reward", ["input", "rewardId"]),
+                key=reference_key(input.idempotency_key, ["input", "idempotencyKey"]),
+                now=now,
+                actor=ctx.viewer.actor,
+            )
+        except DomainError as error:
+            return RedeemRewardPayload(user_errors=[UserError.from_domain(error)])
+        if redeemed is not None:
+            return RedeemRewardPayload(
+                redemption=Redemption.from_row(redeemed.redemption),
+                member=Member.from_row(redeemed.member),
+            )
 
     async def work(session: AsyncSession) -> RedemptionResult:
         return await redemptions.redeem(
@@ -28,7 +49,7 @@ async def redeem_reward(info: Info, input: RedeemRewardInput) -> RedeemRewardPay
             member_id=member_id,
             reward_id=expect_id(input.reward_id, "Reward", ["input", "rewardId"]),
             idempotency_key=input.idempotency_key,
-            now=ctx.runtime.clock.now(),
+            now=now,
             actor=ctx.viewer.actor,
         )
 

@@ -35,7 +35,7 @@ from services.errors import (
     NotFound,
     OutOfStock,
 )
-from services.ledger.entries import lock_member, post, settle, spend
+from services.ledger.entries import Drawn, lock_member, post, settle, spend
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import reference_key
 
@@ -56,6 +56,24 @@ def new_code(prefix: str = "", groups: int = CODE_GROUPS) -> str:
     return prefix + "-".join(parts)
 
 
+def claim_scope(member_id: int) -> str:
+    """A redemption's idempotency key is the member's own: scoped to it."""
+    return f"redeem:member:{member_id}"
+
+
+def spend_description(reward_name: str) -> str:
+    return f"Redeemed: {reward_name}"
+
+
+def reward_reference(reward_id: int) -> str:
+    return f"reward:{reward_id}"
+
+
+def drawn_json(drawn: list[Drawn]) -> list[list[object]]:
+    """The `drawn` column: [[expires_at ISO or null, points], ...] in the order taken."""
+    return [[at.isoformat() if at else None, points] for at, points in drawn]
+
+
 async def redeem(
     session: AsyncSession,
     *,
@@ -67,7 +85,7 @@ async def redeem(
 ) -> RedemptionResult:
     key = reference_key(idempotency_key, ["input", "idempotencyKey"])
     claimed = await claim(
-        session, scope=f"redeem:member:{member_id}", key=key, request={"reward": reward_id}, now=now
+        session, scope=claim_scope(member_id), key=key, request={"reward": reward_id}, now=now
     )
     if claimed.first_use is not None:
         assert claimed.first_use.entry_id is not None
@@ -94,8 +112,8 @@ async def redeem(
         kind=EntryKind.REDEMPTION,
         points=reward.cost,
         now=now,
-        description=f"Redeemed: {reward.name}",
-        reference=f"reward:{reward.id}",
+        description=spend_description(reward.name),
+        reference=reward_reference(reward.id),
         actor=actor,
     )
     is_donation = reward.kind is RewardKind.DONATION
@@ -111,7 +129,7 @@ async def redeem(
         code=None if is_donation else new_code(),
         receipt_number=new_code("R-", groups=3),
         took_stock=took_stock,
-        drawn=[[at.isoformat() if at else None, points] for at, points in drawn],
+        drawn=drawn_json(drawn),
         created_at=now,
         actor=actor,
     )
@@ -243,7 +261,7 @@ async def cancel(
             now=now,
             description=f"Returned: {reward.name} (redemption cancelled)",
             status=EntryStatus.POSTED,
-            reference=f"reward:{reward.id}",
+            reference=reward_reference(reward.id),
             available_at=now,
             expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
             actor=actor,

@@ -7,9 +7,9 @@ member's cached balances equal to the sums of its entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -278,20 +278,37 @@ async def draw(
     offset, batch = 0, DRAW_BATCH
     while True:
         lots = list(await session.scalars(stmt.limit(batch).offset(offset)))
-        for lot in lots:
-            take = min(left, lot.remaining)
-            lot.remaining -= take
-            left -= take
-            if drawn and drawn[-1].expires_at == lot.expires_at:
-                drawn[-1] = Drawn(lot.expires_at, drawn[-1].points + take)
-            else:
-                drawn.append(Drawn(lot.expires_at, take))
-            if left == 0:
-                return drawn
+        left = take_from(lots, left, drawn)
+        if left == 0:
+            return drawn
         if len(lots) < batch:
             break
         offset, batch = offset + batch, batch * 4
     raise AssertionError(f"member {member.id}: lots hold {points - left} of {points} points drawn")
+
+
+class OpenLot(Protocol):
+    remaining: int
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def take_from(lots: Iterable[OpenLot], points: int, drawn: list[Drawn]) -> int:
+    """Take up to `points` from `lots` in their order, lowering their `remaining`, and note in
+    `drawn` how much came from each expiry (in the order taken). Returns what is left to take."""
+    left = points
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot.remaining)
+        lot.remaining -= take
+        left -= take
+        if drawn and drawn[-1].expires_at == lot.expires_at:
+            drawn[-1] = Drawn(lot.expires_at, drawn[-1].points + take)
+        else:
+            drawn.append(Drawn(lot.expires_at, take))
+    return left
 
 
 async def settle(session: AsyncSession, member: Member, now: datetime) -> None:

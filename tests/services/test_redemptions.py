@@ -5,6 +5,7 @@ back exactly once."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,8 @@ from models import EntryKind, LedgerEntry, Redemption, RedemptionStatus, Reward,
 from models.engine import session_factory
 from services import redemptions, rewards
 from services.clock import ManualClock
+from services.direct import redemptions as direct_redemptions
+from services.direct.writer import DirectWriter
 from services.errors import DomainError, ErrorCode
 from services.ledger.entries import lock_member, settle
 from services.program import create_tier
@@ -67,6 +70,54 @@ async def _redeem(
         return error.code
 
 
+@dataclass(frozen=True)
+class Granted:
+    """A granted redemption, from either path."""
+
+    redemption_id: int
+    code: str | None
+    entry_id: int
+    member_id: int
+    replayed: bool
+
+
+@pytest.fixture(params=["general", "direct first"])
+def direct(request: pytest.FixtureRequest, pg: AsyncEngine) -> DirectWriter | None:
+    """How a concurrency test redeems: the general path alone, or as the API does on
+    PostgreSQL: the direct path first, the general one where it declines."""
+    return DirectWriter.on(pg, lambda _: None) if request.param == "direct first" else None
+
+
+async def _redeem_as_the_api_does(
+    sessions: Sessions,
+    clock: ManualClock,
+    direct: DirectWriter | None,
+    member_id: int,
+    reward_id: int,
+    key: str,
+) -> Granted | ErrorCode:
+    if direct is not None:
+        try:
+            redeemed = await direct_redemptions.redeem(
+                direct,
+                member_id=member_id,
+                reward_id=reward_id,
+                key=key,
+                now=clock.now(),
+                actor=f"member:{member_id}",
+            )
+        except DomainError as error:
+            return error.code
+        if redeemed is not None:
+            r = redeemed.redemption
+            return Granted(r.id, r.code, redeemed.entry.id, member_id, replayed=False)
+    outcome = await _redeem(sessions, clock, member_id, reward_id, key)
+    if isinstance(outcome, ErrorCode):
+        return outcome
+    r2 = outcome.redemption
+    return Granted(r2.id, r2.code, r2.entry_id, member_id, outcome.replayed)
+
+
 async def _count(sessions: Sessions, *conditions: object) -> int:
     async with sessions() as session:
         return int(
@@ -80,7 +131,9 @@ async def _stock(sessions: Sessions, reward_id: int) -> int | None:
         return await session.scalar(select(Reward.stock).where(Reward.id == reward_id))
 
 
-async def test_hundred_members_race_for_the_last_unit(pg: AsyncEngine, clock: ManualClock) -> None:
+async def test_hundred_members_race_for_the_last_unit(
+    pg: AsyncEngine, clock: ManualClock, direct: DirectWriter | None
+) -> None:
     # given one unit left and 100 funded members
     sessions = session_factory(pg)
     reward_id = await _reward(sessions, clock, stock=1)
@@ -90,22 +143,25 @@ async def test_hundred_members_race_for_the_last_unit(pg: AsyncEngine, clock: Ma
 
     # when they all redeem it at once
     outcomes = await asyncio.gather(
-        *(_redeem(sessions, clock, m, reward_id, f"last-unit-{m}") for m in members)
+        *(
+            _redeem_as_the_api_does(sessions, clock, direct, m, reward_id, f"last-unit-{m}")
+            for m in members
+        )
     )
 
     # then exactly one gets it, the others are told it is out of stock, and one debit was made
-    winners = [o for o in outcomes if isinstance(o, RedemptionResult)]
+    winners = [o for o in outcomes if isinstance(o, Granted)]
     assert len(winners) == 1
     assert outcomes.count(ErrorCode.OUT_OF_STOCK) == 99
     assert await _stock(sessions, reward_id) == 0
     assert await _count(sessions, LedgerEntry.kind == EntryKind.REDEMPTION) == 1
     for member_id in members:
         member = await assert_balances_match_ledger(sessions, member_id)
-        assert member.available == (40 if member_id == winners[0].member.id else 100)
+        assert member.available == (40 if member_id == winners[0].member_id else 100)
 
 
 async def test_fifty_concurrent_redemptions_spend_a_balance_once(
-    pg: AsyncEngine, clock: ManualClock
+    pg: AsyncEngine, clock: ManualClock, direct: DirectWriter | None
 ) -> None:
     # given 100 points and 50 redemptions costing 60, each with its own key
     sessions = session_factory(pg)
@@ -123,13 +179,16 @@ async def test_fifty_concurrent_redemptions_spend_a_balance_once(
 
     watcher = asyncio.create_task(watch())
     outcomes = await asyncio.gather(
-        *(_redeem(sessions, clock, member_id, reward_id, f"spend-{i}") for i in range(50))
+        *(
+            _redeem_as_the_api_does(sessions, clock, direct, member_id, reward_id, f"spend-{i}")
+            for i in range(50)
+        )
     )
     done.set()
     await watcher
 
     # then one succeeds, the balance ends at 40 and was never seen below zero
-    assert sum(isinstance(o, RedemptionResult) for o in outcomes) == 1
+    assert sum(isinstance(o, Granted) for o in outcomes) == 1
     assert outcomes.count(ErrorCode.INSUFFICIENT_POINTS) == 49
     assert observed and min(observed) >= 0
     member = await assert_balances_match_ledger(sessions, member_id)
@@ -137,7 +196,9 @@ async def test_fifty_concurrent_redemptions_spend_a_balance_once(
     assert member.redeemed == 60
 
 
-async def test_one_key_sent_twenty_times_redeems_once(pg: AsyncEngine, clock: ManualClock) -> None:
+async def test_one_key_sent_twenty_times_redeems_once(
+    pg: AsyncEngine, clock: ManualClock, direct: DirectWriter | None
+) -> None:
     sessions = session_factory(pg)
     reward_id = await _reward(sessions, clock, cost=10, stock=5)
     other_reward = await _reward(sessions, clock, name="Tea", cost=10)
@@ -145,12 +206,15 @@ async def test_one_key_sent_twenty_times_redeems_once(pg: AsyncEngine, clock: Ma
     await fund(sessions, clock, member_id, 1000)
 
     outcomes = await asyncio.gather(
-        *(_redeem(sessions, clock, member_id, reward_id, "same-key") for _ in range(20))
+        *(
+            _redeem_as_the_api_does(sessions, clock, direct, member_id, reward_id, "same-key")
+            for _ in range(20)
+        )
     )
 
-    results = [o for o in outcomes if isinstance(o, RedemptionResult)]
+    results = [o for o in outcomes if isinstance(o, Granted)]
     assert len(results) == 20, outcomes
-    assert len({(r.redemption.id, r.redemption.code, r.redemption.entry_id) for r in results}) == 1
+    assert len({(r.redemption_id, r.code, r.entry_id) for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     assert await _count(sessions, LedgerEntry.kind == EntryKind.REDEMPTION) == 1
     assert await _stock(sessions, reward_id) == 4
@@ -158,7 +222,9 @@ async def test_one_key_sent_twenty_times_redeems_once(pg: AsyncEngine, clock: Ma
     assert member.available == 990
 
     # the same key for another reward is a conflict, and writes nothing
-    conflict = await _redeem(sessions, clock, member_id, other_reward, "same-key")
+    conflict = await _redeem_as_the_api_does(
+        sessions, clock, direct, member_id, other_reward, "same-key"
+    )
     assert conflict is ErrorCode.IDEMPOTENCY_CONFLICT
     assert (await member_row(sessions, member_id)).available == 990
 
