@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import ChallengeMetric, EntryKind, LedgerEntry, Member, MemberEvent, Purchase
@@ -320,3 +320,32 @@ async def test_given_a_full_balance_then_limit_reached_and_the_order_id_stays_fr
     assert direct.told == []
     await fund(sessions, clock, member, -1_000_000)
     assert await direct.record(member, "o-1", 100_000.0) is not None
+
+
+async def test_a_cancelled_purchase_writes_nothing_and_leaves_no_open_transaction(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    current = await catalog(sessions, clock)
+    async with pg.connect() as holder:  # another writer holds the member's row lock
+        await holder.execute(text("BEGIN"))
+        await holder.execute(
+            text("SELECT id FROM members WHERE id = :id FOR UPDATE"), {"id": member}
+        )
+        waiting = asyncio.create_task(direct.record(member, "o-1", 10.0, catalog=current))
+        await asyncio.sleep(0.3)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    async with pg.connect() as connection:
+        stuck = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+            )
+        )
+    assert stuck == 0
+    assert await direct.record(member, "o-1", 10.0, catalog=current) is not None
+    assert (await written(sessions, member))["balances"][1] == 10
