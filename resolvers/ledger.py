@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import strawberry
@@ -30,6 +31,7 @@ from schema.payloads import (
 from schema.permissions import MemberOrStaff, require
 from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
 from schema.types.member import Member
+from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
 from services.errors import DomainError
 from services.ledger import activity, adjustments, purchases
@@ -53,30 +55,49 @@ async def _ledger_operation(
     )
 
 
+async def _record_directly(
+    ctx: Context, input: RecordPurchaseInput, now: datetime, catalog: Catalog
+) -> RecordPurchasePayload | None:
+    """The purchase through the direct path (services.direct), or None: use the general one."""
+    direct = ctx.runtime.direct
+    if direct is None or (input.member_id is None) == (input.external_id is None):
+        return None
+    try:
+        member_pk: int | None
+        if input.member_id is not None:
+            member_pk = expect_id(input.member_id, "Member", ["input", "memberId"])
+        else:
+            assert input.external_id is not None
+            member_pk = await direct_purchases.member_with_external_id(direct, input.external_id)
+        if member_pk is None:
+            return None  # the general path says what is wrong
+        purchase = purchases.PurchaseInput.check(
+            member_id=member_pk,
+            order_id=input.order_id,
+            amount=input.amount,
+            occurred_at=input.occurred_at,
+            now=now,
+        )
+        recorded = await direct_purchases.record_purchase(
+            direct, purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
+        )
+    except DomainError as error:
+        return RecordPurchasePayload(user_errors=[UserError.from_domain(error)])
+    if recorded is None:
+        return None
+    return RecordPurchasePayload(
+        transaction=PointsTransaction.from_row(recorded.entry),
+        member=Member.from_row(recorded.member),
+    )
+
+
 async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurchasePayload:
     ctx = info.context
     now = ctx.runtime.clock.now()
     catalog = await ctx.loaders.catalog()
-    direct = ctx.runtime.direct
-    if direct is not None and input.member_id is not None and input.external_id is None:
-        try:
-            purchase = purchases.PurchaseInput.check(
-                member_id=expect_id(input.member_id, "Member", ["input", "memberId"]),
-                order_id=input.order_id,
-                amount=input.amount,
-                occurred_at=input.occurred_at,
-                now=now,
-            )
-            recorded = await direct_purchases.record_purchase(
-                direct, purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
-            )
-        except DomainError as error:
-            return RecordPurchasePayload(user_errors=[UserError.from_domain(error)])
-        if recorded is not None:
-            return RecordPurchasePayload(
-                transaction=PointsTransaction.from_row(recorded.entry),
-                member=Member.from_row(recorded.member),
-            )
+    recorded = await _record_directly(ctx, input, now, catalog)
+    if recorded is not None:
+        return recorded
 
     async def work(session: AsyncSession) -> LedgerResult:
         member_id = await target_member_id(

@@ -31,6 +31,7 @@ import strawberry
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
@@ -177,6 +178,21 @@ class OperationHooks(SchemaExtension):
         yield
 
 
+class CachedNames(NameConverter):
+    """Strawberry camel-cases field and argument names again for every argument it converts
+    on every request; the names are few and never change."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_camel_case=True)
+        self._names: dict[str, str] = {}
+
+    def apply_naming_config(self, name: str) -> str:
+        converted = self._names.get(name)
+        if converted is None:
+            converted = self._names[name] = super().apply_naming_config(name)
+        return converted
+
+
 def build_schema(
     *,
     limits: QueryLimits | None = None,
@@ -198,6 +214,8 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         types=[Member, PointsTransaction, Tier, Promotion],
-        config=StrawberryConfig(auto_camel_case=True, scalar_map={datetime: DateTime}),
+        config=StrawberryConfig(
+            auto_camel_case=True, name_converter=CachedNames(), scalar_map={datetime: DateTime}
+        ),
         extensions=[hooks, *extra_extensions],
     )

@@ -86,6 +86,15 @@ SELECT id FROM entry
 """
 
 
+async def member_with_external_id(writer: DirectWriter, external_id: str) -> int | None:
+    """The id of the member the merchant knows by `external_id` (its claim's fingerprint names
+    the member by id), or None."""
+    found: int | None = await writer.read_value(
+        "SELECT id FROM members WHERE external_id = $1", external_id
+    )
+    return found
+
+
 async def record_purchase(
     writer: DirectWriter, purchase: PurchaseInput, *, now: datetime, actor: str, catalog: Catalog
 ) -> RecordedPurchase | None:

@@ -88,6 +88,14 @@ class DirectWriter:
         """The direct paths for `engine`, or None where there are none (SQLite)."""
         return cls(engine, notify) if engine.dialect.name == "postgresql" else None
 
+    async def read_value(self, query: str, *args: object) -> Any:
+        """The first column of the first row of one read, outside any transaction."""
+        pooled = await self._engine.raw_connection()
+        try:
+            return await pooled.driver_connection.fetchval(query, *args)  # type: ignore[union-attr]
+        finally:
+            await greenlet_spawn(pooled.close)
+
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
         (and its member announced), rolled back when it returns None or raises."""

@@ -15,7 +15,7 @@ from models import ChallengeMetric, EntryKind, LedgerEntry, Member, MemberEvent,
 from models.engine import session_factory
 from services.catalog import Catalog, load_catalog
 from services.clock import ManualClock
-from services.direct.purchases import RecordedPurchase
+from services.direct.purchases import RecordedPurchase, member_with_external_id
 from services.direct.purchases import record_purchase as record_directly
 from services.direct.writer import DirectWriter
 from services.errors import LimitReached
@@ -349,3 +349,17 @@ async def test_a_cancelled_purchase_writes_nothing_and_leaves_no_open_transactio
     assert stuck == 0
     assert await direct.record(member, "o-1", 10.0, catalog=current) is not None
     assert (await written(sessions, member))["balances"][1] == 10
+
+
+async def test_a_member_is_found_by_the_merchants_external_id(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    async with sessions.begin() as session:
+        member = await enroll(
+            session, email="x@example.com", display_name="X", external_id="shop-42", now=clock.now()
+        )
+        member_id = member.id
+    writer = Direct(pg, clock).writer
+    assert await member_with_external_id(writer, "shop-42") == member_id
+    assert await member_with_external_id(writer, "shop-43") is None
