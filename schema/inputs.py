@@ -8,6 +8,7 @@ import strawberry
 
 import models
 import schema.types.gamification  # noqa: F401 (registers the metric and recurrence enums)
+from schema.flat_inputs import flat_input
 from schema.types.ledger import ActivityKind
 
 RewardKind = models.RewardKind
@@ -22,6 +23,7 @@ class EnrollInput:
     referral_code: str | None = None
 
 
+@flat_input
 @strawberry.input
 class RecordPurchaseInput:
     order_id: str
@@ -90,6 +92,7 @@ class CreatePromotionInput:
     ends_at: datetime
 
 
+@flat_input
 @strawberry.input
 class RedeemRewardInput:
     reward_id: strawberry.ID
