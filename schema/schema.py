@@ -30,12 +30,14 @@ from typing import Any
 import strawberry
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from schema.error_codes import ErrorCoder
+from schema.extension_runner import LeanExtensionsRunner
 from schema.limits import QueryLimits, code_parser_limits, limit_verdict
 from schema.mutation import Mutation
 from schema.query import Query
@@ -53,6 +55,11 @@ OperationObserver = Callable[[ExecutionContext, float], None]
 
 
 class LaurelSchema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return LeanExtensionsRunner(execution_context, extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
