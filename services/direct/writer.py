@@ -91,10 +91,11 @@ class DirectWriter:
     async def read_value(self, query: str, *args: object) -> Any:
         """The first column of the first row of one read, outside any transaction."""
         pooled = await self._engine.raw_connection()
+        driver: Any = pooled.driver_connection
         try:
-            return await pooled.driver_connection.fetchval(query, *args)  # type: ignore[union-attr]
+            return await driver.fetchval(query, *args)
         finally:
-            await greenlet_spawn(pooled.close)
+            await _give_back(pooled, driver)
 
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
@@ -116,10 +117,16 @@ class DirectWriter:
             else:
                 await transaction.commit()
         finally:
-            if driver.is_in_transaction():
-                # A cancelled rollback: never hand this connection to someone else.
-                await greenlet_spawn(pooled.invalidate)
-            await greenlet_spawn(pooled.close)  # back to the pool
+            await _give_back(pooled, driver)
         if written is not None:
             self._notify(frozenset((written.member.id,)))
         return written
+
+
+async def _give_back(pooled: Any, driver: Any) -> None:
+    """Return the connection to the pool, or discard it if it is lost or still inside a
+    transaction (a cancelled rollback): SQLAlchemy never sees asyncpg's errors here, so it
+    would not know to."""
+    if driver.is_closed() or driver.is_in_transaction():
+        await greenlet_spawn(pooled.invalidate)
+    await greenlet_spawn(pooled.close)

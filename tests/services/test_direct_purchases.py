@@ -7,12 +7,13 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import ChallengeMetric, EntryKind, LedgerEntry, Member, MemberEvent, Purchase
-from models.engine import session_factory
+from models.engine import create_engine, session_factory
 from services.catalog import Catalog, load_catalog
 from services.clock import ManualClock
 from services.direct.purchases import RecordedPurchase, member_with_external_id
@@ -363,3 +364,25 @@ async def test_a_member_is_found_by_the_merchants_external_id(
     writer = Direct(pg, clock).writer
     assert await member_with_external_id(writer, "shop-42") == member_id
     assert await member_with_external_id(writer, "shop-43") is None
+
+
+async def test_a_connection_lost_mid_write_is_not_handed_out_again(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    current = await catalog(sessions, clock)
+    small = create_engine(pg.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        direct = Direct(small, clock)
+        assert await direct.record(member, "o-1", 10.0, catalog=current) is not None
+        pid = await direct.writer.read_value("SELECT pg_backend_pid()")
+        async with pg.connect() as admin:  # the server goes away under the pooled connection
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await direct.record(member, "o-2", 10.0, catalog=current)
+        assert await direct.record(member, "o-2", 10.0, catalog=current) is not None
+        assert await direct.writer.read_value("SELECT pg_backend_pid()") != pid
+    finally:
+        await small.dispose()
+    assert (await written(sessions, member))["balances"][1] == 20
