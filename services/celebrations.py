@@ -184,6 +184,39 @@ def _unclaimed(key: ColumnElement[str] | str) -> ColumnElement[bool]:
     return claimed.is_(None)
 
 
+def birthday_candidates(year: int, days: Sequence[date]) -> Select[Any]:
+    """Members whose birthday is celebrated on one of `days` (all in `year`) and who may not
+    be paid for `year` yet (found through `ix_members_birthday_month_day` on PostgreSQL)."""
+    month_day = _MonthDay(Member.birthday)
+    # Members who joined before the window cannot have joined after their birthday in it.
+    joined_by_then = or_(
+        Member.joined_at < _midnight(days[0]),
+        *(
+            and_(
+                month_day.in_(_month_days(day)),
+                Member.joined_at < _midnight(day + timedelta(days=1)),
+            )
+            for day in days
+        ),
+    )
+    return select(Member.id, Member.birthday, Member.joined_at).where(
+        month_day.in_([v for day in days for v in _month_days(day)]),
+        joined_by_then,
+        _unclaimed(f"birthday:{year}"),
+    )
+
+
+def anniversary_candidates(year: int, days: Sequence[date]) -> Select[Any]:
+    """Members who joined on one of `days`' month and day before `year`, perhaps not paid for
+    that year count (found through `ix_members_joined_month_day` on PostgreSQL)."""
+    years = literal(year, Integer) - _Year(Member.joined_at)
+    return select(Member.id, Member.joined_at).where(
+        _MonthDay(Member.joined_at).in_([v for day in days for v in _month_days(day)]),
+        Member.joined_at < _midnight(date(year, 1, 1)),
+        _unclaimed(literal("anniversary:", String) + cast(years, String)),
+    )
+
+
 @dataclass(slots=True)
 class _Run:
     sessions: async_sessionmaker[AsyncSession]
@@ -194,23 +227,7 @@ class _Run:
     async def birthdays(self, year: int, days: Sequence[date]) -> None:
         """Members whose birthday falls on one of `days` (all in `year`), celebrated on or
         after the day they joined, and not paid for `year`."""
-        month_day = _MonthDay(Member.birthday)
-        # Members who joined before the window cannot have joined after their birthday in it.
-        joined_by_then = or_(
-            Member.joined_at < _midnight(days[0]),
-            *(
-                and_(
-                    month_day.in_(_month_days(day)),
-                    Member.joined_at < _midnight(day + timedelta(days=1)),
-                )
-                for day in days
-            ),
-        )
-        stmt = select(Member.id, Member.birthday, Member.joined_at).where(
-            month_day.in_([v for day in days for v in _month_days(day)]),
-            joined_by_then,
-            _unclaimed(f"birthday:{year}"),
-        )
+        stmt = birthday_candidates(year, days)
         async for member_id, birthday, joined_at in self._candidates(stmt):
             assert birthday is not None
             day = celebrated_on(birthday.month, birthday.day, year)
@@ -221,12 +238,7 @@ class _Run:
     async def anniversaries(self, year: int, days: Sequence[date]) -> None:
         """Members who joined on one of `days`' month/day in an earlier year, not yet paid
         for that year count."""
-        years = literal(year, Integer) - _Year(Member.joined_at)
-        stmt = select(Member.id, Member.joined_at).where(
-            _MonthDay(Member.joined_at).in_([v for day in days for v in _month_days(day)]),
-            Member.joined_at < _midnight(date(year, 1, 1)),
-            _unclaimed(literal("anniversary:", String) + cast(years, String)),
-        )
+        stmt = anniversary_candidates(year, days)
         async for member_id, joined_at in self._candidates(stmt):
             joined = joined_at.astimezone(UTC).date()
             if joined.year < year and celebrated_on(joined.month, joined.day, year) in days:

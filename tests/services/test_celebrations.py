@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import EntryKind, LedgerEntry
 from models.engine import session_factory
 from services import members
-from services.celebrations import pay_celebrations
+from services.celebrations import (
+    anniversary_candidates,
+    birthday_candidates,
+    pay_celebrations,
+)
 from services.clock import ManualClock
 from services.ledger.sweeps import sweep
 from services.program import create_tier
@@ -254,3 +258,19 @@ async def test_celebration_points_count_for_the_tier(
     member = await assert_balances_match_ledger(sessions, ann)
     assert member.qualifying_points == 150  # the birthday and the first anniversary
     assert member.tier_id == gold.id
+
+
+async def test_on_postgresql_the_sweep_finds_members_through_the_day_indexes(
+    pg: AsyncEngine,
+) -> None:
+    # The indexes' expressions (migration 0009) must stay those the sweep's statements compile.
+    days = [date(2026, 2, 27), date(2026, 2, 28)]
+    async with pg.connect() as connection:
+        await connection.execute(text("SET enable_seqscan = off"))
+        for statement, index in (
+            (birthday_candidates(2026, days), "ix_members_birthday_month_day"),
+            (anniversary_candidates(2026, days), "ix_members_joined_month_day"),
+        ):
+            sql = statement.compile(pg.sync_engine, compile_kwargs={"literal_binds": True})
+            plan = (await connection.execute(text(f"EXPLAIN {sql}"))).scalars().all()
+            assert any(index in line for line in plan), plan
