@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from models import EntryKind, EntryStatus
+from services.errors import DomainError
 from services.events import Notifier
 
 
@@ -92,10 +95,14 @@ class DirectWriter:
         """The first column of the first row of one read, outside any transaction."""
         pooled = await self._engine.raw_connection()
         driver: Any = pooled.driver_connection
+        broken = False
         try:
             return await driver.fetchval(query, *args)
+        except BaseException as error:
+            broken = _breaks_connection(error)
+            raise
         finally:
-            await _give_back(pooled, driver)
+            await _give_back(pooled, driver, broken)
 
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
@@ -104,29 +111,42 @@ class DirectWriter:
         # checkout, and SQLAlchemy never starts a transaction on it.
         pooled = await self._engine.raw_connection()
         driver: Any = pooled.driver_connection
+        broken = False
         try:
             transaction = driver.transaction()
             await transaction.start()
             try:
                 written = await work(driver)
-            except BaseException:
-                await transaction.rollback()
+            except BaseException as error:
+                broken = _breaks_connection(error)
+                if not broken:
+                    await transaction.rollback()
                 raise
             if written is None:
                 await transaction.rollback()
             else:
                 await transaction.commit()
+        except BaseException as error:
+            broken = broken or _breaks_connection(error)
+            raise
         finally:
-            await _give_back(pooled, driver)
+            await _give_back(pooled, driver, broken)
         if written is not None:
             self._notify(frozenset((written.member.id,)))
         return written
 
 
-async def _give_back(pooled: Any, driver: Any) -> None:
-    """Return the connection to the pool, or discard it if it is lost or still inside a
-    transaction (a cancelled rollback): SQLAlchemy never sees asyncpg's errors here, so it
+def _breaks_connection(error: BaseException) -> bool:
+    """Whether the connection may be unusable after `error`: anything but a refusal (ours, or
+    one the server reported, which leaves the connection sound) or a cancellation (whose
+    rollback `_give_back` checks)."""
+    return not isinstance(error, DomainError | asyncpg.PostgresError | asyncio.CancelledError)
+
+
+async def _give_back(pooled: Any, driver: Any, broken: bool) -> None:
+    """Return the connection to the pool, or discard it if it is lost, broken or still inside
+    a transaction (a cancelled rollback): SQLAlchemy never sees asyncpg's errors here, so it
     would not know to."""
-    if driver.is_closed() or driver.is_in_transaction():
+    if broken or driver.is_closed() or driver.is_in_transaction():
         await greenlet_spawn(pooled.invalidate)
     await greenlet_spawn(pooled.close)
