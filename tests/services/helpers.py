@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member
-from services import members
+from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, RewardKind
+from services import members, rewards
 from services.clock import ManualClock
+from services.direct.writer import DirectWriter
 from services.ledger.adjustments import adjust_points
 from services.program import update_program
+
+Row = TypeVar("Row", bound=Any)
 
 
 async def configure(sessions: async_sessionmaker[AsyncSession], **settings: object) -> None:
@@ -42,6 +47,60 @@ async def fund(
             actor="test",
             now=clock.now(),
         )
+
+
+async def new_reward(
+    sessions: async_sessionmaker[AsyncSession], clock: ManualClock, **terms: Any
+) -> int:
+    """A reward costing 60 points with no limits, unless `terms` say otherwise."""
+    given: dict[str, Any] = {
+        "name": "Free coffee",
+        "description": "",
+        "kind": RewardKind.FREE_PRODUCT,
+        "cost": 60,
+        "value": None,
+        "partner_id": None,
+        "minimum_tier_id": None,
+        "stock": None,
+        "starts_at": None,
+        "ends_at": None,
+        "per_member_limit": None,
+        "settlement_amount": None,
+        **terms,
+    }
+    async with sessions.begin() as session:
+        return (await rewards.create_reward(session, **given, now=clock.now())).id
+
+
+def listened_writer(engine: AsyncEngine) -> tuple[DirectWriter, list[frozenset[int]]]:
+    """The direct paths on a PostgreSQL engine, and the list of what they told the bus."""
+    told: list[frozenset[int]] = []
+    writer = DirectWriter.on(engine, told.append)
+    assert writer is not None, "direct paths run on PostgreSQL only"
+    return writer, told
+
+
+async def rows_of(session: AsyncSession, model: type[Row], member_id: int) -> list[Row]:
+    """A member's rows of `model`, oldest first."""
+    found = await session.scalars(
+        select(model).where(model.member_id == member_id).order_by(model.id)
+    )
+    return list(found)
+
+
+def cached_balances(member: Member) -> tuple[Any, ...]:
+    """Every figure a write keeps on the member row."""
+    return (
+        member.tier_id,
+        member.available,
+        member.pending,
+        member.lifetime_earned,
+        member.redeemed,
+        member.expired,
+        member.qualifying_points,
+        member.earned_points,
+        member.next_settlement_at,
+    )
 
 
 async def member_row(sessions: async_sessionmaker[AsyncSession], member_id: int) -> Member:

@@ -21,47 +21,33 @@ from models import (
     RewardKind,
 )
 from models.engine import session_factory
-from services import redemptions, rewards
+from services import redemptions
 from services.clock import ManualClock
 from services.direct import redemptions as direct_redemptions
 from services.direct.redemptions import RedeemedReward
-from services.direct.writer import DirectWriter
 from services.errors import Invalid
 from services.partners import create_partner
 from services.program import create_tier
-from tests.services.helpers import assert_balances_match_ledger, configure, fund, new_member
+from tests.services.helpers import (
+    assert_balances_match_ledger,
+    cached_balances,
+    configure,
+    fund,
+    listened_writer,
+    new_member,
+    new_reward,
+    rows_of,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-async def make_reward(sessions: Sessions, clock: ManualClock, **terms: Any) -> int:
-    given: dict[str, Any] = {
-        "name": "Free coffee",
-        "description": "",
-        "kind": RewardKind.FREE_PRODUCT,
-        "cost": 60,
-        "value": None,
-        "partner_id": None,
-        "minimum_tier_id": None,
-        "stock": None,
-        "starts_at": None,
-        "ends_at": None,
-        "per_member_limit": None,
-        "settlement_amount": None,
-        **terms,
-    }
-    async with sessions.begin() as session:
-        return (await rewards.create_reward(session, **given, now=clock.now())).id
 
 
 class Direct:
     """The direct path on an engine, remembering which members it told the bus about."""
 
     def __init__(self, engine: AsyncEngine, clock: ManualClock) -> None:
-        self.told: list[frozenset[int]] = []
-        writer = DirectWriter.on(engine, self.told.append)
-        assert writer is not None
-        self.writer, self.clock = writer, clock
+        self.writer, self.told = listened_writer(engine)
+        self.clock = clock
 
     async def redeem(self, member_id: int, reward_id: int, key: str) -> RedeemedReward | None:
         return await direct_redemptions.redeem(
@@ -94,26 +80,10 @@ async def written(sessions: Sessions, member_id: int) -> dict[str, Any]:
     async with sessions() as session:
         member = await session.get(Member, member_id)
         assert member is not None
-        entries = (
-            await session.scalars(
-                select(LedgerEntry)
-                .where(LedgerEntry.member_id == member_id)
-                .order_by(LedgerEntry.id)
-            )
-        ).all()
+        entries = await rows_of(session, LedgerEntry, member_id)
         position = {entry.id: n for n, entry in enumerate(entries)}
-        made = (
-            await session.scalars(
-                select(Redemption).where(Redemption.member_id == member_id).order_by(Redemption.id)
-            )
-        ).all()
-        events = (
-            await session.scalars(
-                select(MemberEvent)
-                .where(MemberEvent.member_id == member_id)
-                .order_by(MemberEvent.id)
-            )
-        ).all()
+        made = await rows_of(session, Redemption, member_id)
+        events = await rows_of(session, MemberEvent, member_id)
         claims = (
             await session.scalars(
                 select(IdempotencyRecord)
@@ -122,17 +92,7 @@ async def written(sessions: Sessions, member_id: int) -> dict[str, Any]:
             )
         ).all()
         return {
-            "balances": (
-                member.available,
-                member.pending,
-                member.lifetime_earned,
-                member.redeemed,
-                member.expired,
-                member.qualifying_points,
-                member.earned_points,
-                member.next_settlement_at,
-                member.tier_id,
-            ),
+            "balances": cached_balances(member),
             "entries": [
                 (
                     e.kind,
@@ -194,7 +154,7 @@ async def test_given_lots_a_partner_stock_and_a_donation_then_both_paths_write_t
     async with sessions.begin() as session:
         partner = await create_partner(session, name="Bean Co", slug="bean-co", now=clock.now())
         partner_id = partner.partner.id
-    coffee = await make_reward(
+    coffee = await new_reward(
         sessions,
         clock,
         cost=70,
@@ -204,7 +164,7 @@ async def test_given_lots_a_partner_stock_and_a_donation_then_both_paths_write_t
         settlement_amount=2.25,
         per_member_limit=3,
     )
-    charity = await make_reward(
+    charity = await new_reward(
         sessions, clock, name="Plant a tree", kind=RewardKind.DONATION, cost=25, value=1
     )
     direct = Direct(pg, clock)
@@ -237,7 +197,7 @@ async def test_the_answer_is_what_was_written(pg: AsyncEngine, clock: ManualCloc
     sessions = session_factory(pg)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
-    reward_id = await make_reward(sessions, clock, cost=60, value=5)
+    reward_id = await new_reward(sessions, clock, cost=60, value=5)
     redeemed = await Direct(pg, clock).redeem(member_id, reward_id, "k")
     assert redeemed is not None
     async with sessions() as session:
@@ -265,7 +225,7 @@ async def test_given_a_used_key_then_the_general_path_replays_it(
     sessions = session_factory(pg)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
-    reward_id = await make_reward(sessions, clock, cost=10)
+    reward_id = await new_reward(sessions, clock, cost=10)
     direct = Direct(pg, clock)
     assert await direct.redeem(member_id, reward_id, "k") is not None
     assert await direct.redeem(member_id, reward_id, "k") is None
@@ -311,7 +271,7 @@ async def test_given_a_redemption_not_plainly_allowed_then_nothing_is_written(
         terms["stock"] = 0
     elif reason == "more lots than a batch":
         terms["cost"] = 90
-    reward_id = await make_reward(sessions, clock, **terms)
+    reward_id = await new_reward(sessions, clock, **terms)
     if reason == "at the limit":
         await general(sessions, clock, member_id, reward_id, "before")
         await fund(sessions, clock, member_id, 10)
@@ -344,7 +304,7 @@ async def test_given_a_cost_beyond_one_entry_then_invalid_and_nothing_written(
     await fund(sessions, clock, member_id, 100_000_000)
     clock.advance(timedelta(seconds=1))
     await fund(sessions, clock, member_id, 100_000_000)
-    reward_id = await make_reward(sessions, clock, cost=100_000_001)
+    reward_id = await new_reward(sessions, clock, cost=100_000_001)
     with pytest.raises(Invalid):
         await Direct(pg, clock).redeem(member_id, reward_id, "k")
     member = await assert_balances_match_ledger(sessions, member_id)

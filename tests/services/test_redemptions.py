@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from models import EntryKind, LedgerEntry, Redemption, RedemptionStatus, Reward, RewardKind
+from models import EntryKind, LedgerEntry, Redemption, RedemptionStatus, Reward
 from models.engine import session_factory
-from services import redemptions, rewards
+from services import redemptions
 from services.clock import ManualClock
 from services.direct import redemptions as direct_redemptions
 from services.direct.writer import DirectWriter
@@ -28,29 +28,10 @@ from tests.services.helpers import (
     fund,
     member_row,
     new_member,
+    new_reward,
 )
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-async def _reward(sessions: Sessions, clock: ManualClock, **terms: object) -> int:
-    defaults: dict[str, object] = {
-        "name": "Free coffee",
-        "description": "",
-        "kind": RewardKind.FREE_PRODUCT,
-        "cost": 60,
-        "value": None,
-        "partner_id": None,
-        "minimum_tier_id": None,
-        "stock": None,
-        "starts_at": None,
-        "ends_at": None,
-        "per_member_limit": None,
-        "settlement_amount": None,
-    }
-    async with sessions.begin() as session:
-        reward = await rewards.create_reward(session, **{**defaults, **terms}, now=clock.now())  # type: ignore[arg-type]
-    return reward.id
 
 
 async def _redeem(
@@ -136,7 +117,7 @@ async def test_hundred_members_race_for_the_last_unit(
 ) -> None:
     # given one unit left and 100 funded members
     sessions = session_factory(pg)
-    reward_id = await _reward(sessions, clock, stock=1)
+    reward_id = await new_reward(sessions, clock, stock=1)
     members = [await new_member(sessions, clock, f"m{i}") for i in range(100)]
     for member_id in members:
         await fund(sessions, clock, member_id, 100)
@@ -165,7 +146,7 @@ async def test_fifty_concurrent_redemptions_spend_a_balance_once(
 ) -> None:
     # given 100 points and 50 redemptions costing 60, each with its own key
     sessions = session_factory(pg)
-    reward_id = await _reward(sessions, clock, cost=60)
+    reward_id = await new_reward(sessions, clock, cost=60)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
     observed: list[int] = []
@@ -200,8 +181,8 @@ async def test_one_key_sent_twenty_times_redeems_once(
     pg: AsyncEngine, clock: ManualClock, direct: DirectWriter | None
 ) -> None:
     sessions = session_factory(pg)
-    reward_id = await _reward(sessions, clock, cost=10, stock=5)
-    other_reward = await _reward(sessions, clock, name="Tea", cost=10)
+    reward_id = await new_reward(sessions, clock, cost=10, stock=5)
+    other_reward = await new_reward(sessions, clock, name="Tea", cost=10)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 1000)
 
@@ -231,7 +212,7 @@ async def test_one_key_sent_twenty_times_redeems_once(
 
 async def test_keys_are_scoped_to_the_member(engine: AsyncEngine, clock: ManualClock) -> None:
     sessions = session_factory(engine)
-    reward_id = await _reward(sessions, clock, cost=10)
+    reward_id = await new_reward(sessions, clock, cost=10)
     ann, bob = await new_member(sessions, clock, "ann"), await new_member(sessions, clock, "bob")
     await fund(sessions, clock, ann, 100)
     await fund(sessions, clock, bob, 100)
@@ -271,7 +252,7 @@ async def test_refusals_write_nothing(
                 session, name="Gold", threshold=5000, multiplier=1.5, benefits=[]
             )
         spec["minimum_tier_id"] = gold.id
-    reward_id = await _reward(sessions, clock, **spec)
+    reward_id = await new_reward(sessions, clock, **spec)
     entries_before = await _count(sessions)
 
     outcome = await _redeem(sessions, clock, member_id, reward_id, "try")
@@ -294,7 +275,7 @@ async def test_per_member_limit_counts_all_but_cancelled(
     engine: AsyncEngine, clock: ManualClock
 ) -> None:
     sessions = session_factory(engine)
-    reward_id = await _reward(sessions, clock, cost=10, per_member_limit=2)
+    reward_id = await new_reward(sessions, clock, cost=10, per_member_limit=2)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
     first = await _redeem(sessions, clock, member_id, reward_id, "1")
@@ -322,7 +303,7 @@ async def test_cancel_sent_twice_at_once_returns_points_and_stock_once(
     pg: AsyncEngine, clock: ManualClock
 ) -> None:
     sessions = session_factory(pg)
-    reward_id = await _reward(sessions, clock, cost=60, stock=3)
+    reward_id = await new_reward(sessions, clock, cost=60, stock=3)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
     redeemed = await _redeem(sessions, clock, member_id, reward_id, "r")
@@ -350,7 +331,7 @@ async def test_used_vouchers_cannot_be_used_again_or_cancelled(
     engine: AsyncEngine, clock: ManualClock
 ) -> None:
     sessions = session_factory(engine)
-    reward_id = await _reward(sessions, clock, cost=10)
+    reward_id = await new_reward(sessions, clock, cost=10)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
     redeemed = await _redeem(sessions, clock, member_id, reward_id, "r")
@@ -380,7 +361,7 @@ async def test_cancelling_returns_points_with_the_expiries_they_had(
     await fund(sessions, clock, member_id, 50)
     clock.advance(timedelta(days=10))
     await fund(sessions, clock, member_id, 100)
-    reward_id = await _reward(sessions, clock, cost=80)
+    reward_id = await new_reward(sessions, clock, cost=80)
 
     # when 80 are redeemed (50 from the soonest lot, 30 from the other) and then cancelled
     redeemed = await _redeem(sessions, clock, member_id, reward_id, "r")
@@ -418,7 +399,7 @@ async def test_cancelling_after_the_expiry_passed_expires_the_points_at_once(
     await configure(sessions, expiry_days=10)
     member_id = await new_member(sessions, clock)
     await fund(sessions, clock, member_id, 100)
-    reward_id = await _reward(sessions, clock, cost=100)
+    reward_id = await new_reward(sessions, clock, cost=100)
     redeemed = await _redeem(sessions, clock, member_id, reward_id, "r")
     assert isinstance(redeemed, RedemptionResult)
     clock.advance(timedelta(days=20))
