@@ -99,7 +99,7 @@ class DirectWriter:
         try:
             return await driver.fetchval(query, *args)
         except BaseException as error:
-            broken = _breaks_connection(error)
+            broken = breaks_connection(error)
             raise
         finally:
             await _give_back(pooled, driver, broken)
@@ -118,7 +118,7 @@ class DirectWriter:
             try:
                 written = await work(driver)
             except BaseException as error:
-                broken = _breaks_connection(error)
+                broken = breaks_connection(error)
                 if not broken:
                     await transaction.rollback()
                 raise
@@ -127,7 +127,7 @@ class DirectWriter:
             else:
                 await transaction.commit()
         except BaseException as error:
-            broken = broken or _breaks_connection(error)
+            broken = broken or breaks_connection(error)
             raise
         finally:
             await _give_back(pooled, driver, broken)
@@ -136,11 +136,15 @@ class DirectWriter:
         return written
 
 
-def _breaks_connection(error: BaseException) -> bool:
+def breaks_connection(error: BaseException) -> bool:
     """Whether the connection may be unusable after `error`: anything but a refusal (ours, or
-    one the server reported, which leaves the connection sound) or a cancellation (whose
-    rollback `_give_back` checks)."""
-    return not isinstance(error, DomainError | asyncpg.PostgresError | asyncio.CancelledError)
+    one the server reported without dropping the connection) or a cancellation (whose rollback
+    `_give_back` checks)."""
+    if isinstance(error, asyncpg.PostgresError):
+        # SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. the
+        # backend was terminated) end the connection; other server errors leave it sound.
+        return str(getattr(error, "sqlstate", "") or "")[:2] in ("08", "57")
+    return not isinstance(error, DomainError | asyncio.CancelledError)
 
 
 async def _give_back(pooled: Any, driver: Any, broken: bool) -> None:

@@ -18,6 +18,7 @@ from services.catalog import Catalog, load_catalog
 from services.clock import ManualClock
 from services.direct.purchases import RecordedPurchase, member_with_external_id
 from services.direct.purchases import record_purchase as record_directly
+from services.direct.writer import breaks_connection
 from services.errors import LimitReached
 from services.gamification.badges import create_badge
 from services.ledger.purchases import PurchaseInput, record_purchase
@@ -362,10 +363,33 @@ async def test_a_connection_lost_mid_write_is_not_handed_out_again(
         pid = await direct.writer.read_value("SELECT pg_backend_pid()")
         async with pg.connect() as admin:  # the server goes away under the pooled connection
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        with pytest.raises(Exception):  # how it surfaces depends on timing (asyncpg)
+        # How asyncpg reports it depends on timing.
+        with pytest.raises(
+            (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+        ):
             await direct.record(member, "o-2", 10.0, catalog=current)
         assert await direct.record(member, "o-2", 10.0, catalog=current) is not None
         assert await direct.writer.read_value("SELECT pg_backend_pid()") != pid
     finally:
         await small.dispose()
     assert (await written(sessions, member))["balances"][1] == 20
+
+
+@pytest.mark.parametrize(
+    ("error", "breaks"),
+    [
+        (asyncpg.UniqueViolationError("duplicate"), False),
+        (asyncpg.SerializationError("retry"), False),
+        (LimitReached("full"), False),
+        (asyncio.CancelledError(), False),
+        (asyncpg.AdminShutdownError("terminated"), True),
+        (asyncpg.ConnectionDoesNotExistError("gone"), True),
+        (asyncpg.InterfaceError("closed"), True),
+        (asyncpg.InternalClientError("state"), True),
+        (OSError("reset"), True),
+    ],
+)
+def test_only_errors_that_may_end_the_connection_discard_it(
+    error: BaseException, breaks: bool
+) -> None:
+    assert breaks_connection(error) is breaks
