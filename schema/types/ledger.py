@@ -10,8 +10,8 @@ import strawberry
 
 import models
 from models.records import EntryRecord
-from schema.ids import encode_cursor, encode_id
-from schema.types.node import Node, PageInfo
+from schema.ids import encode_id
+from schema.types.node import Node, PageInfo, page_of
 
 # The ledger's own enums, exposed under the contract's names.
 strawberry.enum(models.EntryKind, name="TransactionKind")
@@ -97,14 +97,9 @@ class PointsTransactionConnection:
         count: Callable[[], Awaitable[int]],
     ) -> PointsTransactionConnection:
         """`rows` holds up to first + 1 entries: the extra one only says there is a next page."""
-        edges = [
-            PointsTransactionEdge(cursor=encode_cursor(r.id), node=PointsTransaction.from_row(r))
-            for r in rows[:first]
-        ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo.of_page(
-                [e.cursor for e in edges], has_next=len(rows) > first, has_previous=has_previous
-            ),
-            count=count,
-        )
+
+        def edge(cursor: str, row: EntryRecord) -> PointsTransactionEdge:
+            return PointsTransactionEdge(cursor=cursor, node=PointsTransaction.from_row(row))
+
+        edges, page_info = page_of(rows, first, edge, has_previous=has_previous)
+        return cls(edges=edges, page_info=page_info, count=count)

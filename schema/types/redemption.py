@@ -10,8 +10,8 @@ import strawberry
 import models
 from models.records import RedemptionRecord
 from schema.context import Info
-from schema.ids import encode_cursor, encode_id
-from schema.types.node import Node, PageInfo
+from schema.ids import encode_id
+from schema.types.node import Node, PageInfo, page_of
 from schema.types.reward import Reward
 
 strawberry.enum(models.RedemptionStatus, name="RedemptionStatus")
@@ -82,14 +82,10 @@ class RedemptionConnection:
         count: Callable[[], Awaitable[int]],
     ) -> RedemptionConnection:
         """`rows` holds up to first + 1 redemptions: the extra one only says there is more."""
-        edges = [
-            RedemptionEdge(cursor=encode_cursor(r.id), node=Redemption.from_row(r))
-            for r in rows[:first]
-        ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo.of_page(
-                [e.cursor for e in edges], has_next=len(rows) > first, has_previous=has_previous
-            ),
-            count=count,
+        edges, page_info = page_of(
+            rows,
+            first,
+            lambda cursor, r: RedemptionEdge(cursor=cursor, node=Redemption.from_row(r)),
+            has_previous=has_previous,
         )
+        return cls(edges=edges, page_info=page_info, count=count)

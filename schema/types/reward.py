@@ -13,9 +13,9 @@ import models
 from models.records import PartnerRecord, RewardRecord
 from schema.context import Info, Role
 from schema.exceptions import BadUserInput, Forbidden, Unauthenticated
-from schema.ids import encode_cursor, encode_id
+from schema.ids import encode_id
 from schema.pagination import after_id, page_size
-from schema.types.node import Node, PageInfo
+from schema.types.node import Node, PageInfo, page_of
 from schema.types.program import Tier
 from services.rewards import is_available, not_ended
 
@@ -136,16 +136,13 @@ async def reward_page(
             )
         return int(total or 0)
 
-    edges = [
-        RewardEdge(cursor=encode_cursor(r.id), node=Reward.from_row(r, now)) for r in rows[:size]
-    ]
-    return RewardConnection(
-        edges=edges,
-        page_info=PageInfo.of_page(
-            [e.cursor for e in edges], has_next=len(rows) > size, has_previous=start is not None
-        ),
-        count=count,
+    edges, page_info = page_of(
+        rows,
+        size,
+        lambda cursor, r: RewardEdge(cursor=cursor, node=Reward.from_row(r, now)),
+        has_previous=start is not None,
     )
+    return RewardConnection(edges=edges, page_info=page_info, count=count)
 
 
 @strawberry.type
