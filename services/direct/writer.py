@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
@@ -93,47 +94,58 @@ class DirectWriter:
 
     async def read_value(self, query: str, *args: object) -> Any:
         """The first column of the first row of one read, outside any transaction."""
-        pooled = await self._engine.raw_connection()
-        driver: Any = pooled.driver_connection
-        broken = False
-        try:
+        async with self._connection() as driver:
             return await driver.fetchval(query, *args)
-        except BaseException as error:
-            broken = breaks_connection(error)
-            raise
-        finally:
-            await _give_back(pooled, driver, broken)
+
+    async def statements(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
+        """Run `work(asyncpg connection)` outside any transaction: each statement commits on
+        its own, so `work` must write in one statement. Its member is announced when it
+        returns a result."""
+        async with self._connection() as driver:
+            written = await work(driver)
+        if written is not None:
+            self._notify(frozenset((written.member.id,)))
+        return written
 
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
         (and its member announced), rolled back when it returns None or raises."""
-        # The pool's connection itself, not an AsyncConnection around it: half the CPU of a
-        # checkout, and SQLAlchemy never starts a transaction on it.
-        pooled = await self._engine.raw_connection()
-        driver: Any = pooled.driver_connection
-        broken = False
-        try:
+        async with self._connection() as driver:
             transaction = driver.transaction()
             await transaction.start()
             try:
                 written = await work(driver)
             except BaseException as error:
-                broken = breaks_connection(error)
-                if not broken:
+                if not breaks_connection(error):  # else the connection is discarded
                     await transaction.rollback()
                 raise
             if written is None:
                 await transaction.rollback()
             else:
                 await transaction.commit()
-        except BaseException as error:
-            broken = broken or breaks_connection(error)
-            raise
-        finally:
-            await _give_back(pooled, driver, broken)
         if written is not None:
             self._notify(frozenset((written.member.id,)))
         return written
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """The pool's asyncpg connection itself, not an AsyncConnection around it (half the
+        CPU of a checkout; SQLAlchemy never starts a transaction on it), given back afterwards
+        or discarded if it may be unusable: SQLAlchemy never sees asyncpg's errors here, so it
+        would not know to."""
+        pooled = await self._engine.raw_connection()
+        driver: Any = pooled.driver_connection
+        broken = False
+        try:
+            yield driver
+        except BaseException as error:
+            broken = breaks_connection(error)
+            raise
+        finally:
+            # Lost, broken, or still inside a transaction (a cancelled rollback).
+            if broken or driver.is_closed() or driver.is_in_transaction():
+                await greenlet_spawn(pooled.invalidate)
+            await greenlet_spawn(pooled.close)
 
 
 def breaks_connection(error: BaseException) -> bool:
@@ -145,12 +157,3 @@ def breaks_connection(error: BaseException) -> bool:
         # backend was terminated) end the connection; other server errors leave it sound.
         return str(getattr(error, "sqlstate", "") or "")[:2] in ("08", "57")
     return not isinstance(error, DomainError | asyncio.CancelledError)
-
-
-async def _give_back(pooled: Any, driver: Any, broken: bool) -> None:
-    """Return the connection to the pool, or discard it if it is lost, broken or still inside
-    a transaction (a cancelled rollback): SQLAlchemy never sees asyncpg's errors here, so it
-    would not know to."""
-    if broken or driver.is_closed() or driver.is_in_transaction():
-        await greenlet_spawn(pooled.invalidate)
-    await greenlet_spawn(pooled.close)
