@@ -97,16 +97,6 @@ class DirectWriter:
         async with self._connection() as driver:
             return await driver.fetchval(query, *args)
 
-    async def statements(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
-        """Run `work(asyncpg connection)` outside any transaction: each statement commits on
-        its own, so `work` must write in one statement. Its member is announced when it
-        returns a result."""
-        async with self._connection() as driver:
-            written = await work(driver)
-        if written is not None:
-            self._notify(frozenset((written.member.id,)))
-        return written
-
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
         (and its member announced), rolled back when it returns None or raises."""

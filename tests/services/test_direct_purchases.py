@@ -393,3 +393,20 @@ def test_only_errors_that_may_end_the_connection_discard_it(
     error: BaseException, breaks: bool
 ) -> None:
     assert breaks_connection(error) is breaks
+
+
+async def test_thirty_concurrent_orders_of_one_member_each_credit_once(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    current = await catalog(sessions, clock)
+    recorded = await asyncio.gather(
+        *(direct.record(member, f"o-{n}", 10.0, catalog=current) for n in range(30))
+    )
+    assert all(r is not None for r in recorded)  # they queue on the member's lock
+    rows = await written(sessions, member)
+    assert rows["balances"][1] == 300 and len(rows["purchases"]) == 30
+    assert [kind for kind, _, _ in rows["events"]].count("POINTS_UPDATED") == 30
+    await assert_balances_match_ledger(sessions, member)
