@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Program, Promotion, Tier
-from services.gamification.challenges import gamified
+from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers
 
 # Purchases reported later than this after they happened look promotions up in the database.
@@ -30,8 +30,10 @@ class Catalog:
     promotions: tuple[Promotion, ...]  # every promotion ending after `promotions_from`
     promotions_from: datetime
     version: int  # the program's catalog_version when loaded
-    # Whether any challenge or badge exists: without, earning skips gamification entirely.
-    gamified: bool = False
+    # What makes earning count for goals: badges awarded at a threshold (always), and the
+    # windows of the challenges not ended by `promotions_from` (while one runs).
+    threshold_badges: bool = False
+    challenge_windows: tuple[tuple[datetime, datetime | None], ...] = ()
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers)
@@ -41,6 +43,13 @@ class Catalog:
 
     def covers(self, at: datetime) -> bool:
         return at >= self.promotions_from
+
+    def gamified_at(self, at: datetime) -> bool:
+        """Whether a write at `at` has goals to count for (else it skips gamification)."""
+        assert self.covers(at)
+        return self.threshold_badges or any(
+            starts <= at and (ends is None or at < ends) for starts, ends in self.challenge_windows
+        )
 
     def active_promotions(self, at: datetime) -> list[Promotion]:
         assert self.covers(at)
@@ -55,14 +64,14 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         .order_by(Promotion.starts_at, Promotion.id)
     )
     program = await get_program(session)
-    gamification = await gamified(session)
     return Catalog(
         program=program,
         version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
         promotions=tuple(promotions),
         promotions_from=since,
-        gamified=gamification,
+        threshold_badges=await threshold_badges(session),
+        challenge_windows=tuple(await challenge_windows(session, since)),
     )
 
 

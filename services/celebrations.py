@@ -290,7 +290,7 @@ class _Run:
                     description=_description(occasion, key),
                     reference=key,
                 )
-                if catalog.gamified:  # the points count for POINTS_EARNED challenges
+                if catalog.gamified_at(self.now):  # the points count for POINTS_EARNED goals
                     await session.flush()
                     await challenges.after_change(session, member, program, self.now)
                 await refresh_tier(session, member, program, catalog.tiers, self.now)

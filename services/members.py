@@ -108,7 +108,7 @@ async def enroll(
             now=now,
             description="Welcome bonus",
         )
-        if await gamified(session):  # the bonus counts for POINTS_EARNED goals and badges
+        if await gamified(session, now):  # the bonus counts for POINTS_EARNED goals, badges
             await session.flush()
             await challenges.after_change(session, member, program, now)
         await refresh_tier(session, member, program, tiers, now)

@@ -1,8 +1,9 @@
 """recordPurchase's common case on PostgreSQL, in two statements.
 
 When nothing is due for the member (no pending points to activate, no lots to expire, no
-referral to pay), the program has no challenges or badges and no rolling tier window, and the
-cached catalog is the database's, a purchase is:
+referral to pay), there are no goals to count for (no challenge running, no badge awarded at
+a threshold), the program has no rolling tier window, and the cached catalog is the
+database's, a purchase is:
 
 1. claim the order id, then lock and read the member and the catalog's version;
 2. write the entry, the purchase, the POINTS_UPDATED (and TIER_CHANGED) events and the
@@ -100,10 +101,10 @@ async def record_purchase(
 ) -> RecordedPurchase | None:
     """Record `purchase`, or return None having written nothing: use the general path.
     Raises DomainError (nothing written) where the general path would refuse the same."""
-    if catalog.gamified or catalog.program.tier_window_days is not None:
-        return None
     occurred = purchase.occurred(now)
-    if not catalog.covers(occurred):
+    if not catalog.covers(occurred) or catalog.gamified_at(now):
+        return None
+    if catalog.program.tier_window_days is not None:
         return None
 
     async def work(driver: Any) -> RecordedPurchase | None:

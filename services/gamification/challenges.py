@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Exists, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -103,23 +103,43 @@ async def create_challenge(
     return challenge
 
 
-async def gamified(session: AsyncSession) -> bool:
-    """Whether any challenge or badge exists (writes without a catalog at hand ask this)."""
-    found = await session.scalar(select(exists(select(Challenge.id)) | exists(select(Badge.id))))
+async def gamified(session: AsyncSession, now: datetime) -> bool:
+    """Whether a write at `now` has goals to count for: a badge awarded at a threshold, or a
+    running challenge (writes without a catalog at hand ask this; see `Catalog.gamified_at`)."""
+    found = await session.scalar(select(_threshold_badge() | exists(_running(now))))
     return bool(found)
 
 
-async def running(session: AsyncSession, now: datetime) -> list[Challenge]:
-    return list(
-        await session.scalars(
-            select(Challenge)
-            .where(
-                Challenge.starts_at <= now,
-                or_(Challenge.ends_at.is_(None), Challenge.ends_at > now),
-            )
-            .order_by(Challenge.starts_at, Challenge.id)
+async def challenge_windows(
+    session: AsyncSession, since: datetime
+) -> list[tuple[datetime, datetime | None]]:
+    """(starts_at, ends_at) of the challenges not ended by `since`."""
+    rows = await session.execute(
+        select(Challenge.starts_at, Challenge.ends_at).where(
+            or_(Challenge.ends_at.is_(None), Challenge.ends_at > since)
         )
     )
+    return [(starts_at, ends_at) for starts_at, ends_at in rows]
+
+
+async def threshold_badges(session: AsyncSession) -> bool:
+    """Whether any badge is awarded at a threshold (then every earn counts towards it)."""
+    return bool(await session.scalar(select(_threshold_badge())))
+
+
+def _threshold_badge() -> Exists:
+    return exists(select(Badge.id).where(Badge.threshold.is_not(None)))
+
+
+def _running(now: datetime) -> Select[tuple[Challenge]]:
+    return select(Challenge).where(
+        Challenge.starts_at <= now,
+        or_(Challenge.ends_at.is_(None), Challenge.ends_at > now),
+    )
+
+
+async def running(session: AsyncSession, now: datetime) -> list[Challenge]:
+    return list(await session.scalars(_running(now).order_by(Challenge.starts_at, Challenge.id)))
 
 
 async def progress(

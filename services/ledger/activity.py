@@ -67,7 +67,7 @@ async def record_activity(
         reference=reference,
         actor=actor,
     )
-    if catalog.gamified:
+    if catalog.gamified_at(now):
         await session.flush()
         await challenges.after_change(session, member, program, now)
     await refresh_tier(session, member, program, catalog.tiers, now)

@@ -166,7 +166,7 @@ async def record_purchase(
     )
     if member.referred_by_id is not None and not member.referral_rewarded:
         await _reward_referral(session, member, catalog, entry, now)
-    if catalog.gamified:
+    if catalog.gamified_at(now):
         await session.flush()  # progress is counted from the rows written above
         await challenges.after_change(session, member, program, now)
     await refresh_tier(session, member, program, tiers, now)
@@ -182,7 +182,8 @@ async def _reward_referral(
     member.referral_rewarded = True
     member.referral_rewarded_at = now
     program = catalog.program
-    if member.referred_by_id is None or (program.referral_bonus <= 0 and not catalog.gamified):
+    counted = catalog.gamified_at(now)
+    if member.referred_by_id is None or (program.referral_bonus <= 0 and not counted):
         return
     # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
     referrer = await lock_member(session, member.referred_by_id)
@@ -200,7 +201,7 @@ async def _reward_referral(
                 available_at=purchase.available_at,
                 reference=purchase.reference,
             )
-    if catalog.gamified:  # the referral (and its bonus) count for the referrer's goals now
+    if counted:  # the referral (and its bonus) count for the referrer's goals now
         await session.flush()
         await challenges.after_change(session, referrer, program, now)
     await refresh_tier(session, referrer, program, catalog.tiers, now)

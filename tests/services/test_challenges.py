@@ -772,7 +772,7 @@ async def test_a_cached_catalog_from_before_the_first_challenge_is_not_used(
     ann = await new_member(sessions, clock)
     async with sessions() as session:
         before = await load_catalog(session, clock.now())
-    assert not before.gamified
+    assert not before.gamified_at(clock.now())
 
     # when a challenge is created, then a purchase is recorded with the old snapshot
     challenge = await new_challenge(sessions, clock, ChallengeMetric.PURCHASE_COUNT, 1)
@@ -783,3 +783,44 @@ async def test_a_cached_catalog_from_before_the_first_challenge_is_not_used(
 
     # then the new catalog version was seen, and the purchase completed the challenge
     assert [c for c, _ in await completions(sessions, ann)] == [challenge]
+
+
+async def test_only_threshold_badges_and_running_challenges_make_earning_count_for_goals(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(engine)
+    now = clock.now()
+
+    async def gamified_at(at: datetime) -> bool:
+        async with sessions() as session:
+            catalog = await load_catalog(session, now)
+            asked = await challenges.gamified(session, at)
+        assert catalog.gamified_at(at) is asked  # the snapshot and the database agree
+        return asked
+
+    # a badge that only challenges award, and a challenge that ended: nothing to count for
+    await new_badge(sessions, clock, "Handpicked")
+    await new_challenge(
+        sessions,
+        clock,
+        ChallengeMetric.PURCHASE_COUNT,
+        1,
+        starts_at=now - timedelta(days=9),
+        ends_at=now - timedelta(days=2),
+    )
+    assert not await gamified_at(now)
+    # a challenge that starts tomorrow counts from then, and until it ends
+    await new_challenge(
+        sessions,
+        clock,
+        ChallengeMetric.PURCHASE_COUNT,
+        1,
+        starts_at=now + timedelta(days=1),
+        ends_at=now + timedelta(days=3),
+    )
+    assert not await gamified_at(now)
+    assert await gamified_at(now + timedelta(days=1))
+    assert not await gamified_at(now + timedelta(days=3))
+    # a badge awarded at a threshold counts for every earn
+    await new_badge(sessions, clock, "Regular", metric=ChallengeMetric.PURCHASE_COUNT, threshold=10)
+    assert await gamified_at(now)

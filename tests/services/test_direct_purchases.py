@@ -21,6 +21,7 @@ from services.direct.purchases import record_purchase as record_directly
 from services.direct.writer import breaks_connection
 from services.errors import LimitReached
 from services.gamification.badges import create_badge
+from services.gamification.challenges import create_challenge
 from services.ledger.purchases import PurchaseInput, record_purchase
 from services.members import enroll
 from services.program import create_promotion, create_tier
@@ -410,3 +411,26 @@ async def test_thirty_concurrent_orders_of_one_member_each_credit_once(
     assert rows["balances"][1] == 300 and len(rows["purchases"]) == 30
     assert [kind for kind, _, _ in rows["events"]].count("POINTS_UPDATED") == 30
     await assert_balances_match_ledger(sessions, member)
+
+
+async def test_an_ended_challenge_leaves_purchases_on_the_direct_path(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    now = clock.now()
+    async with sessions.begin() as session:
+        await create_challenge(
+            session,
+            name="Last month's",
+            description="",
+            metric=ChallengeMetric.PURCHASE_COUNT,
+            goal=1,
+            reward_points=50,
+            badge_id=None,
+            starts_at=now - timedelta(days=40),
+            ends_at=now - timedelta(days=10),
+            recurrence=None,
+            now=now,
+        )
+    assert await Direct(pg, clock).record(member, "o-1", 10.0) is not None
