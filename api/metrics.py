@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionContext
 
 # Operation names come from clients: past this many distinct ones, new names count as "other"
 # so a client cannot blow up the metrics' memory.
@@ -46,32 +41,12 @@ class Metrics:
         self._names.add(name)
         return name
 
-    def observe(self, context: ExecutionContext, seconds: float) -> None:
-        """Count and time one operation that has ended (called from the schema's hooks)."""
-        name = self.label(context.operation_name)
-        try:
-            kind = context.operation_type.value
-        except (RuntimeError, AttributeError, ValueError):
-            kind = "invalid"
-        result = context.result
-        failed = context.pre_execution_errors or (result is not None and result.errors)
-        key = (name, kind, "error" if failed else "ok")
+    def observe(self, operation: str | None, kind: str, failed: bool, seconds: float) -> None:
+        """Count and time one operation that has ended (`schema.schema.OperationObserver`)."""
+        key = (self.label(operation), kind, "error" if failed else "ok")
         children = self._children.get(key)
         if children is None:
-            children = (self.operations.labels(*key), self.latency.labels(name, kind))
+            children = (self.operations.labels(*key), self.latency.labels(key[0], kind))
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
-
-    def extension(self) -> type[SchemaExtension]:
-        """The same measures as an extension of its own, for schemas other than Laurel's
-        (``schema.schema.build_schema`` takes :meth:`observe` instead)."""
-        metrics = self
-
-        class OperationMetrics(SchemaExtension):
-            def on_operation(self) -> Iterator[None]:
-                started = time.perf_counter()
-                yield
-                metrics.observe(self.execution_context, time.perf_counter() - started)
-
-        return OperationMetrics

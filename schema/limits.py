@@ -390,7 +390,7 @@ def limit_verdict(
 
     The measures read the request's variables only for a ``first: $n`` argument; a
     document without one has one verdict whatever the variables, which a caller may keep
-    per document (see ``schema.schema.DocumentCache``).
+    per document (see ``schema.documents.DocumentCache``).
     """
     measurer = _Measurer(schema, document, variables)
     return _errors(measurer.measure(), limits), not measurer.reads_variables

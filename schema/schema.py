@@ -22,23 +22,22 @@ cost five objects and nine context managers a request. In order:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
-from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
+from schema.compiled import CompiledOperations, OperationObserver
+from schema.documents import DocumentCache, _Document
 from schema.error_codes import ErrorCoder
 from schema.extension_runner import LeanExtensionsRunner
-from schema.limits import QueryLimits, code_parser_limits, limit_verdict
+from schema.limits import QueryLimits, code_parser_limits
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import DateTime
@@ -47,14 +46,12 @@ from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.program import Promotion, Tier
 
-# Mobile apps send the same few documents over and over: parse and validate each once.
-CACHE_SIZE = 512
-
-OperationObserver = Callable[[ExecutionContext, float], None]
-"""Called when an operation ends, with its context and its duration in seconds."""
-
 
 class LaurelSchema(strawberry.Schema):
+    # Plans of the documents clients send again and again (`schema.compiled`); None where
+    # extensions beyond OperationHooks would have to see each operation.
+    compiled: CompiledOperations | None = None
+
     def create_extensions_runner(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
     ) -> SchemaExtensionsRunner:
@@ -65,69 +62,6 @@ class LaurelSchema(strawberry.Schema):
     ) -> None:
         # ErrorCodes logs the unexpected errors, once; client errors are not worth a traceback.
         return None
-
-
-@dataclass(slots=True)
-class _Document:
-    """A parsed document and what is known of it."""
-
-    document: DocumentNode
-    # The standard rules' errors, and the rules they came from.
-    validation: tuple[tuple[type[ASTValidationRule], ...], list[GraphQLError]] | None = None
-    # Measured within the query limits, whatever the variables.
-    within_limits: bool = False
-
-
-class DocumentCache:
-    """Parsed documents by query text (and parse options), with their verdicts.
-
-    Bounded: past ``maxsize`` documents, the oldest is dropped (a client sending endless
-    distinct documents only makes each of them cost what it would without a cache).
-    Documents that do not parse are not kept. One cache serves one schema (``build_schema``
-    makes one per schema) and one set of limits: its verdicts hold for those.
-    """
-
-    def __init__(self, limits: QueryLimits, maxsize: int = CACHE_SIZE) -> None:
-        self.limits = limits
-        self._maxsize = maxsize
-        self._documents: dict[tuple[str, tuple[tuple[str, Any], ...]], _Document] = {}
-
-    def __len__(self) -> int:
-        return len(self._documents)
-
-    def parse(self, query: str, options: Mapping[str, Any]) -> _Document | None:
-        """The document of ``query``, or None when it does not parse."""
-        key = (query, tuple(options.items()))
-        found = self._documents.get(key)
-        if found is not None:
-            return found
-        try:
-            document = parse(query, **options)
-        except Exception:  # strawberry parses it again, and reports the error
-            return None
-        if len(self._documents) >= self._maxsize:
-            self._documents.pop(next(iter(self._documents)), None)
-        found = self._documents[key] = _Document(document)
-        return found
-
-    def check(
-        self,
-        known: _Document,
-        schema: GraphQLSchema,
-        variables: Mapping[str, Any] | None,
-        rules: tuple[type[ASTValidationRule], ...],
-    ) -> list[GraphQLError]:
-        """The document's errors: past the limits (then no other rule runs), else invalid."""
-        if not known.within_limits:
-            errors, any_variables = limit_verdict(schema, known.document, self.limits, variables)
-            if errors:
-                return errors
-            known.within_limits = any_variables
-        validation = known.validation
-        if validation is None or validation[0] != rules:
-            validation = (rules, validate_document(schema, known.document, rules))
-            known.validation = validation
-        return list(validation[1])
 
 
 class OperationHooks(SchemaExtension):
@@ -153,7 +87,10 @@ class OperationHooks(SchemaExtension):
         yield
         self.coder.finish(context)
         if self.observe is not None:
-            self.observe(context, time.perf_counter() - started)
+            result = context.result
+            failed = bool(context.pre_execution_errors or (result is not None and result.errors))
+            seconds = time.perf_counter() - started
+            self.observe(context.operation_name, _operation_type(context), failed, seconds)
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -183,6 +120,13 @@ class OperationHooks(SchemaExtension):
     def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
         self.coder.stream_result(self.execution_context, result)
         yield
+
+
+def _operation_type(context: ExecutionContext) -> str:
+    try:
+        return context.operation_type.value
+    except (RuntimeError, AttributeError, ValueError):
+        return "invalid"  # no document, or no operation it could run
 
 
 class CachedNames(NameConverter):
@@ -216,7 +160,7 @@ def build_schema(
     def hooks() -> SchemaExtension:
         return OperationHooks(documents, mask_internal=mask_internal_errors, observe=observe)
 
-    return LaurelSchema(
+    schema = LaurelSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -226,3 +170,8 @@ def build_schema(
         ),
         extensions=[hooks, *extra_extensions],
     )
+    if not extra_extensions:
+        schema.compiled = CompiledOperations(
+            schema._schema, documents, mask_internal=mask_internal_errors, observe=observe
+        )
+    return schema
