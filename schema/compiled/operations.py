@@ -1,0 +1,147 @@
+"""Compiled operations: a document's plan, kept by query text, run as the schema would run it.
+
+For a query text and operation name seen before, `CompiledOperations.execute` does what
+strawberry's `Schema.execute` does with Laurel's `OperationHooks` around graphql-core, minus
+the per-request deciding: the document comes parsed and validated from the schema's
+`DocumentCache` (the query limits are measured again only when they depend on the
+variables), the variables are coerced by graphql-core's own `get_variable_values`, the plan
+runs (`schema.compiled.executor`), the errors get their codes (internals masked in
+production) and the metrics see the operation.
+
+Whatever the plan does not answer for, it leaves to the schema (`execute` returns None,
+having run nothing): a document without a plan (`schema.compiled.plan`), one that does not
+parse or validate, is past the query limits, names no operation it can run or one of a
+type the transport does not allow (a mutation over GET), or variables that do not coerce.
+Strawberry then reports the error exactly as without plans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Final
+
+from graphql import GraphQLError, GraphQLSchema, specified_rules
+from graphql.execution.values import get_variable_values
+from strawberry.types import ExecutionResult
+
+from schema.compiled.executor import PlanExecutor
+from schema.compiled.plan import OperationPlan, plan_operation
+from schema.documents import CACHE_SIZE, DocumentCache, _Document
+from schema.error_codes import code_errors
+
+__all__ = ["CompiledOperation", "CompiledOperations", "OperationObserver"]
+
+# Strawberry's default validation rules (its `ExecutionContext.validation_rules`).
+_RULES: Final = tuple(specified_rules)
+# graphql-core's default for `execute` (`Executor.build`'s `max_coercion_errors`).
+_MAX_COERCION_ERRORS: Final = 50
+
+
+OperationObserver = Callable[[str | None, str, bool, float], None]
+"""Called when an operation ends: its name, its type (``query``, ``mutation``,
+``subscription``, or ``invalid`` when the request names none), whether it failed (any
+error), and its duration in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledOperation:
+    known: _Document
+    plan: OperationPlan
+
+    @property
+    def name(self) -> str | None:
+        name = self.plan.operation.name
+        return name.value if name is not None else None
+
+    @property
+    def kind(self) -> str:
+        return self.plan.operation.operation.value
+
+
+class CompiledOperations:
+    """Plans by (query text, operation name); bounded like the document cache."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        documents: DocumentCache,
+        *,
+        mask_internal: bool,
+        observe: OperationObserver | None = None,
+        maxsize: int = CACHE_SIZE,
+    ) -> None:
+        self._schema = schema
+        self._documents = documents
+        self._parse_options = {"max_tokens": documents.limits.max_tokens}
+        self._mask_internal = mask_internal
+        self._observe = observe
+        self._maxsize = maxsize
+        # None: the document has no plan (or does not parse or validate), for any variables.
+        self._plans: dict[tuple[str, str | None], CompiledOperation | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def find(self, query: str, operation_name: str | None) -> CompiledOperation | None:
+        """The compiled operation for this text and name, planned on first sight."""
+        key = (query, operation_name)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        compiled = self._compile(query, operation_name)
+        if len(self._plans) >= self._maxsize:
+            self._plans.pop(next(iter(self._plans)), None)
+        self._plans[key] = compiled
+        return compiled
+
+    def _compile(self, query: str, operation_name: str | None) -> CompiledOperation | None:
+        known = self._documents.parse(query, self._parse_options)
+        if known is None or self._documents.validation_errors(known, self._schema, _RULES):
+            return None
+        plan = plan_operation(self._schema, known.document, operation_name)
+        return CompiledOperation(known, plan) if plan is not None else None
+
+    async def execute(
+        self,
+        query: str,
+        *,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        context: Any,
+        allowed_types: Collection[str],
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult | None:
+        """The operation's result, or None (nothing run) where the schema must answer.
+
+        `allowed_types`: the operation types the transport allows (`query`, `mutation`)."""
+        started = time.perf_counter()
+        compiled = self.find(query, operation_name)
+        if compiled is None or compiled.kind not in allowed_types:
+            return None
+        if self._documents.check(compiled.known, self._schema, variables, _RULES):
+            return None  # past the query limits for these variables
+        plan = compiled.plan
+        coerced = get_variable_values(
+            self._schema,
+            plan.operation.variable_definitions or (),
+            variables or {},
+            max_errors=_MAX_COERCION_ERRORS,
+        )
+        if isinstance(coerced, list):
+            return None
+        executor = PlanExecutor(self._schema, plan, coerced, context, operation_extensions)
+        try:
+            data, errors = await executor.execute()
+        except Exception as error:  # what strawberry's `execute` does with a crash
+            data, errors = None, [GraphQLError(str(error), original_error=error)]
+        result = ExecutionResult(
+            data=data,
+            errors=code_errors(errors, mask_internal=self._mask_internal) if errors else None,
+        )
+        if self._observe is not None:
+            seconds = time.perf_counter() - started
+            self._observe(compiled.name, compiled.kind, bool(errors), seconds)
+        return result

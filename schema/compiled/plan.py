@@ -1,0 +1,283 @@
+"""Plans of validated operations: what to resolve and how to complete it, worked out once.
+
+graphql-core works out, for every field of every request, which fields a selection set
+groups together, which definition and resolver each has and how its type completes (with a
+chain of `isinstance` checks). For a document sent again and again, all of that is the same
+each time: a plan records it once, and `schema.compiled.executor` follows it.
+
+Only what the plan can mirror exactly is planned. `plan_operation` returns None for anything
+else, and such a document runs through graphql-core as before:
+
+* subscriptions (they stream over a WebSocket);
+* abstract types (interfaces and unions) anywhere in the selection: the runtime type, and so
+  the fields to collect, depends on each value (`node`, live events);
+* introspection (`__schema`, `__type`; `__typename` is planned: the parent type's name);
+* `@skip`/`@include` with a variable argument (which fields exist then depends on the
+  variables), `@defer`/`@stream`, and fragments with variables.
+
+Fields are collected with graphql-core's own `collect_fields`/`collect_subfields`, so merging
+of fields and fragments is exactly graphql-core's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    Visitor,
+    visit,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues
+from graphql.type.introspection import TypeNameMetaFieldDef
+
+__all__ = [
+    "Completion",
+    "FieldPlan",
+    "LeafCompletion",
+    "ListCompletion",
+    "NonNullCompletion",
+    "ObjectCompletion",
+    "OperationPlan",
+    "plan_operation",
+]
+
+# Nothing in a planned selection depends on variables (see `_variable_free`).
+_NO_VARIABLES = VariableValues({}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class LeafCompletion:
+    """A scalar or an enum: the type's output coercion."""
+
+    type: GraphQLScalarType | GraphQLEnumType
+
+
+@dataclass(frozen=True, slots=True)
+class NonNullCompletion:
+    inner: Completion
+
+
+@dataclass(frozen=True, slots=True)
+class ListCompletion:
+    item: Completion
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCompletion:
+    type: GraphQLObjectType
+    fields: tuple[FieldPlan, ...]
+
+
+Completion = LeafCompletion | NonNullCompletion | ListCompletion | ObjectCompletion
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPlan:
+    """One response key of a selection set: the field, its resolver, its completion."""
+
+    response_name: str
+    parent_type: GraphQLObjectType
+    definition: GraphQLField
+    nodes: list[FieldNode]  # every node merged into this response key
+    resolve: Callable[..., Any]
+    # Strawberry's resolver of a field with no resolver function and no extension: it reads
+    # an attribute and never looks at `info`, so none is built for it.
+    basic: bool
+    has_arguments: bool
+    completion: Completion
+
+    @property
+    def field_name(self) -> str:
+        return self.nodes[0].name.value
+
+    @property
+    def return_type(self) -> GraphQLOutputType:
+        return self.definition.type
+
+
+@dataclass(frozen=True, slots=True)
+class OperationPlan:
+    operation: OperationDefinitionNode
+    root_type: GraphQLObjectType
+    fields: tuple[FieldPlan, ...]
+    fragments: dict[str, FragmentDefinitionNode]
+
+    @property
+    def serial(self) -> bool:
+        """Mutations' root fields run one after the other (the spec's "serially")."""
+        return self.operation.operation is OperationType.MUTATION
+
+
+class _Unplannable(Exception):
+    """The document uses something the plans do not mirror (module doc)."""
+
+
+def plan_operation(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> OperationPlan | None:
+    """The plan of `document`'s operation `operation_name`, or None where it has none.
+
+    `document` must have passed validation (and the query limits) against `schema`."""
+    operation = _operation(document, operation_name)
+    if operation is None or operation.operation is OperationType.SUBSCRIPTION:
+        return None
+    root_type = schema.get_root_type(operation.operation)
+    if root_type is None:
+        return None
+    definitions: dict[str, FragmentDefinitionNode] = {}
+    fragments: dict[str, FragmentDetails] = {}
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            if definition.variable_definitions:
+                return None
+            definitions[definition.name.value] = definition
+            fragments[definition.name.value] = FragmentDetails(definition)
+    if not _variable_free(document):
+        return None
+    planner = _Planner(schema, fragments, operation)
+    try:
+        grouped = collect_fields(schema, fragments, _NO_VARIABLES, root_type, operation)
+        fields = planner.fields(root_type, grouped.grouped_field_set)
+    except (_Unplannable, RecursionError):
+        return None
+    if grouped.new_defer_usages:
+        return None
+    return OperationPlan(operation, root_type, fields, definitions)
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    """The operation graphql-core would run (`Executor.build`'s rules), or None for a
+    request it would refuse (which then gets graphql-core's own error)."""
+    found: OperationDefinitionNode | None = None
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        if name is None:
+            if found is not None:
+                return None  # several operations and no name
+            found = definition
+        elif definition.name is not None and definition.name.value == name:
+            found = definition
+    return found
+
+
+def _variable_free(document: DocumentNode) -> bool:
+    """No directive takes a variable (so the collected fields never depend on variables),
+    and none is `@defer` or `@stream`."""
+    problems: list[DirectiveNode] = []
+
+    class _Directives(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_: object) -> None:
+            takes_variable = any(
+                isinstance(arg.value, VariableNode) for arg in node.arguments or ()
+            )
+            if takes_variable or node.name.value in ("defer", "stream"):
+                problems.append(node)
+
+    visit(document, _Directives())
+    return not problems
+
+
+class _Planner:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDetails],
+        operation: OperationDefinitionNode,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.operation = operation
+
+    def fields(
+        self, parent_type: GraphQLObjectType, grouped: GroupedFieldSet
+    ) -> tuple[FieldPlan, ...]:
+        return tuple(
+            self.field(parent_type, response_name, details)
+            for response_name, details in grouped.items()
+        )
+
+    def field(
+        self, parent_type: GraphQLObjectType, response_name: str, details: FieldDetailsList
+    ) -> FieldPlan:
+        if any(detail.defer_usage or detail.fragment_variable_values for detail in details):
+            raise _Unplannable(response_name)
+        nodes = [detail.node for detail in details]
+        name = nodes[0].name.value
+        if name == "__typename":
+            return FieldPlan(
+                response_name=response_name,
+                parent_type=parent_type,
+                definition=TypeNameMetaFieldDef,
+                nodes=nodes,
+                resolve=_constant(parent_type.name),
+                basic=True,
+                has_arguments=False,
+                completion=self.completion(TypeNameMetaFieldDef.type, details),
+            )
+        if name.startswith("__"):
+            raise _Unplannable(name)  # __schema, __type
+        definition = parent_type.fields.get(name)
+        if definition is None or definition.resolve is None:
+            raise _Unplannable(name)  # validation passed: only a schema without resolvers
+        basic = getattr(definition.resolve, "__name__", "") == "_get_basic_result"
+        has_arguments = bool(definition.args or nodes[0].arguments)
+        if basic and has_arguments:
+            raise _Unplannable(name)
+        return FieldPlan(
+            response_name=response_name,
+            parent_type=parent_type,
+            definition=definition,
+            nodes=nodes,
+            resolve=definition.resolve,
+            basic=basic,
+            has_arguments=has_arguments,
+            completion=self.completion(definition.type, details),
+        )
+
+    def completion(self, type_: GraphQLOutputType, details: FieldDetailsList) -> Completion:
+        if isinstance(type_, GraphQLNonNull):
+            return NonNullCompletion(self.completion(type_.of_type, details))
+        if isinstance(type_, GraphQLList):
+            return ListCompletion(self.completion(type_.of_type, details))
+        if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+            return LeafCompletion(type_)
+        if isinstance(type_, GraphQLObjectType):
+            collected = collect_subfields(
+                self.schema, self.fragments, _NO_VARIABLES, self.operation, type_, details
+            )
+            if collected.new_defer_usages:
+                raise _Unplannable(type_.name)
+            return ObjectCompletion(type_, self.fields(type_, collected.grouped_field_set))
+        raise _Unplannable(str(type_))  # an interface or a union
+
+
+def _constant(value: str) -> Callable[..., str]:
+    def resolve(_source: object, _info: object) -> str:
+        return value
+
+    return resolve
