@@ -1,17 +1,26 @@
-"""recordPurchase's common case on PostgreSQL, in two statements.
+"""recordPurchase's common case on PostgreSQL: one read, then one write, no transaction.
 
 When nothing is due for the member (no pending points to activate, no lots to expire, no
 referral to pay), there are no goals to count for (no challenge running, no badge awarded at
 a threshold), the program has no rolling tier window, and the cached catalog is the
 database's, a purchase is:
 
-1. claim the order id, then lock and read the member and the catalog's version;
-2. write the entry, the purchase, the POINTS_UPDATED (and TIER_CHANGED) events and the
-   balances, as data-modifying CTEs of one statement.
+1. read the member (and the catalog's version), unlocked;
+2. work out the entry, the balances, the tier and the events with the general path's own
+   functions, from what was read;
+3. write it all in one statement (autocommit, so one round trip and no BEGIN/COMMIT):
+   claim the order id, lock the member *if its row is still the version read* (and the
+   catalog still the one cached), then the entry, the purchase, the POINTS_UPDATED (and
+   TIER_CHANGED) events and the balances, as data-modifying CTEs.
 
-The points, breakdown, balances and tier come from the general path's functions. A retry of a
-recorded order, and every case above, is left to the general path (`record_purchase` returns
-None, having written nothing).
+The claim comes first, as in the general path: a concurrent first use of the order id is
+waited for on its unique index, and the locks are taken in the general path's order. If the
+member changed between the read and the write, the statement declines itself
+(`laurel_decline`, migration 0010: the error rolls back the claim with everything else) and
+the purchase is read and worked out again, a few times at most: a member that busy is left to
+the general path, which queues on its lock. A retry of a recorded order, and every case
+above, is left to the general path too (`record_purchase` returns None, having written
+nothing).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 
 from models import EntryKind, EventKind
@@ -39,33 +49,36 @@ class RecordedPurchase:
     member: LockedMember
 
 
-# The claim is inserted first (a concurrent first use of the order id is waited for on its
-# unique index, as in the general path), then the member row is locked: the same lock order.
-# The member's columns are its latest version (a locking read); the catalog's version is read
-# as of the statement's start, which may be just before a concurrent catalog change: the
-# purchase then earns at the rates it started under.
-# (The only text formatted in is LockedMember's field names.)
-_CLAIM_AND_LOCK = f"""
-WITH claim AS (
-    INSERT INTO idempotency_records (scope, key, fingerprint, created_at)
-    VALUES ('purchase', $1, $2, $3)
-    ON CONFLICT (scope, key) DO NOTHING
-    RETURNING id
-)
-SELECT (SELECT id FROM claim) AS claim_id,
+# The member as the purchase is worked out from, and the version of its row (`xmin` changes
+# with every update of the row, and only then).
+_READ = f"""
+SELECT m.xmin AS version,
        (SELECT catalog_version FROM program) AS catalog_version,
        {MEMBER_COLUMNS}
 FROM members AS m
-WHERE m.id = $4
-FOR UPDATE OF m
-"""  # noqa: S608
+WHERE m.id = $1
+"""  # noqa: S608  (the only text formatted in is LockedMember's field names)
 
-# Sub-statements of one statement run in no set order; the events' ids follow their ORDER BY.
+# Sub-statements of one statement run in no set order but their data's: the member is locked
+# only once the order id is claimed, everything else only once the member is locked. A retry
+# (claimed already) writes nothing and locks nothing; a member changed since it was read
+# writes nothing and the final SELECT declines, rolling back the claim. The events' ids
+# follow their ORDER BY.
 _WRITE = """
-WITH entry AS (
+WITH claim AS (
+    INSERT INTO idempotency_records (scope, key, fingerprint, created_at)
+    VALUES ('purchase', $6, $23, $7)
+    ON CONFLICT (scope, key) DO NOTHING
+    RETURNING id
+), locked AS (
+    SELECT m.id
+    FROM claim, members AS m
+    WHERE m.id = $1 AND m.xmin = $24 AND (SELECT catalog_version FROM program) = $25
+    FOR UPDATE OF m
+), entry AS (
     INSERT INTO ledger_entries (member_id, kind, status, points, remaining, description,
                                 reference, created_at, available_at, expires_at, breakdown, actor)
-    VALUES ($1, 'PURCHASE', $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11)
+    SELECT $1, 'PURCHASE', $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11 FROM locked
     RETURNING id
 ), purchase AS (
     INSERT INTO purchases (order_id, member_id, amount, occurred_at, entry_id, points_earned,
@@ -81,10 +94,20 @@ WITH entry AS (
     UPDATE members
     SET available = $16, pending = $17, lifetime_earned = $18, qualifying_points = $19,
         earned_points = $20, tier_id = $21, next_settlement_at = $22
-    WHERE id = $1
+    FROM locked
+    WHERE members.id = locked.id
 )
-SELECT id FROM entry
+SELECT (SELECT id FROM claim) AS claim_id,
+       (SELECT id FROM entry) AS entry_id,
+       CASE WHEN EXISTS (SELECT FROM claim) AND NOT EXISTS (SELECT FROM locked)
+            THEN laurel_decline('the member changed since it was read')
+       END AS declined
 """
+
+# SQLSTATE of `laurel_decline` (migration 0010).
+DECLINED = "LD001"
+# Reads and writes of one purchase before leaving a busy member to the general path.
+ATTEMPTS = 3
 
 
 async def member_with_external_id(writer: DirectWriter, external_id: str) -> int | None:
@@ -108,24 +131,30 @@ async def record_purchase(
         return None
 
     async def work(driver: Any) -> RecordedPurchase | None:
-        return await _write(driver, purchase, occurred, now, actor, catalog)
+        digest = fingerprint(purchase.fingerprinted())
+        for _ in range(ATTEMPTS):
+            try:
+                return await _attempt(driver, purchase, digest, occurred, now, actor, catalog)
+            except asyncpg.PostgresError as error:
+                if getattr(error, "sqlstate", None) != DECLINED:
+                    raise
+        return None
 
-    return await writer.transaction(work)
+    return await writer.autocommit(work)
 
 
-async def _write(
+async def _attempt(
     driver: Any,
     purchase: PurchaseInput,
+    digest: str,
     occurred: datetime,
     now: datetime,
     actor: str,
     catalog: Catalog,
 ) -> RecordedPurchase | None:
-    order_id = purchase.order_id
-    digest = fingerprint(purchase.fingerprinted())
-    row = await driver.fetchrow(_CLAIM_AND_LOCK, order_id, digest, now, purchase.member_id)
-    if row is None or row["claim_id"] is None or row["catalog_version"] != catalog.version:
-        return None  # no such member, a retry, or a catalog changed since it was cached
+    row = await driver.fetchrow(_READ, purchase.member_id)
+    if row is None or row["catalog_version"] != catalog.version:
+        return None  # no such member, or a catalog changed since it was cached
     member = LockedMember.from_record(row)
     unpaid_referral = member.referred_by_id is not None and not member.referral_rewarded
     if member.settlement_due(now) or unpaid_referral or not catalog.has_tier(member.tier_id):
@@ -155,9 +184,10 @@ async def _write(
         events.append((EventKind.TIER_CHANGED.value, orjson.dumps(change).decode()))
         member.tier_id = new_tier.id
 
+    order_id = purchase.order_id
     description = purchase.description(program)[:500]
     breakdown = quote.breakdown()
-    entry_id = await driver.fetchval(
+    written = await driver.fetchrow(
         _WRITE,
         member.id,
         status.value,
@@ -181,9 +211,14 @@ async def _write(
         member.earned_points,
         member.tier_id,
         member.next_settlement_at,
+        digest,
+        row["version"],
+        catalog.version,
     )
+    if written["entry_id"] is None:
+        return None  # the order id is claimed already: a retry, or a conflict
     entry = WrittenEntry(
-        id=entry_id,
+        id=written["entry_id"],
         member_id=member.id,
         kind=EntryKind.PURCHASE,
         status=status,

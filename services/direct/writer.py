@@ -117,6 +117,15 @@ class DirectWriter:
             self._notify(frozenset((written.member.id,)))
         return written
 
+    async def autocommit(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
+        """Run `work(asyncpg connection)` outside any transaction, each statement committing
+        on its own (so `work` writes in one statement): the member of a result is announced."""
+        async with self._connection() as driver:
+            written = await work(driver)
+        if written is not None:
+            self._notify(frozenset((written.member.id,)))
+        return written
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """The pool's asyncpg connection itself, not an AsyncConnection around it (half the

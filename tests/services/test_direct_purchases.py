@@ -1,4 +1,4 @@
-"""recordPurchase's two-statement path on PostgreSQL writes exactly what the general path
+"""recordPurchase's one-read-one-write path on PostgreSQL writes exactly what the general path
 writes, and leaves to it (writing nothing) every purchase it does not cover."""
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ async def test_given_a_full_balance_then_limit_reached_and_the_order_id_stays_fr
     assert await direct.record(member, "o-1", 100_000.0) is not None
 
 
-async def test_a_cancelled_purchase_writes_nothing_and_leaves_no_open_transaction(
+async def test_a_purchase_cancelled_while_it_waits_writes_nothing_and_leaves_no_transaction(
     pg: AsyncEngine, clock: ManualClock
 ) -> None:
     sessions = session_factory(pg)
@@ -325,6 +325,10 @@ async def test_a_cancelled_purchase_writes_nothing_and_leaves_no_open_transactio
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        # The write is one statement: the cancel request asyncpg sends stops it while it
+        # waits for the lock (once the statement is through, a cancel can only come too late,
+        # and the purchase is then written whole). Let the request reach the server first.
+        await asyncio.sleep(0.5)
     async with pg.connect() as connection:
         stuck = await connection.scalar(
             text(
@@ -333,6 +337,7 @@ async def test_a_cancelled_purchase_writes_nothing_and_leaves_no_open_transactio
             )
         )
     assert stuck == 0
+    assert (await written(sessions, member))["purchases"] == []
     assert await direct.record(member, "o-1", 10.0, catalog=current) is not None
     assert (await written(sessions, member))["balances"][1] == 10
 
@@ -403,14 +408,65 @@ async def test_thirty_concurrent_orders_of_one_member_each_credit_once(
     member = await new_member(sessions, clock)
     direct = Direct(pg, clock)
     current = await catalog(sessions, clock)
-    recorded = await asyncio.gather(
-        *(direct.record(member, f"o-{n}", 10.0, catalog=current) for n in range(30))
-    )
-    assert all(r is not None for r in recorded)  # they queue on the member's lock
+
+    async def record(order: str) -> str:
+        """As the API does: the direct path, else the general one."""
+        if await direct.record(member, order, 10.0, catalog=current) is not None:
+            return "direct"
+        await general(sessions, clock, member, order, 10.0)
+        return "general"
+
+    paths = await asyncio.gather(*(record(f"o-{n}") for n in range(30)))
+    assert "direct" in paths  # a member this busy sends some to the general path's queue
     rows = await written(sessions, member)
     assert rows["balances"][1] == 300 and len(rows["purchases"]) == 30
     assert [kind for kind, _, _ in rows["events"]].count("POINTS_UPDATED") == 30
     await assert_balances_match_ledger(sessions, member)
+
+
+async def changed_while_writing(
+    pg: AsyncEngine, direct: Direct, member: int, current: Catalog
+) -> RecordedPurchase | None:
+    """Record a purchase whose write waits on the member's row while another writer changes
+    the row (after the purchase read it) and commits."""
+    async with pg.connect() as holder:
+        await holder.execute(text("BEGIN"))
+        await holder.execute(
+            text("UPDATE members SET display_name = 'Renamed' WHERE id = :id"), {"id": member}
+        )
+        waiting = asyncio.create_task(direct.record(member, "o-1", 10.0, catalog=current))
+        await asyncio.sleep(0.3)
+        await holder.commit()
+    return await waiting
+
+
+async def test_given_the_member_changed_after_it_was_read_then_the_purchase_is_worked_out_again(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    recorded = await changed_while_writing(pg, direct, member, await catalog(sessions, clock))
+    assert recorded is not None
+    assert recorded.member.display_name == "Renamed"  # read again after the change
+    assert (await written(sessions, member))["balances"][1] == 10
+    await assert_balances_match_ledger(sessions, member)
+
+
+async def test_given_a_member_changing_at_every_attempt_then_nothing_written_and_the_order_free(
+    pg: AsyncEngine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = session_factory(pg)
+    member = await new_member(sessions, clock)
+    direct = Direct(pg, clock)
+    monkeypatch.setattr("services.direct.purchases.ATTEMPTS", 1)
+    assert await changed_while_writing(pg, direct, member, await catalog(sessions, clock)) is None
+    assert direct.told == []
+    async with sessions() as session:  # the declined write took its claim back with it
+        assert await session.scalar(text("SELECT count(*) FROM idempotency_records")) == 0
+    assert (await written(sessions, member))["purchases"] == []
+    await general(sessions, clock, member, "o-1", 10.0)
+    assert (await written(sessions, member))["balances"][1] == 10
 
 
 async def test_an_ended_challenge_leaves_purchases_on_the_direct_path(
