@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import httpx
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import create_app
+from api.app import GC_THRESHOLDS, create_app
 from api.settings import Settings
 from models import KeyRole
 from models.engine import session_factory
@@ -128,3 +129,13 @@ async def test_a_tier_created_through_another_process_shows_at_once(
     assert answer == {
         "data": {"me": {"tier": {"name": "Gold"}, "tierProgress": {"current": {"name": "Gold"}}}}
     }
+
+
+async def test_while_serving_the_collector_runs_at_laurels_thresholds_and_after_as_before(
+    pg: AsyncEngine,
+) -> None:
+    before = gc.get_threshold()
+    app = create_app(_settings(pg))
+    async with app.router.lifespan_context(app):
+        assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_threshold() == before
