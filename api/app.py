@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         mask_internal_errors=settings.is_production,
         observe=metrics.observe,
     )
-    member_views = MemberViews(bus, clock)
+    member_views = MemberViews(bus, clock, observe=metrics.observe)
     state = AppState(settings, engine, runtime, authenticator, metrics, schema, member_views)
 
     async def get_context(request: Request | WebSocket, response: Response | None) -> Context:

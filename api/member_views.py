@@ -39,6 +39,7 @@ from graphql.language import Visitor
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from schema.compiled import OperationObserver
 from schema.context import Context, Role
 from services.bus import LocalBus, RedisBus
 from services.clock import Clock
@@ -64,7 +65,7 @@ MEMBER_FIELDS = frozenset(
     }
 )  # fmt: skip
 # `rank` is both Tier.rank (allowed) and Member.rank (not): a member's `rank(period:)` takes
-# an argument or sits directly under `me`, which `_cacheable` refuses.
+# an argument or sits directly under `me`, which `_member_view` refuses.
 _NOT_UNDER_ME = frozenset({"rank"})
 MAX_DOCUMENTS = 256
 MAX_ENTRIES = 50_000
@@ -79,14 +80,25 @@ class _Entry:
 
 
 class MemberViews:
-    def __init__(self, bus: LocalBus, clock: Clock, *, ttl: float = 10.0) -> None:
+    def __init__(
+        self,
+        bus: LocalBus,
+        clock: Clock,
+        *,
+        ttl: float = 10.0,
+        observe: OperationObserver | None = None,
+    ) -> None:
         self._bus = bus
         self._clock = clock
         self._ttl = ttl
+        # Told of every answer reused, as the schema tells it of every operation it runs.
+        self._observe = observe
         self._entries: dict[tuple[int, str], _Entry] = {}
         self._generations: dict[int, int] = {}
         self._epoch = 0  # bumped when everyone may have news
-        self._documents: dict[str, bool] = {}
+        # Per query text: the name of its one operation ("" when anonymous) when its answers
+        # may be kept, else None.
+        self._documents: dict[str, str | None] = {}
         self.hits = 0
         self.misses = 0
         bus.on_ring(self._rung)
@@ -112,6 +124,7 @@ class MemberViews:
         request_data: GraphQLRequestData,
         run: Callable[[], Awaitable[ExecutionResult]],
     ) -> ExecutionResult:
+        started = time.perf_counter()
         viewer = context.viewer
         member_id = viewer.member_id
         query = request_data.query
@@ -119,7 +132,7 @@ class MemberViews:
             viewer.role is not Role.MEMBER
             or member_id is None
             or not isinstance(query, str)
-            or not self._cacheable(query)
+            or (operation := self._operation(query)) is None
             or not self._usable()
         ):
             return await run()
@@ -133,6 +146,10 @@ class MemberViews:
                 and (entry.until_clock is None or self._clock.now() < entry.until_clock)
             ):
                 self.hits += 1
+                if self._observe is not None:
+                    given = request_data.operation_name
+                    name = given if given is not None else operation or None
+                    self._observe(name, "query", False, time.perf_counter() - started)
                 return entry.result
             del self._entries[key]
         self.misses += 1
@@ -148,13 +165,16 @@ class MemberViews:
             )
         return result
 
-    def _cacheable(self, query: str) -> bool:
-        verdict = self._documents.get(query)
-        if verdict is None:
-            verdict = _member_view(query)
-            if len(self._documents) >= MAX_DOCUMENTS:
-                self._documents.pop(next(iter(self._documents)))
-            self._documents[query] = verdict
+    def _operation(self, query: str) -> str | None:
+        """The name of the query's operation ("" when anonymous) if its answers may be kept."""
+        try:
+            return self._documents[query]
+        except KeyError:
+            pass
+        verdict = _member_view(query)
+        if len(self._documents) >= MAX_DOCUMENTS:
+            self._documents.pop(next(iter(self._documents)))
+        self._documents[query] = verdict
         return verdict
 
 
@@ -164,27 +184,28 @@ def _key(query: str, variables: dict[str, Any] | None, operation: str | None) ->
     return f"{operation}\0{query}\0{orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode()}"
 
 
-def _member_view(query: str) -> bool:
-    """A single query operation, `me` its only root field, reading only MEMBER_FIELDS."""
+def _member_view(query: str) -> str | None:
+    """For a single query operation, `me` its only root field, reading only MEMBER_FIELDS:
+    the operation's name ("" when anonymous). None for any other document."""
     try:
         document = parse(query)
     except GraphQLError:
-        return False
+        return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
-        return False
+        return None
     roots = operations[0].selection_set.selections
     if not roots or not all(isinstance(s, FieldNode) and s.name.value == "me" for s in roots):
-        return False
+        return None
     if any(isinstance(d, FragmentDefinitionNode) for d in document.definitions):
-        return False  # fragments could sit anywhere: not worth following for a cache
+        return None  # fragments could sit anywhere: not worth following for a cache
     for root in roots:
         assert isinstance(root, FieldNode)
         if root.selection_set is None:
-            return False
+            return None
         for field in root.selection_set.selections:
             if not isinstance(field, FieldNode) or field.name.value in _NOT_UNDER_ME:
-                return False
+                return None
     names: list[str] = []
 
     class _Names(Visitor):
@@ -192,4 +213,7 @@ def _member_view(query: str) -> bool:
             names.append(node.name.value)
 
     visit(document, _Names())
-    return all(name in MEMBER_FIELDS for name in names)
+    if not all(name in MEMBER_FIELDS for name in names):
+        return None
+    name = operations[0].name
+    return name.value if name is not None else ""

@@ -103,3 +103,19 @@ async def test_staff_and_anonymous_answers_are_never_reused(api: Api) -> None:
         await api.gql(query, {"id": encode_id("Member", member_id)}, token=key)
         await api.gql("{ program { name } }")
     assert views(api).hits == hits
+
+
+async def test_reused_answers_count_in_the_metrics_like_computed_ones(api: Api) -> None:
+    _, token, _ = await setup(api)
+    counted = 'laurel_graphql_operations_total{operation="Dashboard",outcome="ok",type="query"}'
+
+    async def count() -> float:
+        metrics = (await api.client.get("/metrics")).text
+        lines = [line for line in metrics.splitlines() if line.startswith(counted)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    await dashboard(api, token)
+    hits = views(api).hits
+    await dashboard(api, token)
+    assert views(api).hits == hits + 1
+    assert await count() == 2.0
