@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Iterable, Iterator, Sequence
 from typing import Any, TypeGuard, cast
 
 from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema, Undefined, located_error
 from graphql.execution.executor import CollectedErrors
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, async_reduce, gather_with_cancel, inspect, is_iterable
+from graphql.pyutils.is_awaitable import is_async_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.execution.is_awaitable import optimized_is_awaitable as is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
@@ -141,7 +142,9 @@ class PlanExecutor:
         info: ResolveInfo | None = None
         try:
             if field.basic:
-                result = field.resolve(source, None)
+                if field.checks_types:
+                    info = self._info(field, path)
+                result = field.resolve(source, info)
             else:
                 info = self._info(field, path)
                 arguments = (
@@ -249,8 +252,8 @@ class PlanExecutor:
         if isinstance(completion, ObjectCompletion):
             is_type_of = completion.type.is_type_of
             if is_type_of is not None:
-                resolve_info = cast("GraphQLResolveInfo[Any]", info or self._info(field, path))
-                verdict = is_type_of(result, resolve_info)
+                assert info is not None, "built for every field whose completion checks types"
+                verdict = is_type_of(result, cast("GraphQLResolveInfo[Any]", info))
                 if _is_awaitable(verdict):
                     return self._complete_object_after_check(
                         completion, field, path, result, verdict
@@ -281,34 +284,21 @@ class PlanExecutor:
         path: Path,
         result: Any,
     ) -> Any:
+        if is_async_iterable(result):
+            return self._complete_async_items(completion, field, info, path, result)
         if not is_iterable(result):
             raise GraphQLError(
                 "Expected Iterable, but did not find one for field"
                 f" '{field.parent_type}.{field.field_name}'."
             )
-        item_completion = completion.item
         completed: list[Any] = []
         pending: list[int] = []
         iterator = iter(result)
         try:
             for index, item in enumerate(iterator):
-                item_path = path.add_key(index, None)
-                if is_awaitable(item):
-                    completed.append(
-                        self._complete_awaitable_item(item_completion, field, info, item_path, item)
-                    )
+                self._complete_item(completion.item, field, info, path, index, item, completed)
+                if is_awaitable(completed[index]):
                     pending.append(index)
-                    continue
-                try:
-                    value = self._complete(item_completion, field, info, item_path, item)
-                    if is_awaitable(value):
-                        completed.append(self._await_item(item_completion, field, item_path, value))
-                        pending.append(index)
-                    else:
-                        completed.append(value)
-                except Exception as raw_error:
-                    self._field_error(raw_error, field, item_completion, item_path)
-                    completed.append(None)
         except Exception:
             left = [completed[index] for index in pending]
             left.extend(item for item in _drain(iterator) if is_awaitable(item))
@@ -317,17 +307,81 @@ class PlanExecutor:
             raise
         if not pending:
             return completed
+        return self._gather_items(completed, pending)
 
-        async def gathered() -> list[Any]:
-            if len(pending) == 1:
-                completed[pending[0]] = await completed[pending[0]]
-            else:
-                values = await gather_with_cancel(*(completed[index] for index in pending))
-                for index, value in zip(pending, values, strict=True):
-                    completed[index] = value
+    async def _complete_async_items(
+        self,
+        completion: ListCompletion,
+        field: FieldPlan,
+        info: ResolveInfo | None,
+        path: Path,
+        result: AsyncIterable[Any],
+    ) -> list[Any]:
+        """A list field's async iterable: items taken one after the other, each completed
+        as a list's (graphql-core's `complete_async_iterator_value`, without streaming)."""
+        iterator = result.__aiter__()
+        completed: list[Any] = []
+        pending: list[int] = []
+        try:
+            while True:
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as raw_error:
+                    raise located_error(raw_error, field.nodes, path.as_list()) from raw_error
+                index = len(completed)
+                self._complete_item(completion.item, field, info, path, index, item, completed)
+                if is_awaitable(completed[index]):
+                    pending.append(index)
+        except Exception:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+            if pending:
+                self._settle_in_background([completed[index] for index in pending])
+            raise
+        if not pending:
             return completed
+        return await self._gather_items(completed, pending)
 
-        return gathered()
+    def _complete_item(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        info: ResolveInfo | None,
+        path: Path,
+        index: int,
+        item: Any,
+        completed: list[Any],
+    ) -> None:
+        """Append the list item's completed value, or an awaitable of it (graphql-core's
+        `complete_list_item_value` and `complete_awaitable_list_item_value`)."""
+        item_path = path.add_key(index, None)
+        if is_awaitable(item):
+            awaited = self._complete_awaitable_item(completion, field, info, item_path, item)
+            completed.append(awaited)
+            return
+        try:
+            value = self._complete(completion, field, info, item_path, item)
+        except Exception as raw_error:
+            self._field_error(raw_error, field, completion, item_path)
+            completed.append(None)
+            return
+        if is_awaitable(value):
+            completed.append(self._await_item(completion, field, item_path, value))
+        else:
+            completed.append(value)
+
+    async def _gather_items(self, completed: list[Any], pending: list[int]) -> list[Any]:
+        if len(pending) == 1:
+            completed[pending[0]] = await completed[pending[0]]
+        else:
+            values = await gather_with_cancel(*(completed[index] for index in pending))
+            for index, value in zip(pending, values, strict=True):
+                completed[index] = value
+        return completed
 
     async def _complete_awaitable_item(
         self,

@@ -82,6 +82,7 @@ class CompiledOperations:
         self._plans: dict[tuple[str, str | None], CompiledOperation | None] = {}
 
     def __len__(self) -> int:
+        """How many query texts (and names) have a verdict: a plan, or none."""
         return len(self._plans)
 
     def find(self, query: str, operation_name: str | None) -> CompiledOperation | None:

@@ -105,10 +105,12 @@ class FieldPlan:
     nodes: list[FieldNode]  # every node merged into this response key
     resolve: Callable[..., Any]
     # Strawberry's resolver of a field with no resolver function and no extension: it reads
-    # an attribute and never looks at `info`, so none is built for it.
+    # an attribute and never looks at `info`, so none is built for it...
     basic: bool
     has_arguments: bool
     completion: Completion
+    # ...unless an object type's `is_type_of`, which gets the field's info, checks its value.
+    checks_types: bool
 
     @property
     def field_name(self) -> str:
@@ -228,7 +230,7 @@ class _Planner:
             raise _Unplannable(response_name)
         nodes = [detail.node for detail in details]
         name = nodes[0].name.value
-        if name == "__typename":
+        if name == "__typename":  # a String: no type to check
             return FieldPlan(
                 response_name=response_name,
                 parent_type=parent_type,
@@ -238,6 +240,7 @@ class _Planner:
                 basic=True,
                 has_arguments=False,
                 completion=self.completion(TypeNameMetaFieldDef.type, details),
+                checks_types=False,
             )
         if name.startswith("__"):
             raise _Unplannable(name)  # __schema, __type
@@ -248,6 +251,7 @@ class _Planner:
         has_arguments = bool(definition.args or nodes[0].arguments)
         if basic and has_arguments:
             raise _Unplannable(name)
+        completion = self.completion(definition.type, details)
         return FieldPlan(
             response_name=response_name,
             parent_type=parent_type,
@@ -256,7 +260,8 @@ class _Planner:
             resolve=definition.resolve,
             basic=basic,
             has_arguments=has_arguments,
-            completion=self.completion(definition.type, details),
+            completion=completion,
+            checks_types=_checks_types(completion),
         )
 
     def completion(self, type_: GraphQLOutputType, details: FieldDetailsList) -> Completion:
@@ -274,6 +279,15 @@ class _Planner:
                 raise _Unplannable(type_.name)
             return ObjectCompletion(type_, self.fields(type_, collected.grouped_field_set))
         raise _Unplannable(str(type_))  # an interface or a union
+
+
+def _checks_types(completion: Completion) -> bool:
+    """Whether completing the field calls an object type's `is_type_of`."""
+    while isinstance(completion, NonNullCompletion | ListCompletion):
+        completion = (
+            completion.inner if isinstance(completion, NonNullCompletion) else completion.item
+        )
+    return isinstance(completion, ObjectCompletion) and completion.type.is_type_of is not None
 
 
 def _constant(value: str) -> Callable[..., str]:
