@@ -15,12 +15,12 @@ from strawberry.schema.schema import validate_document
 
 from schema.limits import QueryLimits, limit_verdict
 
-# Mobile apps send the same few documents over and over: parse and validate each once.
+# Documents kept at most (each with its verdicts).
 CACHE_SIZE = 512
 
 
 @dataclass(slots=True)
-class _Document:
+class KnownDocument:
     """A parsed document and what is known of it."""
 
     document: DocumentNode
@@ -42,12 +42,12 @@ class DocumentCache:
     def __init__(self, limits: QueryLimits, maxsize: int = CACHE_SIZE) -> None:
         self.limits = limits
         self._maxsize = maxsize
-        self._documents: dict[tuple[str, tuple[tuple[str, Any], ...]], _Document] = {}
+        self._documents: dict[tuple[str, tuple[tuple[str, Any], ...]], KnownDocument] = {}
 
     def __len__(self) -> int:
         return len(self._documents)
 
-    def parse(self, query: str, options: Mapping[str, Any]) -> _Document | None:
+    def parse(self, query: str, options: Mapping[str, Any]) -> KnownDocument | None:
         """The document of ``query``, or None when it does not parse."""
         key = (query, tuple(options.items()))
         found = self._documents.get(key)
@@ -59,12 +59,12 @@ class DocumentCache:
             return None
         if len(self._documents) >= self._maxsize:
             self._documents.pop(next(iter(self._documents)), None)
-        found = self._documents[key] = _Document(document)
+        found = self._documents[key] = KnownDocument(document)
         return found
 
     def check(
         self,
-        known: _Document,
+        known: KnownDocument,
         schema: GraphQLSchema,
         variables: Mapping[str, Any] | None,
         rules: tuple[type[ASTValidationRule], ...],
@@ -79,7 +79,7 @@ class DocumentCache:
 
     def validation_errors(
         self,
-        known: _Document,
+        known: KnownDocument,
         schema: GraphQLSchema,
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:

@@ -34,7 +34,7 @@ from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from schema.compiled import CompiledOperations, OperationObserver
-from schema.documents import DocumentCache, _Document
+from schema.documents import DocumentCache, KnownDocument
 from schema.error_codes import ErrorCoder
 from schema.extension_runner import LeanExtensionsRunner
 from schema.limits import QueryLimits, code_parser_limits
@@ -77,7 +77,7 @@ class OperationHooks(SchemaExtension):
         self.documents = documents
         self.observe = observe
         self.coder = ErrorCoder(mask_internal)
-        self.known: _Document | None = None
+        self.known: KnownDocument | None = None
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -109,7 +109,7 @@ class OperationHooks(SchemaExtension):
         if document is not None and not context.pre_execution_errors:
             known = self.known
             if known is None or known.document is not document:
-                known = _Document(document)  # not from the cache: checked, not kept
+                known = KnownDocument(document)  # not from the cache: checked, not kept
             # Strawberry skips its own validation when this is set (even to no errors).
             context.pre_execution_errors = self.documents.check(
                 known, context.schema._schema, context.variables, context.validation_rules

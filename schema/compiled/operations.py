@@ -28,7 +28,7 @@ from strawberry.types import ExecutionResult
 
 from schema.compiled.executor import PlanExecutor
 from schema.compiled.plan import OperationPlan, plan_operation
-from schema.documents import CACHE_SIZE, DocumentCache, _Document
+from schema.documents import CACHE_SIZE, DocumentCache, KnownDocument
 from schema.error_codes import code_errors
 
 __all__ = ["CompiledOperation", "CompiledOperations", "OperationObserver"]
@@ -47,7 +47,7 @@ error), and its duration in seconds."""
 
 @dataclass(frozen=True, slots=True)
 class CompiledOperation:
-    known: _Document
+    known: KnownDocument
     plan: OperationPlan
 
     @property
