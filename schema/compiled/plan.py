@@ -116,15 +116,10 @@ class FieldPlan:
     def field_name(self) -> str:
         return self.nodes[0].name.value
 
-    @property
-    def return_type(self) -> GraphQLOutputType:
-        return self.definition.type
-
 
 @dataclass(frozen=True, slots=True)
 class OperationPlan:
     operation: OperationDefinitionNode
-    root_type: GraphQLObjectType
     fields: tuple[FieldPlan, ...]
     fragments: dict[str, FragmentDefinitionNode]
 
@@ -168,7 +163,7 @@ def plan_operation(
         return None
     if grouped.new_defer_usages:
         return None
-    return OperationPlan(operation, root_type, fields, definitions)
+    return OperationPlan(operation, fields, definitions)
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

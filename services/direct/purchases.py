@@ -97,8 +97,7 @@ WITH claim AS (
     FROM locked
     WHERE members.id = locked.id
 )
-SELECT (SELECT id FROM claim) AS claim_id,
-       (SELECT id FROM entry) AS entry_id,
+SELECT (SELECT id FROM entry) AS entry_id,
        CASE WHEN EXISTS (SELECT FROM claim) AND NOT EXISTS (SELECT FROM locked)
             THEN laurel_decline('the member changed since it was read')
        END AS declined
