@@ -1,6 +1,7 @@
 """SQLAlchemy models: importing this package registers every table on `Base.metadata`."""
 
 from models.access import ApiKey, KeyRole
+from models.audit import AuditEntry
 from models.base import Base
 from models.events import EventKind, MemberEvent
 from models.gamification import (
@@ -21,7 +22,7 @@ from models.ledger import (
     Purchase,
     Refund,
 )
-from models.member import Member
+from models.member import Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
 
@@ -30,6 +31,7 @@ __all__ = [
     "PROGRAM_ID",
     "QUALIFYING_KINDS",
     "ApiKey",
+    "AuditEntry",
     "Badge",
     "Base",
     "Challenge",
@@ -44,6 +46,7 @@ __all__ = [
     "Member",
     "MemberBadge",
     "MemberEvent",
+    "MemberStatus",
     "Partner",
     "Program",
     "Promotion",

@@ -29,3 +29,5 @@ class ApiKey(Base):
     partner_slug: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Refreshed at most once a minute per process (services.access.LAST_USED_RESOLUTION).
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Date, Enum, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
 
 
+class MemberStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"  # earns nothing (purchases still recorded), cannot redeem
+
+
 class Member(Base):
     __tablename__ = "members"
-    __table_args__ = (Index("ix_members_earned_points", "earned_points"),)
+    __table_args__ = (
+        Index("ix_members_earned_points", "earned_points"),
+        # Admin listings page by (joined_at, id): newest members first without a sort.
+        Index("ix_members_joined_at_id", "joined_at", "id"),
+        # Each process keeps the erased members' ids (their tokens are refused) and looks for
+        # new ones now and then: only erased rows are in this index.
+        # Members off the leaderboards (opted out or erased): database-computed boards set
+        # them aside without reading every member.
+        Index(
+            "ix_members_unlisted",
+            "id",
+            postgresql_where=text("leaderboard_opt_out OR erased_at IS NOT NULL"),
+            sqlite_where=text("leaderboard_opt_out OR erased_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_members_erased_at",
+            "erased_at",
+            postgresql_where=text("erased_at IS NOT NULL"),
+            sqlite_where=text("erased_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -26,6 +53,9 @@ class Member(Base):
     # When its first purchase paid the referral: the moment it counts for its referrer.
     referral_rewarded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"))
+    # The lowest tier placement may give the member (a tier brought over from another
+    # platform by an import): its points place it higher, never lower.
+    tier_floor_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
 
     # Caches of ledger sums, updated in the same transaction as every entry.
     available: Mapped[int] = mapped_column(Integer, default=0)
@@ -39,3 +69,17 @@ class Member(Base):
     earned_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Earliest moment a pending lot activates or a lot expires: settling is skipped before it.
     next_settlement_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+    # Running the program: status, the merchant's own data, leaderboard privacy, erasure.
+    status: Mapped[MemberStatus] = mapped_column(
+        Enum(MemberStatus, native_enum=False, length=10),
+        default=MemberStatus.ACTIVE,
+        server_default=MemberStatus.ACTIVE.value,
+    )
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    status_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # One level of string, number and boolean values (services.member_admin checks them).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    leaderboard_opt_out: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Set once its personal data was erased (privacy request): the row stays for the ledger.
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

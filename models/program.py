@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, Integer, Numeric, String
+from sqlalchemy import JSON, CheckConstraint, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -38,14 +38,37 @@ class Program(Base):
     catalog_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+_LIVE_TIER = "deleted_at IS NULL"
+
+
 class Tier(Base):
+    """A tier. Deleting one retires it (`deleted_at`): members' history and events still name
+    it, and a new tier may take its name or threshold."""
+
     __tablename__ = "tiers"
+    __table_args__ = (
+        Index(
+            "uq_tiers_live_name",
+            "name",
+            unique=True,
+            postgresql_where=text(_LIVE_TIER),
+            sqlite_where=text(_LIVE_TIER),
+        ),
+        Index(
+            "uq_tiers_live_threshold",
+            "threshold",
+            unique=True,
+            postgresql_where=text(_LIVE_TIER),
+            sqlite_where=text(_LIVE_TIER),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    threshold: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[int] = mapped_column(Integer)
     multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
     benefits: Mapped[list[str]] = mapped_column(JSON, default=list)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Promotion(Base):

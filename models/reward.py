@@ -38,6 +38,8 @@ class Partner(Base):
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Deactivated: its keys are refused, its rewards leave the catalog, its settlements stay.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Reward(Base):
