@@ -31,13 +31,14 @@ from models.engine import create_engine, read_only, read_session_factory, sessio
 from schema.context import ANONYMOUS, Context, Role, Runtime
 from schema.limits import QueryLimits
 from schema.schema import build_schema
-from services.bus import LocalBus, RedisBus
+from services.bus import LocalBus, RedisBus, hint_channel
 from services.catalog import CatalogCache
 from services.clock import Clock, SystemClock
 from services.direct.writer import DirectWriter
 from services.events import notifying
 from services.leaderboards import Leaderboards, LeaderboardStore, connect_redis
 from services.ledger.sweeps import sweep
+from services.revocations import KEYS_CHANGED, Revocations, member_erased_message
 
 log = logging.getLogger("laurel")
 
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if settings.redis_url and redis is not None:
         # The subscription waits quietly for messages: no read timeout on its connection.
         listener = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0)
-        bus = RedisBus(redis, listener=listener, channel=f"{settings.redis_prefix}member-events")
+        bus = RedisBus(redis, listener=listener, channel=hint_channel(settings.redis_prefix))
     # Every unit of work tells the bus, after it commits, which members have new events.
     sessions = session_factory(engine, info=notifying(bus.committed))
     read_sessions = read_session_factory(engine)
@@ -76,6 +77,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         clock,
     )
     bus.on_commit(leaderboards.mark_dirty)  # this process's commits move the boards
+    # Erasures and key changes, announced by any process, refused here at once.
+    revocations = Revocations()
+    bus.on_broadcast(revocations.apply)
+    revocations.on_member_erased(lambda member_id: bus.ring([member_id]))  # its streams end
+
+    async def credentials_changed() -> None:
+        await bus.broadcast(KEYS_CHANGED)
+
+    async def member_erased(member_id: int) -> None:
+        await bus.broadcast(member_erased_message(member_id))
+
     runtime = Runtime(
         sessions=sessions,
         read_sessions=read_sessions,
@@ -87,6 +99,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         bus=bus,
         leaderboards=leaderboards,
         direct=DirectWriter.on(engine, bus.committed),
+        credentials_changed=credentials_changed,
+        member_erased=member_erased,
+        revocations=revocations,
     )
     authenticator = Authenticator(
         read_sessions,
@@ -94,6 +109,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         jwt_secret=settings.jwt_secret_value,
         jwt_public_key=settings.jwt_public_key,
         key_cache_seconds=settings.api_key_cache_seconds,
+        revocations=revocations,
+        write_sessions=sessions,
     )
     metrics = Metrics()
     schema = build_schema(
@@ -180,15 +197,21 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(_sweep_forever(state))
+        async with read_sessions() as session:
+            await revocations.catch_up(session)  # every erasure so far
+        missed = asyncio.Event()  # set when Redis broadcasts may have been missed
+        bus.on_reconnect(missed.set)
+        watcher = asyncio.create_task(_watch_revocations(state, missed))
         await bus.start()
         await leaderboards.start()
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            for task in (sweeper, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             for task in list(expiries):
                 task.cancel()
             await leaderboards.stop()
@@ -251,3 +274,18 @@ async def _sweep_forever(state: AppState) -> None:
         except Exception:  # the sweep is retried next round; a failure must not kill the app
             log.exception("points sweep failed")
         await asyncio.sleep(state.settings.sweep_interval_seconds)
+
+
+async def _watch_revocations(state: AppState, missed: asyncio.Event) -> None:
+    """Catch up with erasures and key changes that no broadcast told this process about:
+    every `api_key_cache_seconds`, and at once after Redis comes back."""
+    runtime = state.runtime
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(missed.wait(), state.settings.api_key_cache_seconds)
+        missed.clear()
+        try:
+            async with runtime.read_sessions() as session:
+                await runtime.revocations.catch_up(session)
+        except Exception:  # tried again next round; must not kill the app
+            log.exception("looking for revocations failed")

@@ -11,6 +11,7 @@ from schema.context import ANONYMOUS, Role, Viewer
 from schema.ids import decode_id
 from services import access
 from services.clock import Clock
+from services.revocations import Revocations
 
 # Verified member tokens are kept by token string: a verification (signature, claims, and
 # PyJWT's checks that an HMAC secret is not a public key) costs ~50 µs, a dictionary lookup
@@ -40,8 +41,14 @@ class Authenticator:
         jwt_secret: str | None,
         jwt_public_key: str | None,
         key_cache_seconds: float,
+        revocations: Revocations | None = None,
+        write_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._write_sessions = write_sessions  # to note when a key was last used
+        self._revocations = revocations or Revocations()
+        self._revocations.on_keys_changed(self.forget_keys)
+        self._revocations.on_member_erased(self._forget_member)
         self._clock = clock
         self._jwt_secret = jwt_secret
         self._jwt_public_key = jwt_public_key
@@ -61,6 +68,15 @@ class Authenticator:
             viewer = await self._api_key(credential)
             return viewer or _refused("unknown or revoked API key")
         return self._member(credential)
+
+    def forget_keys(self) -> None:
+        """Look every API key up again (one was revoked, or its partner changed)."""
+        self._keys.clear()
+
+    def _forget_member(self, member_id: int) -> None:
+        for token, (_, _, viewer) in list(self._tokens.items()):
+            if viewer.member_id == member_id:
+                del self._tokens[token]
 
     def _member(self, token: str) -> Viewer:
         now = self._clock.now()
@@ -83,6 +99,9 @@ class Authenticator:
         decoded = decode_id(subject)
         if decoded is None or decoded[0] != "Member":
             return _refused("member token refused: `sub` is not a member ID")
+        if self._revocations.is_erased(decoded[1]):
+            # Checked before caching: once erased, `_forget_member` drops cached tokens.
+            return _refused("member token refused: this member's data was erased")
         viewer = Viewer(
             role=Role.MEMBER,
             member_id=decoded[1],
@@ -106,8 +125,17 @@ class Authenticator:
             return cached[1]
         async with self._sessions() as session:
             key = await access.find_api_key(session, secret)
+        if key is not None and self._write_sessions is not None:
+            async with self._write_sessions.begin() as session:
+                await access.note_use(session, key.id, self._clock.now())
         viewer = (
-            Viewer(role=_KEY_ROLES[key.role], partner_slug=key.partner_slug, actor=f"key:{key.id}")
+            Viewer(
+                role=_KEY_ROLES[key.role],
+                partner_slug=key.partner_slug,
+                actor=f"key:{key.id}",
+                key_id=key.id,
+                key_name=key.name,
+            )
             if key is not None
             else None
         )

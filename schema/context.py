@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,11 +14,13 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from schema.loaders import Loaders
+from services.audit import Actor
 from services.bus import LocalBus
 from services.catalog import CatalogCache
 from services.clock import Clock
 from services.direct.writer import DirectWriter
 from services.leaderboards import Leaderboards
+from services.revocations import Revocations
 
 
 class Role(enum.StrEnum):
@@ -39,6 +42,9 @@ class Viewer:
     credential_problem: str | None = None
     # When the credential stops being valid (member tokens): a live connection closes then.
     expires_at: datetime | None = None
+    # The API key's id and name (API keys only): who the audit trail names.
+    key_id: int | None = None
+    key_name: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -47,8 +53,20 @@ class Viewer:
     def can_see_member(self, member_id: int) -> bool:
         return self.is_staff or (self.role is Role.MEMBER and self.member_id == member_id)
 
+    @property
+    def audit_actor(self) -> Actor:
+        return Actor(key_id=self.key_id, name=self.key_name, role=self.role.value.upper())
+
 
 ANONYMOUS = Viewer(role=Role.ANONYMOUS)
+
+
+async def _nothing_to_tell() -> None:
+    return None
+
+
+async def _nothing_to_tell_of(_: int) -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -67,6 +85,14 @@ class Runtime:
     leaderboards: Leaderboards | None = None
     # The hot writes' few-statement paths (PostgreSQL only; see services.direct).
     direct: DirectWriter | None = None
+    # Await after committing a change to who may call (a key revoked, a partner deactivated
+    # or renamed, a member erased): every process drops what it cached of credentials before
+    # it returns (`await info.context.runtime.credentials_changed()`).
+    credentials_changed: Callable[[], Awaitable[None]] = field(default=_nothing_to_tell)
+    # Await after committing a member's erasure: its tokens are refused and its live
+    # subscriptions end, in every process, before it returns.
+    member_erased: Callable[[int], Awaitable[None]] = field(default=_nothing_to_tell_of)
+    revocations: Revocations = field(default_factory=Revocations)
 
 
 @dataclass(slots=True)

@@ -1,31 +1,11 @@
-"""Opaque global IDs ("Member:42" in URL-safe base64) and connection cursors."""
+"""Global IDs given as input, and connection cursors (the IDs themselves: services.global_ids)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from services.errors import Invalid
+from services.global_ids import MAX_ID_LENGTH, decode_id, encode_id
 
-MAX_ID_LENGTH = 100
-
-
-def encode_id(type_name: str, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
-
-
-def decode_id(value: str) -> tuple[str, int] | None:
-    """(type name, primary key), or None when `value` is not one of our IDs."""
-    if not value or len(value) > MAX_ID_LENGTH:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    type_name, _, pk = raw.partition(":")
-    if not type_name.isalpha() or not pk.isdigit() or len(pk) > 18:
-        return None
-    return type_name, int(pk)
+__all__ = ["MAX_ID_LENGTH", "decode_cursor", "decode_id", "encode_cursor", "encode_id", "expect_id"]
 
 
 def expect_id(value: str, type_name: str, field: list[str]) -> int:

@@ -35,6 +35,16 @@ CHUNK = 2_000  # member ids per published message
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
+def hint_channel(prefix: str) -> str:
+    """The channel of a deployment's hints (its Redis prefix)."""
+    return f"{prefix}member-events"
+
+
+def broadcast_channel(hints: str) -> str:
+    """The channel of broadcasts beside the hints' channel `hints`."""
+    return f"{hints}:broadcast"
+
+
 class Doorbell:
     __slots__ = ("_event",)
 
@@ -57,6 +67,8 @@ class LocalBus:
         self._everything: set[Doorbell] = set()
         self._commit_listeners: list[Listener] = []
         self._ring_listeners: list[Callable[[Iterable[int] | None], None]] = []
+        self._broadcast_listeners: list[Callable[[str], None]] = []
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     @property
     def subscribers(self) -> int:
@@ -118,6 +130,25 @@ class LocalBus:
         for bell in self._everything:
             bell.ring()
 
+    def on_broadcast(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with every broadcast, this process's own included."""
+        self._broadcast_listeners.append(listener)
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when broadcasts from other processes may have been missed."""
+        self._reconnect_listeners.append(listener)
+
+    async def broadcast(self, message: str) -> None:
+        """Tell every process (here: this one) `message`; returns once it is told."""
+        self._deliver(message)
+
+    def _deliver(self, message: str) -> None:
+        for listener in self._broadcast_listeners:
+            try:
+                listener(message)
+            except Exception:  # one listener's bug must not keep the message from the others
+                log.exception("broadcast listener failed")
+
     async def start(self) -> None:
         return None
 
@@ -137,6 +168,8 @@ class RedisBus(LocalBus):
         self._redis = redis
         self.listener = listener or redis
         self._channel = channel
+        # Broadcasts (rare, and awaited by whoever sends one) go on a channel of their own.
+        self._broadcast_channel = broadcast_channel(channel)
         self._origin = uuid.uuid4().hex  # our own hints come back: skip them
         self._unsent: set[int] = set()
         self._everyone_unsent = False
@@ -158,6 +191,16 @@ class RedisBus(LocalBus):
             self._unsent.update(member_ids)
         self._wake.set()
 
+    async def broadcast(self, message: str) -> None:
+        """Tell this process at once, and every other one through Redis: PUBLISH returns once
+        Redis has handed the message to every subscribed process. With Redis down it is
+        logged, not raised: the others catch up when they reconnect (see `on_reconnect`)."""
+        self._deliver(message)
+        try:
+            await self._redis.publish(self._broadcast_channel, f"{self._origin}:{message}")
+        except (RedisError, OSError) as error:
+            log.warning("broadcast of %r not published (%s); others catch up later", message, error)
+
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._publish_forever(), name="laurel-bus-publisher"),
@@ -169,9 +212,9 @@ class RedisBus(LocalBus):
             await asyncio.wait_for(self._publish_unsent(), timeout=1.0)  # best effort
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Their CancelledErrors come back as results; a cancellation of stop() itself is not
+        # swallowed.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
     async def _publish_unsent(self) -> None:
@@ -199,6 +242,7 @@ class RedisBus(LocalBus):
                     log.warning("Redis is back: published the hints kept meanwhile")
                 failures = 0
             except (RedisError, OSError) as error:
+                _unless_cancelled()
                 if failures == 0:
                     log.warning("Redis publish failed (%s); hints are kept and retried", error)
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
@@ -210,16 +254,22 @@ class RedisBus(LocalBus):
         while True:
             pubsub = self.listener.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, self._broadcast_channel)
                 self.connected.set()
                 if failures:
                     log.warning("Redis is back: listening for other processes' hints again")
                     # Hints may have been missed meanwhile: everyone looks for news once.
                     self.ring_everyone()
+                    for listener in self._reconnect_listeners:
+                        listener()
                 failures = 0
                 async for message in pubsub.listen():
-                    self._receive(message.get("data"))
+                    if _channel_of(message) == self._broadcast_channel:
+                        self._receive_broadcast(message.get("data"))
+                    else:
+                        self._receive(message.get("data"))
             except (RedisError, OSError) as error:
+                _unless_cancelled()
                 self.connected.clear()
                 if failures == 0:
                     log.warning("Redis subscription lost (%s); retrying", error)
@@ -229,6 +279,14 @@ class RedisBus(LocalBus):
                 self.connected.clear()
                 with contextlib.suppress(RedisError, OSError, RuntimeError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _receive_broadcast(self, data: object) -> None:
+        if isinstance(data, bytes):
+            data = data.decode(errors="replace")
+        if isinstance(data, str):
+            origin, _, message = data.partition(":")
+            if origin != self._origin:
+                self._deliver(message)
 
     def _receive(self, data: object) -> None:
         if isinstance(data, bytes):
@@ -247,3 +305,18 @@ class RedisBus(LocalBus):
             log.warning("ignored a malformed hint on %s", self._channel)
             return
         self.ring(members)
+
+
+def _channel_of(message: dict[str, object]) -> str | None:
+    channel = message.get("channel")
+    if isinstance(channel, bytes):
+        return channel.decode(errors="replace")
+    return channel if isinstance(channel, str) else None
+
+
+def _unless_cancelled() -> None:
+    """Re-raise a cancellation that redis-py reported as a connection error (it closes the
+    connection when a command is cancelled): the loop must end, not retry."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -16,6 +16,7 @@ class ErrorCode(enum.StrEnum):
     LIMIT_REACHED = "LIMIT_REACHED"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     FORBIDDEN = "FORBIDDEN"
+    MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
 
 
 class DomainError(Exception):
@@ -59,3 +60,7 @@ class NotEligible(DomainError):
 
 class IdempotencyConflict(DomainError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class MemberSuspended(DomainError):
+    code = ErrorCode.MEMBER_SUSPENDED

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import cli
-from models import KeyRole, Member
+from models import AuditEntry, KeyRole, Member
 from models.engine import create_engine, session_factory
 from schema.ids import encode_id
 from services import access, members
@@ -161,6 +161,43 @@ async def test_keys_create_prints_only_a_working_key(env, capsys):
         await engine.dispose()
     bound = await laurel(capsys, "keys", "create", "--role", "partner", "--partner", "acme")
     assert bound.code == 0 and bound.out.startswith("lrl_partner_")
+
+
+async def test_keys_list_shows_every_key_without_secrets_and_revoke_refuses_it(env, capsys):
+    assert (await laurel(capsys, "migrate")).code == 0
+    shop = (await laurel(capsys, "keys", "create", "--role", "service", "--name", "shop")).out
+    ops = (await laurel(capsys, "keys", "create", "--role", "admin", "--name", "ops")).out
+    listed = await laurel(capsys, "keys", "list")
+    assert listed.code == 0
+    lines = [line.split("\t") for line in listed.out.splitlines()]
+    assert [(line[1], line[2], line[3], line[5], line[6]) for line in lines] == [
+        ("ops", "ADMIN", "-", "-", "-"),  # newest first; never used, not revoked
+        ("shop", "SERVICE", "-", "-", "-"),
+    ]
+    assert shop.strip() not in listed.out and ops.strip() not in listed.out
+    shop_id = lines[1][0]
+
+    revoked = await laurel(capsys, "keys", "revoke", shop_id)
+    assert revoked.code == 0 and "shop" in revoked.err
+    engine = create_engine(env)
+    try:
+        async with session_factory(engine)() as session:
+            assert await access.find_api_key(session, shop.strip()) is None
+            assert await access.find_api_key(session, ops.strip()) is not None
+            trail = list(await session.scalars(select(AuditEntry)))
+    finally:
+        await engine.dispose()
+    assert [(e.operation, e.actor_key_id, e.target_id) for e in trail] == [
+        ("keys create", None, shop_id),
+        ("keys create", None, lines[0][0]),
+        ("keys revoke", None, shop_id),
+    ]
+    assert trail[0].after == {"name": "shop", "role": "service", "partner": None, "revokedAt": None}
+    assert (await laurel(capsys, "keys", "list")).out.splitlines()[1].split("\t")[6] != "-"
+    unknown = await laurel(capsys, "keys", "revoke", encode_id("ApiKey", 999))
+    assert unknown.code == 1 and "no such API key" in unknown.err
+    malformed = await laurel(capsys, "keys", "revoke", "nope")
+    assert malformed.code == 1 and "not an ApiKey id" in malformed.err
 
 
 async def test_token_signs_the_members_global_id(env, monkeypatch, capsys):

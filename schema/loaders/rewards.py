@@ -27,6 +27,7 @@ class RewardLoaders:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self.partner = DataLoader[int, Row[Any] | None](self._load_partners)
+        self.partner_by_slug = DataLoader[str, Row[Any] | None](self._load_partners_by_slug)
         self.reward = DataLoader[int, Row[Any] | None](self._load_rewards)
         self.donated = DataLoader[int, DonationTotal](self._load_donated)
         # Keyed by (partner id, from, to): an admin listing every partner's settlement for one
@@ -43,6 +44,13 @@ class RewardLoaders:
 
     async def _load_partners(self, ids: Sequence[int]) -> list[Row[Any] | None]:
         return await self._by_id(Partner.__table__, ids)
+
+    async def _load_partners_by_slug(self, slugs: Sequence[str]) -> list[Row[Any] | None]:
+        table = Partner.__table__
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(select(table).where(table.c.slug.in_(slugs)))
+            by_slug = {row.slug: row for row in rows}
+        return [by_slug.get(slug) for slug in slugs]
 
     async def _load_rewards(self, ids: Sequence[int]) -> list[Row[Any] | None]:
         return await self._by_id(Reward.__table__, ids)

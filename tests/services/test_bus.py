@@ -88,3 +88,14 @@ async def test_redis_down_never_reaches_the_committer_and_hints_go_out_when_it_i
         await bus.stop()
     await live_client.aclose()
     await dead.aclose()
+
+
+async def test_stopping_right_after_a_commit_finishes_promptly(channel: str) -> None:
+    """A hint committed just before shutdown: stop publishes it (best effort) and returns,
+    however the publisher task is caught when it is cancelled."""
+    for _ in range(20):
+        bus = RedisBus(Redis.from_url(REDIS_URL), channel=channel)
+        await bus.start()
+        bus.committed(frozenset({1, 2, 3}))
+        await asyncio.wait_for(bus.stop(), timeout=5)
+        await bus.listener.aclose()
