@@ -3,7 +3,9 @@
 Points are the contract's *earned* points: ledger entries of the earning kinds less REVERSAL
 entries, not VOIDED, created inside the period (UTC calendar month; ISO week from Monday 00:00
 UTC). Members with points > 0 are ranked; ties share the better rank (1, 2, 2, 4) and are
-listed by member id ascending. Only display names are exposed.
+listed by member id ascending. Only display names are exposed. Members that opted out of the
+leaderboards or were erased are on no board (`sql.unlisted`); an opted-out member's own
+standing is still answered (where it would rank), an erased member's is not.
 
 * `periods`: `Period`, `period_start` / `period_end` / `period_label`, the `Standing` and
   `Board` values.
@@ -21,7 +23,8 @@ listed by member id ascending. Only display names are exposed.
 Integration: build `Leaderboards(read_sessions, LeaderboardStore(connect_redis(url)) or None,
 clock)`, `await start()` / `await stop()` in the app's lifespan, and call
 `mark_dirty(member_ids)` after every commit that wrote qualifying entries (purchases, refunds,
-activities, referrals, signup bonuses, ...).
+activities, referrals, signup bonuses, ...) or changed a member's display name, leaderboard
+opt-out or erasure (the app does it for every commit announced with `events.touched`).
 """
 
 from services.leaderboards.facade import REDIS_FAILURES, Leaderboards, connect_redis

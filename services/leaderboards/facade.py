@@ -8,10 +8,14 @@
   `fallback_cache_seconds` per process (served stale up to `fallback_stale_seconds` while it
   reloads), so an outage costs the database one aggregation per board every few seconds, not
   one per request. Without a store, every read is `board_from_database` (exact, immediate).
-* `mark_dirty(member_ids)` after a commit that changed these members' earned points: it only
-  records them; the background task started by `start()` applies them in batches about every
-  `flush_seconds`. On failure they are kept (up to `max_dirty`; beyond that they are dropped
-  and the current boards marked for rebuild) and retried with backoff.
+* `mark_dirty(member_ids)` after a commit that changed these members' earned points, display
+  name, leaderboard opt-out or erasure: it only records them; the background task started by
+  `start()` applies them in batches about every `flush_seconds` (a member that opted out or
+  was erased leaves every board, one that opted back in returns with its exact points). On
+  failure they are kept (up to `max_dirty`; beyond that they are dropped and the current
+  boards marked for rebuild) and retried with backoff.
+* Opted-out members are on no board and in no count, but `rank` / `board(member_id=)` still
+  give their own standing (where they would rank); erased members have none.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.clock import Clock
 from services.leaderboards.periods import Board, Period, Standing
 from services.leaderboards.snapshot import RankingCache
-from services.leaderboards.sql import board_from_database
+from services.leaderboards.sql import board_from_database, period_points
 from services.leaderboards.store import LeaderboardBusy, LeaderboardStore, RebuildLockLost
 
 log = logging.getLogger("laurel.leaderboards")
@@ -145,8 +149,8 @@ class Leaderboards:
     # ------------------------------------------------------------ writes
 
     def mark_dirty(self, member_ids: Iterable[int]) -> None:
-        """Record members whose earned points changed in a committed transaction. Never blocks,
-        never raises; the background task writes them to Redis."""
+        """Record members whose earned points, name or listing changed in a committed
+        transaction. Never blocks, never raises; the background task writes them to Redis."""
         if self.store is None:
             return
         try:
@@ -187,7 +191,12 @@ class Leaderboards:
             batch = [self._dirty.pop() for _ in range(min(self.batch_size, len(self._dirty)))]
             try:
                 async with self.read_sessions() as session:
-                    await store.apply(session, batch, now)
+                    figures = await period_points(session, batch, now)
+                if self.fallback is not None:  # an outage's snapshots stop showing them now
+                    self.fallback.relist(
+                        (member, None if f.erased else f.listed) for member, f in figures.items()
+                    )
+                await store.write(figures, now)
             except REDIS_FAILURES as exc:
                 self._keep(batch)
                 self._failed(exc)

@@ -5,6 +5,11 @@ Ranking in SQL aggregates the period's ledger (hundreds of milliseconds on a lar
 doing that per request during a Redis outage would take the database down with it. Instead each
 board is computed at most once per `seconds` per process (one load at a time, shared by every
 waiting request), and answered from memory: top N by slicing, a rank by bisection.
+
+Only listed members are on a snapshot's board; opted-out members are kept beside it for their
+own standing, erased ones not at all (see `sql.listed`). The facade's writer tells the cache
+when a member's listing changed (`RankingCache.relist`), so that this process stops showing
+an erased or opted-out member at once rather than at the next load.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,24 +29,38 @@ from services.leaderboards.sql import ranked_members
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
-    """Every ranked member of one board, by points descending, then member id ascending."""
+    """Every ranked member of one board, by points descending, then member id ascending, and
+    the opted-out members' own (display name, points), ranked against the board."""
 
     period: Period
     members: list[tuple[int, str, int]]  # (member id, display name, points)
+    unlisted: dict[int, tuple[str, int]] = field(repr=False)
     negated: list[int] = field(repr=False)  # -points, ascending: for bisection
     positions: dict[int, int] = field(repr=False)
     loaded_at: float  # time.monotonic()
 
     @classmethod
-    def of(cls, period: Period, rows: Sequence[tuple[int, str, int]]) -> Ranking:
-        members = sorted(rows, key=lambda row: (-row[2], row[0]))
+    def of(cls, period: Period, rows: Sequence[tuple[int, str, int, bool]]) -> Ranking:
+        """From `sql.ranked_members`: (member id, display name, points, listed)."""
+        members = sorted(
+            ((member, name, points) for member, name, points, listed in rows if listed),
+            key=lambda row: (-row[2], row[0]),
+        )
         return cls(
             period=period,
             members=members,
+            unlisted={member: (name, points) for member, name, points, on in rows if not on},
             negated=[-points for _, _, points in members],
             positions={member_id: index for index, (member_id, _, _) in enumerate(members)},
             loaded_at=time.monotonic(),
         )
+
+    def listing(self, member_id: int) -> bool | None:
+        """True when the member is on this board, False when kept aside (opted out), None
+        when it is not here at all (no points, erased, or unknown)."""
+        if member_id in self.positions:
+            return True
+        return False if member_id in self.unlisted else None
 
     def rank_of(self, points: int) -> int:
         """1 + the number of members with strictly more points."""
@@ -55,10 +74,14 @@ class Ranking:
             for member, name, points in self.members[:first]
         ]
         me = None
-        position = self.positions.get(member_id) if member_id is not None else None
-        if position is not None:
-            member, name, points = self.members[position]
-            me = Standing(member, name, points, self.rank_of(points))
+        if member_id is not None:
+            position = self.positions.get(member_id)
+            if position is not None:
+                _, name, points = self.members[position]
+                me = Standing(member_id, name, points, self.rank_of(points))
+            elif member_id in self.unlisted:
+                name, points = self.unlisted[member_id]
+                me = Standing(member_id, name, points, self.rank_of(points))
         return Board(self.period, entries, me, len(self.members))
 
 
@@ -109,6 +132,20 @@ class RankingCache:
             del self._loading[label]
         if not task.cancelled():
             task.exception()  # seen by the waiting requests; retrieved here for the others
+
+    def relist(self, listings: Iterable[tuple[int, bool | None]]) -> None:
+        """Members whose listing is now known, as (member id, listed: True on the boards,
+        False opted out, None erased): any snapshot that shows one otherwise is dropped (the
+        next read loads it again). A member's points moving are not a reason: snapshots are
+        seconds old by design."""
+        changed = list(listings)
+        stale = [
+            label
+            for label, ranking in self._rankings.items()
+            if any(ranking.listing(member) not in (None, listed) for member, listed in changed)
+        ]
+        for label in stale:
+            del self._rankings[label]
 
     def clear(self) -> None:
         self._rankings.clear()

@@ -2,14 +2,19 @@
 
 Keys (all under the store's prefix, `laurel:` by default):
 
-* `lb:board:<label>`: the board, a sorted set of members scored by points (members with
-  points > 0 only). Labels: `ALL_TIME`, `MONTHLY:2026-01`, `WEEKLY:2026-W02`.
+* `lb:board:<label>`: the board, a sorted set of members scored by points (listed members
+  with points > 0 only). Labels: `ALL_TIME`, `MONTHLY:2026-01`, `WEEKLY:2026-W02`.
+* `lb:unlisted:<label>`: the same for the members that opted out of the leaderboards: on no
+  board and in no count, kept only so that their own rank is read in the same round trip
+  (the number of the board's members above their score). Erased members are in neither.
 * `lb:built:<label>`: set once the board was built from the database; a board without it is
   not trusted (a reader gets None and the board gets rebuilt).
 * `lb:lock:<label>` (SET NX EX, a random token) while a process rebuilds the board, and
   `lb:touched:<label>`: the members written while it does, applied again after the swap.
-* `lb:tmp:<label>`: the board being rebuilt, RENAMEd over the live one.
-* `lb:names`, `lb:versions`: hashes, per member, of display names and versions.
+* `lb:tmp:<label>`, `lb:tmpunlisted:<label>`: the board being rebuilt, RENAMEd over the
+  live one.
+* `lb:names`, `lb:versions`: hashes, per member, of display names and versions (an erased
+  member's name is deleted).
 
 Members are stored as `ID_SPAN - member_id`, zero-padded to a fixed width: Redis orders equal
 scores by member string, so ZREVRANGE lists a tie by member id ascending, as the database does.
@@ -18,8 +23,11 @@ Ranks are competition ranks ("1224"): 1 + the number of members with a strictly 
 Writes (`apply`) are absolute and idempotent: a member's points per current period are read
 from the database and written with one Lua script per batch, each member only when its version
 (the id of its newest ledger entry) is at least the one stored, so a slow writer holding older
-figures never overwrites newer ones. Period boards expire 35 days after their period ends
-(EXPIRE relative to the application's clock).
+figures never overwrites newer ones. An erased member's version is raised by `ERASED_VERSION`,
+so figures read before its erasure can never list it (or its name) again. Opting out or back
+in is written by the same `apply` (after the commit that changed it, as any other change).
+Period boards expire 35 days after their period ends (EXPIRE relative to the application's
+clock).
 
 Reads (`board`) are one EVALSHA: the top N with names, my score, the count above me and the
 total, returned as one JSON string (decoding it with orjson costs a fraction of redis-py's
@@ -60,6 +68,8 @@ from services.leaderboards.periods import (
 from services.leaderboards.sql import MemberPoints, period_points, ranked_members
 
 ID_SPAN = 10**15  # member ids below this; stored members are 15 digits wide
+# Added to an erased member's version: above any ledger entry id (and exact in Lua's doubles).
+ERASED_VERSION = 2**52
 PERIOD_KEY_GRACE = timedelta(days=35)
 APPLY_BATCH = 500
 WRITE_CHUNK = 5_000
@@ -98,6 +108,8 @@ class BoardKeys:
     lock: str
     touched: str
     tmp: str
+    unlisted: str
+    tmp_unlisted: str
 
 
 class LeaderboardStore:
@@ -140,6 +152,8 @@ class LeaderboardStore:
             lock=f"{p}lb:lock:{label}",
             touched=f"{p}lb:touched:{label}",
             tmp=f"{p}lb:tmp:{label}",
+            unlisted=f"{p}lb:unlisted:{label}",
+            tmp_unlisted=f"{p}lb:tmpunlisted:{label}",
         )
         return keys
 
@@ -161,7 +175,9 @@ class LeaderboardStore:
             raise ValueError("first must not be negative")
         keys = self.keys(period, now)
         me_key = encode_member(member_id) if member_id is not None else ""
-        raw = await self._read(keys=[keys.board, keys.built, self.names_key], args=[first, me_key])
+        raw = await self._read(
+            keys=[keys.board, keys.built, self.names_key, keys.unlisted], args=[first, me_key]
+        )
         if raw is None:
             return None
         total, top, names, my_score, above, my_name = orjson.loads(raw)
@@ -197,9 +213,9 @@ class LeaderboardStore:
 
     async def apply(self, session: AsyncSession, member_ids: Collection[int], now: datetime) -> int:
         """Recompute these members' points in the current boards from the database and write
-        them (absolute scores; members at 0 or less leave the board): one statement and one
-        script call per batch of 500. Returns how many members were written (one whose stored
-        version is newer is skipped); members that do not exist are ignored."""
+        them (absolute scores; members at 0 or less, opted out or erased leave the board): one
+        statement and one script call per batch of 500. Returns how many members were written
+        (one whose stored version is newer is skipped); members that do not exist are ignored."""
         written = 0
         for batch in _chunks(sorted(set(member_ids)), APPLY_BATCH):
             written += await self.write(await period_points(session, batch, now), now)
@@ -214,10 +230,14 @@ class LeaderboardStore:
         keys = [self.versions_key, self.names_key]
         for period in periods:
             board = self.keys(period, now)
-            keys += [board.board, board.lock, board.touched]
+            keys += [board.board, board.lock, board.touched, board.unlisted]
         args: list[str | int] = [len(periods), *(self.lifetime(p, now) for p in periods)]
         for member_id, member in figures.items():
-            args += [encode_member(member_id), member.version, member.display_name]
+            if member.erased:
+                args += [encode_member(member_id), member.version + ERASED_VERSION, "", "E"]
+            else:
+                state = "L" if member.listed else "U"
+                args += [encode_member(member_id), member.version, member.display_name, state]
             args += [member.points[period] for period in periods]
         return int(await self._apply(keys=keys, args=args))
 
@@ -259,16 +279,30 @@ class LeaderboardStore:
     ) -> int:
         # From here on, every apply to this board records its members in `touched`: whatever
         # they wrote to the live board before the swap is written again after it.
-        await self.redis.delete(keys.tmp, keys.touched)
+        await self.redis.delete(keys.tmp, keys.tmp_unlisted, keys.touched)
         rows = await self._snapshot(sessions, period, now)
+        ranked = 0
         for chunk in _chunks(rows, WRITE_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
-            pipe.zadd(keys.tmp, {encode_member(m): points for m, _, points in chunk})
-            pipe.hset(self.names_key, mapping={encode_member(m): name for m, name, _ in chunk})
-            pipe.expire(keys.tmp, TMP_TTL_SECONDS)
+            listed = {encode_member(m): points for m, _, points, on in chunk if on}
+            unlisted = {encode_member(m): points for m, _, points, on in chunk if not on}
+            for key, members in ((keys.tmp, listed), (keys.tmp_unlisted, unlisted)):
+                if members:
+                    pipe.zadd(key, members)
+                    pipe.expire(key, TMP_TTL_SECONDS)
+            pipe.hset(self.names_key, mapping={encode_member(m): name for m, name, _, _ in chunk})
             await pipe.execute()
+            ranked += len(listed)
         touched: list[Any] | None = await self._swap(
-            keys=[keys.tmp, keys.board, keys.built, keys.lock, keys.touched],
+            keys=[
+                keys.tmp,
+                keys.board,
+                keys.built,
+                keys.lock,
+                keys.touched,
+                keys.tmp_unlisted,
+                keys.unlisted,
+            ],
             args=[token, self.lifetime(period, now)],
         )
         if touched is None:
@@ -276,11 +310,11 @@ class LeaderboardStore:
         if touched:  # the lock is released: these writes go to the live board only
             async with sessions() as session:
                 await self.apply(session, [decode_member(m) for m in touched], now)
-        return len(rows)
+        return ranked
 
     async def _snapshot(
         self, sessions: async_sessionmaker[AsyncSession], period: Period, now: datetime
-    ) -> Sequence[tuple[int, str, int]]:
+    ) -> Sequence[tuple[int, str, int, bool]]:
         async with sessions() as session:
             return await ranked_members(session, period, now)
 

@@ -377,7 +377,7 @@ async def test_a_write_during_a_rebuild_is_not_lost(
     class RacedStore(LeaderboardStore):
         async def _snapshot(
             self, sessions: Sessions, period: Period, now: datetime
-        ) -> Sequence[tuple[int, str, int]]:
+        ) -> Sequence[tuple[int, str, int, bool]]:
             rows = await super()._snapshot(sessions, period, now)
             await buy(sessions, clock, bob, 1000)  # committed after the snapshot ...
             other = LeaderboardStore(self.redis, prefix=self.prefix)
