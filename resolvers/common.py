@@ -3,15 +3,17 @@ resolving the member an input points at, settling on read."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.records import MemberRecord
-from schema.context import Context
+from schema.context import Context, Info
 from schema.errors import UserError
 from schema.ids import expect_id
+from services import audit
 from services.errors import DomainError, Invalid
 from services.ledger.entries import lock_member, settle
 from services.members import find_member
@@ -48,8 +50,51 @@ async def fresh_member(ctx: Context, member_id: int) -> MemberRecord | None:
     if member is None or member.next_settlement_at is None or member.next_settlement_at > now:
         return member
     async with ctx.runtime.sessions.begin() as session:
-        locked = await lock_member(session, member_id)
+        locked = await lock_member(session, member_id, erased_ok=True)
         await settle(session, locked, now)
     ctx.loaders.member.clear(member_id)
     ctx.loaders.member.prime(member_id, locked)
     return locked
+
+
+def audit_trail(
+    info: Info,
+    session: AsyncSession,
+    target_id: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+) -> None:
+    """Record the calling admin's change in the unit of work `session` belongs to: under the
+    mutation's field name; a creation has no `before`, a deletion no `after`, and an edit keeps
+    only the fields it changed."""
+    actor, operation = info.context.viewer.audit_actor, info.field_name
+    now = info.context.runtime.clock.now()
+    if before is None or after is None:
+        audit.record(
+            session,
+            actor=actor,
+            operation=operation,
+            target_id=target_id,
+            before=before,
+            after=after,
+            now=now,
+        )
+    else:
+        audit.record_change(
+            session,
+            actor=actor,
+            operation=operation,
+            target_id=target_id,
+            before=before,
+            after=after,
+            now=now,
+        )
+
+
+def given(input: object) -> dict[str, Any]:
+    """The fields an update input gives (all but `id`), by attribute name: only they change."""
+    return {
+        name: value
+        for name, value in vars(input).items()
+        if name != "id" and value is not strawberry.UNSET
+    }

@@ -8,16 +8,31 @@ import strawberry
 from sqlalchemy import ColumnElement, select
 
 import models
-from resolvers.common import fresh_member
+from resolvers.common import audit_trail, fresh_member
 from schema.context import Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
-from schema.ids import expect_id
+from schema.ids import encode_id, expect_id
 from schema.inputs import CreateRewardInput, UpdateRewardInput
 from schema.payloads import CreateRewardPayload, UpdateRewardPayload
 from schema.types.reward import Reward, RewardConnection, reward_page
 from services import rewards as reward_service
+from services.audit import fields, jsonable
 from services.errors import DomainError
+
+# What the audit trail keeps of a reward: GraphQL name -> attribute (its partner, minimum tier
+# and settlement terms, which no update changes, are recorded at creation).
+REWARD_FIELDS = {
+    "name": "name",
+    "description": "description",
+    "kind": "kind",
+    "cost": "cost",
+    "value": "value",
+    "stock": "stock",
+    "startsAt": "starts_at",
+    "endsAt": "ends_at",
+    "perMemberLimit": "per_member_limit",
+}
 
 
 async def rewards(
@@ -74,6 +89,13 @@ async def create_reward(info: Info, input: CreateRewardInput) -> CreateRewardPay
                 settlement_amount=input.settlement_amount,
                 now=now,
             )
+            after = {
+                **fields(row, REWARD_FIELDS),
+                "partner": _global("Partner", row.partner_id),
+                "minimumTier": _global("Tier", row.minimum_tier_id),
+                "settlementAmount": jsonable(row.settlement_amount),
+            }
+            audit_trail(info, session, encode_id("Reward", row.id), None, after)
     except DomainError as error:
         return CreateRewardPayload(user_errors=[UserError.from_domain(error)])
     return CreateRewardPayload(reward=Reward.from_row(row, now))
@@ -89,7 +111,15 @@ async def update_reward(info: Info, input: UpdateRewardInput) -> UpdateRewardPay
     try:
         reward_id = expect_id(input.id, "Reward", ["input", "id"])
         async with info.context.runtime.sessions.begin() as session:
-            row = await reward_service.update_reward(session, reward_id, changes)
+            row = await reward_service.locked_reward(session, reward_id)
+            before = fields(row, REWARD_FIELDS)
+            await reward_service.update_reward(session, row, changes)
+            target = encode_id("Reward", row.id)
+            audit_trail(info, session, target, before, fields(row, REWARD_FIELDS))
     except DomainError as error:
         return UpdateRewardPayload(user_errors=[UserError.from_domain(error)])
     return UpdateRewardPayload(reward=Reward.from_row(row, now))
+
+
+def _global(type_name: str, pk: int | None) -> str | None:
+    return encode_id(type_name, pk) if pk is not None else None

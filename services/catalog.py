@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Program, Promotion, Tier
 from services.gamification.challenges import challenge_windows, threshold_badges
-from services.program import catalog_version, get_program, list_tiers
+from services.program import catalog_version, get_program, list_tiers, retired_tiers
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -26,7 +26,7 @@ PROMOTION_LOOKBACK = timedelta(days=30)
 @dataclass(frozen=True, slots=True)
 class Catalog:
     program: Program
-    tiers: tuple[Tier, ...]  # by threshold, entry tier first
+    tiers: tuple[Tier, ...]  # live ones, by threshold, entry tier first
     promotions: tuple[Promotion, ...]  # every promotion ending after `promotions_from`
     promotions_from: datetime
     version: int  # the program's catalog_version when loaded
@@ -34,12 +34,27 @@ class Catalog:
     # windows of the challenges not ended by `promotions_from` (while one runs).
     threshold_badges: bool = False
     challenge_windows: tuple[tuple[datetime, datetime | None], ...] = ()
+    # Deleted tiers: members are moved off them, but history (and a member not moved yet)
+    # still names them.
+    retired: tuple[Tier, ...] = ()
 
     def has_tier(self, tier_id: int) -> bool:
-        return any(t.id == tier_id for t in self.tiers)
+        return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
+
+    def is_retired(self, tier_id: int) -> bool:
+        return any(t.id == tier_id for t in self.retired)
 
     def tier(self, tier_id: int) -> Tier:
-        return next(t for t in self.tiers if t.id == tier_id)
+        return next(t for t in (*self.tiers, *self.retired) if t.id == tier_id)
+
+    def tiers_including(self, tier_id: int | None) -> list[Tier]:
+        """The live tiers, with `tier_id` among them in threshold order if it is retired."""
+        if tier_id is None or not self.is_retired(tier_id):
+            return list(self.tiers)
+        return sorted((*self.tiers, self.tier(tier_id)), key=lambda t: (t.threshold, t.id))
+
+    def floor_of(self, tier_floor_id: int | None) -> Tier | None:
+        return self.tier(tier_floor_id) if tier_floor_id is not None else None
 
     def covers(self, at: datetime) -> bool:
         return at >= self.promotions_from
@@ -72,6 +87,7 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         promotions_from=since,
         threshold_badges=await threshold_badges(session),
         challenge_windows=tuple(await challenge_windows(session, since)),
+        retired=tuple(await retired_tiers(session)),
     )
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import KeyRole, Partner, Redemption, RedemptionStatus
+from models import ApiKey, KeyRole, Partner, Redemption, RedemptionStatus
 from services.access import IssuedKey, create_api_key
 from services.errors import AlreadyExists, Invalid, NotFound
 from services.program import clean_text
@@ -98,3 +99,58 @@ async def settlements(
         for partner_id, count, points, amount in rows
     }
     return {p: found.get(p, Settlement(0, 0, Decimal(0))) for p in partner_ids}
+
+
+async def locked_partner(session: AsyncSession, partner_id: int) -> Partner:
+    partner = await session.get(Partner, partner_id, with_for_update=True)
+    if partner is None:
+        raise NotFound("no such partner", field=["input", "id"])
+    return partner
+
+
+async def update_partner(
+    session: AsyncSession, partner: Partner, changes: Mapping[str, Any]
+) -> bool:
+    """Change only the given fields (a deactivated partner is NOT_FOUND). A new slug moves the
+    partner's API keys with it. Returns whether the slug changed (who may call changed)."""
+    if partner.deactivated_at is not None:
+        raise NotFound("no such partner (it was deactivated)", field=["input", "id"])
+    for name, value in changes.items():
+        field = ["input", name]
+        if value is None:
+            raise Invalid(f"{name} cannot be null", field=field)
+        if name == "name":
+            partner.name = clean_text(value, field, max_length=200)
+        elif name != "slug":
+            raise AssertionError(f"not a partner field: {name}")
+    old_slug = partner.slug
+    slug = clean_slug(changes["slug"], ["input", "slug"]) if "slug" in changes else old_slug
+    if slug == old_slug:
+        await session.flush()
+        return False
+    taken = select(Partner.id).where(Partner.slug == slug, Partner.id != partner.id)
+    if await session.scalar(taken) is not None:
+        raise AlreadyExists("a partner with this slug already exists", field=["input", "slug"])
+    partner.slug = slug
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # a concurrent create or rename to the same slug
+        raise AlreadyExists(
+            "a partner with this slug already exists", field=["input", "slug"]
+        ) from exc
+    await session.execute(
+        update(ApiKey).where(ApiKey.partner_slug == old_slug).values(partner_slug=slug),
+        execution_options={"synchronize_session": False},
+    )
+    return True
+
+
+async def deactivate_partner(session: AsyncSession, partner: Partner, now: datetime) -> bool:
+    """Deactivate the partner: its keys are refused, its rewards leave the catalog, its
+    settlements stay. Returns whether it was active until now (deactivating is idempotent)."""
+    if partner.deactivated_at is not None:
+        return False
+    partner.deactivated_at = now
+    await session.flush()
+    return True

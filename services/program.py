@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,14 +114,30 @@ async def catalog_version(session: AsyncSession) -> int:
 
 
 async def list_tiers(session: AsyncSession) -> list[Tier]:
-    return list(await session.scalars(select(Tier).order_by(Tier.threshold)))
+    """The live tiers (deleted ones are retired, not gone), by threshold."""
+    return list(
+        await session.scalars(
+            select(Tier).where(Tier.deleted_at.is_(None)).order_by(Tier.threshold)
+        )
+    )
 
 
-def tier_for(qualifying_points: int, tiers: Sequence[Tier]) -> Tier:
-    """The highest tier whose threshold the points reach (tiers sorted by threshold)."""
+async def retired_tiers(session: AsyncSession) -> list[Tier]:
+    """Deleted tiers: members' history and events still name them."""
+    return list(
+        await session.scalars(
+            select(Tier).where(Tier.deleted_at.is_not(None)).order_by(Tier.threshold)
+        )
+    )
+
+
+def tier_for(qualifying_points: int, tiers: Sequence[Tier], floor: Tier | None = None) -> Tier:
+    """The highest tier whose threshold the points reach (tiers sorted by threshold), and never
+    one below the member's `floor` (a tier an import brought over)."""
+    reached = max(qualifying_points, floor.threshold) if floor is not None else qualifying_points
     chosen = tiers[0]
     for tier in tiers:
-        if tier.threshold <= qualifying_points:
+        if tier.threshold <= reached:
             chosen = tier
     return chosen
 
@@ -129,30 +145,68 @@ def tier_for(qualifying_points: int, tiers: Sequence[Tier]) -> Tier:
 async def create_tier(
     session: AsyncSession, *, name: str, threshold: int, multiplier: float, benefits: list[str]
 ) -> Tier:
-    name = clean_text(name, ["input", "name"], max_length=100)
-    if not 0 < threshold <= MAX_POINTS:
-        # The entry tier (threshold 0) always exists; new tiers sit above it.
-        raise Invalid("threshold must be between 1 and 1,000,000,000", field=["input", "threshold"])
-    mult = positive_decimal(multiplier, ["input", "multiplier"], maximum=MAX_MULTIPLIER)
-    if len(benefits) > 50:
-        raise Invalid("at most 50 benefits", field=["input", "benefits"])
-    clean = [clean_text(b, ["input", "benefits"], max_length=200) for b in benefits]
-    existing = await session.scalar(
-        select(Tier).where((Tier.name == name) | (Tier.threshold == threshold))
+    fields = clean_tier_fields(
+        {"name": name, "threshold": threshold, "multiplier": multiplier, "benefits": benefits}
     )
-    if existing is not None:
-        raise AlreadyExists(
-            "a tier with this name or threshold already exists", field=["input", "name"]
-        )
-    tier = Tier(name=name, threshold=threshold, multiplier=mult, benefits=clean)
+    await check_tier_clash(session, name=fields["name"], threshold=fields["threshold"])
+    tier = Tier(**fields)
     session.add(tier)
+    await flush_tier(session)
+    await bump_catalog_version(session)
+    return tier
+
+
+def clean_tier_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The given tier fields (name, threshold, multiplier, benefits), checked; null is INVALID."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        field = ["input", name]
+        if value is None:
+            raise Invalid(f"{name} cannot be null", field=field)
+        if name == "name":
+            clean[name] = clean_text(value, field, max_length=100)
+        elif name == "threshold":
+            if not 0 < value <= MAX_POINTS:
+                # The entry tier (threshold 0) always exists; other tiers sit above it.
+                raise Invalid("threshold must be between 1 and 1,000,000,000", field=field)
+            clean[name] = value
+        elif name == "multiplier":
+            clean[name] = positive_decimal(value, field, maximum=MAX_MULTIPLIER)
+        elif name == "benefits":
+            if len(value) > 50:
+                raise Invalid("at most 50 benefits", field=field)
+            clean[name] = [clean_text(b, field, max_length=200) for b in value]
+        else:
+            raise AssertionError(f"not a tier field: {name}")
+    return clean
+
+
+async def check_tier_clash(
+    session: AsyncSession, *, name: str | None, threshold: int | None, excluding: int | None = None
+) -> None:
+    """ALREADY_EXISTS when another live tier has this name or threshold (retired tiers free
+    theirs)."""
+    wanted = [Tier.name == name] if name is not None else []
+    if threshold is not None:
+        wanted.append(Tier.threshold == threshold)
+    if not wanted:
+        return
+    stmt = select(Tier.name).where(Tier.deleted_at.is_(None), or_(*wanted))
+    if excluding is not None:
+        stmt = stmt.where(Tier.id != excluding)
+    clash = (await session.execute(stmt.limit(1))).first()
+    if clash is not None:
+        field = "name" if clash.name == name else "threshold"
+        raise AlreadyExists(f"a tier with this {field} already exists", field=["input", field])
+
+
+async def flush_tier(session: AsyncSession) -> None:
+    """Flush a new or changed tier; a concurrent clash on the unique indexes is ALREADY_EXISTS."""
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError as exc:
         raise AlreadyExists("a tier with this name or threshold already exists") from exc
-    await bump_catalog_version(session)
-    return tier
 
 
 async def active_promotions(session: AsyncSession, at: datetime) -> list[Promotion]:
@@ -172,15 +226,39 @@ async def current_and_upcoming_promotions(session: AsyncSession, now: datetime) 
 async def create_promotion(
     session: AsyncSession, *, name: str, multiplier: float, starts_at: datetime, ends_at: datetime
 ) -> Promotion:
-    name = clean_text(name, ["input", "name"], max_length=200)
-    mult = positive_decimal(multiplier, ["input", "multiplier"], maximum=MAX_MULTIPLIER)
-    if ends_at <= starts_at:
-        raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
-    promotion = Promotion(name=name, multiplier=mult, starts_at=starts_at, ends_at=ends_at)
+    fields = clean_promotion_fields(
+        {"name": name, "multiplier": multiplier, "starts_at": starts_at, "ends_at": ends_at}
+    )
+    promotion = Promotion(**fields)
+    check_promotion_window(promotion)
     session.add(promotion)
     await session.flush()
     await bump_catalog_version(session)
     return promotion
+
+
+def clean_promotion_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The given promotion fields (name, multiplier, starts_at, ends_at), checked; null is
+    INVALID. The window is checked on the promotion they make (`check_promotion_window`)."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        field = ["input", _camel(name)]
+        if value is None:
+            raise Invalid(f"{_camel(name)} cannot be null", field=field)
+        if name == "name":
+            clean[name] = clean_text(value, field, max_length=200)
+        elif name == "multiplier":
+            clean[name] = positive_decimal(value, field, maximum=MAX_MULTIPLIER)
+        elif name in ("starts_at", "ends_at"):
+            clean[name] = value
+        else:
+            raise AssertionError(f"not a promotion field: {name}")
+    return clean
+
+
+def check_promotion_window(promotion: Promotion) -> None:
+    if promotion.ends_at <= promotion.starts_at:
+        raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
 
 
 def positive_decimal(value: float, field: list[str], *, maximum: float | Decimal) -> Decimal:

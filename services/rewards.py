@@ -42,6 +42,15 @@ def not_ended(now: datetime) -> ColumnElement[bool]:
     return or_(Reward.ends_at.is_(None), Reward.ends_at > now)
 
 
+def from_active_partner() -> ColumnElement[bool]:
+    """SQL: rewards of no partner or of an active one (a deactivated partner's rewards leave
+    the catalog; services.redemptions refuses them)."""
+    # NOT IN a (small, hashed) set rather than a correlated NOT EXISTS: a page ordered by id
+    # still reads only the rows it returns.
+    deactivated = select(Partner.id).where(Partner.deactivated_at.is_not(None))
+    return or_(Reward.partner_id.is_(None), Reward.partner_id.not_in(deactivated))
+
+
 async def create_reward(
     session: AsyncSession,
     *,
@@ -59,9 +68,11 @@ async def create_reward(
     settlement_amount: float | None,
     now: datetime,
 ) -> Reward:
-    if partner_id is not None and await session.get(Partner, partner_id) is None:
+    partner = await session.get(Partner, partner_id) if partner_id is not None else None
+    if partner_id is not None and (partner is None or partner.deactivated_at is not None):
         raise NotFound("no such partner", field=["input", "partnerId"])
-    if minimum_tier_id is not None and await session.get(Tier, minimum_tier_id) is None:
+    tier = await session.get(Tier, minimum_tier_id) if minimum_tier_id is not None else None
+    if minimum_tier_id is not None and (tier is None or tier.deleted_at is not None):
         raise NotFound("no such tier", field=["input", "minimumTierId"])
     if settlement_amount is not None and partner_id is None:
         raise Invalid(
@@ -103,13 +114,18 @@ async def create_reward(
     return reward
 
 
-async def update_reward(
-    session: AsyncSession, reward_id: int, changes: Mapping[str, Any]
-) -> Reward:
-    """Change only the given fields; an explicit null clears stock (unlimited) or a date."""
+async def locked_reward(session: AsyncSession, reward_id: int) -> Reward:
     reward = await session.get(Reward, reward_id, with_for_update=True)
     if reward is None:
         raise NotFound("no such reward", field=["input", "id"])
+    return reward
+
+
+async def update_reward(
+    session: AsyncSession, reward: Reward, changes: Mapping[str, Any]
+) -> Reward:
+    """Change only the given fields of the locked reward; an explicit null clears stock
+    (unlimited) or a date."""
     _apply(reward, changes)
     await session.flush()
     return reward
@@ -194,6 +210,8 @@ async def recommended(
         .outerjoin(minimum, minimum.c.id == Reward.minimum_tier_id)
         .where(
             open_now(now),
+            from_active_partner(),
+            # A retired minimum tier is still the bar: its threshold.
             or_(Reward.minimum_tier_id.is_(None), minimum.c.threshold <= tier_threshold),
             or_(Reward.per_member_limit.is_(None), redeemed < Reward.per_member_limit),
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ScalarSelect, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from models import (
     QUALIFYING_KINDS,
@@ -63,13 +65,38 @@ async def refresh_tier(
         member.qualifying_points = await windowed_qualifying_points(
             session, member.id, program, now
         )
-    tier = tier_for(member.qualifying_points, tiers)
+    floor = None
+    if member.tier_floor_id is not None:
+        floor = next((t for t in tiers if t.id == member.tier_floor_id), None) or (
+            await session.get(Tier, member.tier_floor_id)
+        )
+    tier = tier_for(member.qualifying_points, tiers, floor)
     if tier.id == member.tier_id:
         return None
     change = TierChange(member.id, member.tier_id, tier.id)
     member.tier_id = tier.id
     record_tier_change(session, member.id, change.from_tier_id, change.to_tier_id, now)
     return change
+
+
+def placement(member: Any) -> ScalarSelect[int]:
+    """SQL: the live tier `tier_for` places a row of `members` in (its floor included)."""
+    floor = aliased(Tier)
+    floor_threshold = (
+        select(floor.threshold).where(floor.id == member.tier_floor_id).scalar_subquery()
+    )
+    reached = case(
+        (floor_threshold > member.qualifying_points, floor_threshold),
+        else_=member.qualifying_points,
+    )
+    return (
+        select(Tier.id)
+        # The entry tier (threshold 0) takes whoever reaches no other, negative points too.
+        .where(Tier.deleted_at.is_(None), or_(Tier.threshold <= reached, Tier.threshold == 0))
+        .order_by(Tier.threshold.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 async def recompute_all(session: AsyncSession, program: Program, now: datetime) -> int:
@@ -87,13 +114,7 @@ async def recompute_all(session: AsyncSession, program: Program, now: datetime) 
         update(Member).values(qualifying_points=qualifying.scalar_subquery()),
         execution_options={"synchronize_session": False},
     )
-    best_tier = (
-        select(Tier.id)
-        .where(Tier.threshold <= Member.qualifying_points)
-        .order_by(Tier.threshold.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    best_tier = placement(Member)
     moves = (
         await session.execute(
             select(Member.id, Member.tier_id, best_tier).where(Member.tier_id != best_tier)
@@ -119,3 +140,37 @@ async def recompute_all(session: AsyncSession, program: Program, now: datetime) 
         execution_options={"synchronize_session": False},
     )
     return len(moves)
+
+
+async def move_off(
+    session: AsyncSession, tier_ids: Sequence[int], now: datetime
+) -> list[TierChange]:
+    """Move every member on these (retired) tiers to where `placement` puts them, with a
+    TIER_CHANGED event each: one UPDATE per tier, whatever the number of members."""
+    changes: list[TierChange] = []
+    for tier_id in tier_ids:
+        moved = (
+            await session.execute(
+                update(Member)
+                .where(Member.tier_id == tier_id)
+                .values(tier_id=placement(Member))
+                .returning(Member.id, Member.tier_id),
+                execution_options={"synchronize_session": False},
+            )
+        ).all()
+        changes.extend(TierChange(member_id, tier_id, to_tier) for member_id, to_tier in moved)
+    if changes:
+        await session.execute(
+            insert(MemberEvent),
+            [
+                {
+                    "member_id": change.member_id,
+                    "kind": EventKind.TIER_CHANGED,
+                    "data": {"from": change.from_tier_id, "to": change.to_tier_id},
+                    "created_at": now,
+                }
+                for change in changes
+            ],
+        )
+        touched(session, [change.member_id for change in changes])
+    return changes

@@ -74,8 +74,9 @@ class Loaders:
         return await self._catalog.get(self._clock.now(), tier_id=tier_id)
 
     async def tiers(self, *, including: int | None = None) -> list[Tier]:
-        """Every tier, by threshold (entry tier first), with tier `including` among them."""
-        return list((await self.catalog(tier_id=including)).tiers)
+        """Every live tier, by threshold (entry tier first), with tier `including` among them
+        (a deleted tier that a member or a reward still names)."""
+        return (await self.catalog(tier_id=including)).tiers_including(including)
 
     async def program(self) -> Program:
         return (await self.catalog()).program

@@ -73,6 +73,12 @@ class Tier(Node):
         )
 
     @classmethod
+    def among(cls, rows: list[models.Tier], tier_id: int) -> Tier:
+        """Tier `tier_id` of `rows` (by threshold, as `Loaders.tiers` gives them), ranked."""
+        rank = next(i for i, row in enumerate(rows) if row.id == tier_id)
+        return cls.from_row(rows[rank], rank)
+
+    @classmethod
     def ranked(cls, rows: list[models.Tier]) -> list[Tier]:
         """All tiers with their ranks: 0 for the entry tier, rising with thresholds."""
         return [cls.from_row(row, rank) for rank, row in enumerate(rows)]

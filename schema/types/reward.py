@@ -17,7 +17,7 @@ from schema.ids import encode_id
 from schema.pagination import after_id, page_size
 from schema.types.node import Node, PageInfo, page_of
 from schema.types.program import Tier
-from services.rewards import is_available, not_ended
+from services.rewards import from_active_partner, is_available, not_ended
 
 strawberry.enum(models.RewardKind, name="RewardKind")
 
@@ -77,9 +77,7 @@ class Reward(Node):
         tier_id = self.row.minimum_tier_id
         if tier_id is None:
             return None
-        tiers = await info.context.loaders.tiers(including=tier_id)
-        rank = next(i for i, t in enumerate(tiers) if t.id == tier_id)
-        return Tier.from_row(tiers[rank], rank)
+        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
 
     @strawberry.field  # donations only: what members have given through it so far
     async def donated(self, info: Info) -> DonationTotal | None:
@@ -114,13 +112,17 @@ async def reward_page(
     first: int | None,
     after: str | None,
     filters: Sequence[ColumnElement[bool]] = (),
+    deactivated_partners: bool = False,
 ) -> RewardConnection:
-    """Rewards still in the catalog (upcoming ones included, ended ones not), oldest first."""
+    """Rewards still in the catalog (upcoming ones included, ended ones and those of
+    deactivated partners not, unless `deactivated_partners`), oldest first."""
     size = page_size(first)
     start = after_id(after)
     now = info.context.runtime.clock.now()
     rewards = models.Reward.__table__.c
     conditions = [not_ended(now), *filters]
+    if not deactivated_partners:
+        conditions.append(from_active_partner())
     stmt = select(models.Reward.__table__).where(*conditions)
     if start is not None:
         stmt = stmt.where(rewards.id > start)
@@ -157,6 +159,10 @@ class Partner(Node):
     id: strawberry.ID
     name: str
     slug: str
+    active: bool = strawberry.field(
+        description="False once deactivated: keys refused, rewards out of the catalog, "
+        "settlement still readable"
+    )
     pk: strawberry.Private[int]
 
     @classmethod
@@ -165,15 +171,20 @@ class Partner(Node):
             id=strawberry.ID(encode_id("Partner", row.id)),
             name=row.name,
             slug=row.slug,
+            active=row.deactivated_at is None,
             pk=row.id,
         )
 
-    @strawberry.field
+    @strawberry.field  # a deactivated partner's rewards: for admins only (out of the catalog)
     async def rewards(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> RewardConnection:
         return await reward_page(
-            info, first=first, after=after, filters=[models.Reward.partner_id == self.pk]
+            info,
+            first=first,
+            after=after,
+            filters=[models.Reward.partner_id == self.pk],
+            deactivated_partners=info.context.viewer.role is Role.ADMIN,
         )
 
     @strawberry.field  # the partner itself (own brand) or an admin only

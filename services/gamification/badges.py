@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -28,37 +30,62 @@ async def create_badge(
     threshold: int | None,
     now: datetime,
 ) -> Badge:
-    name = clean_text(name, ["input", "name"], max_length=100)
-    if len(description) > 1000:
-        raise Invalid("must be at most 1000 characters", field=["input", "description"])
-    if image_url is not None:
-        image_url = image_url.strip()
-        parts = urlsplit(image_url)
-        if parts.scheme not in ("https", "http") or not parts.netloc or len(image_url) > MAX_URL:
-            raise Invalid("an http(s) URL of at most 500 characters", field=["input", "imageUrl"])
+    fields = clean_badge_fields({"name": name, "description": description, "image_url": image_url})
     if (metric is None) != (threshold is None):
         raise Invalid("give both metric and threshold, or neither", field=["input", "threshold"])
     if threshold is not None and not 1 <= threshold <= MAX_POINTS:
         raise Invalid("threshold must be between 1 and 1,000,000,000", field=["input", "threshold"])
-    if await session.scalar(select(Badge.id).where(Badge.name == name)) is not None:
-        raise AlreadyExists("a badge with this name already exists", field=["input", "name"])
-    badge = Badge(
-        name=name,
-        description=description.strip(),
-        image_url=image_url,
-        metric=metric,
-        threshold=threshold,
-        created_at=now,
-    )
+    await check_badge_name(session, fields["name"])
+    badge = Badge(**fields, metric=metric, threshold=threshold, created_at=now)
     session.add(badge)
+    await flush_badge(session)
+    await bump_catalog_version(session)  # earning starts looking at badges
+    return badge
+
+
+def clean_badge_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The given badge fields (name, description, image_url), checked; null is INVALID but for
+    image_url (no image)."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        field = ["input", "imageUrl" if name == "image_url" else name]
+        if value is None and name != "image_url":
+            raise Invalid(f"{field[1]} cannot be null", field=field)
+        if name == "name":
+            clean[name] = clean_text(value, field, max_length=100)
+        elif name == "description":
+            if len(value) > 1000:
+                raise Invalid("must be at most 1000 characters", field=field)
+            clean[name] = value.strip()
+        elif name == "image_url":
+            url = value.strip() if value is not None else None
+            if url is not None:
+                parts = urlsplit(url)
+                if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > MAX_URL:
+                    raise Invalid("an http(s) URL of at most 500 characters", field=field)
+            clean[name] = url
+        else:
+            raise AssertionError(f"not a badge field: {name}")
+    return clean
+
+
+async def check_badge_name(session: AsyncSession, name: str, excluding: int | None = None) -> None:
+    stmt = select(Badge.id).where(Badge.name == name)
+    if excluding is not None:
+        stmt = stmt.where(Badge.id != excluding)
+    if await session.scalar(stmt) is not None:
+        raise AlreadyExists("a badge with this name already exists", field=["input", "name"])
+
+
+async def flush_badge(session: AsyncSession) -> None:
+    """Flush a new or renamed badge; a concurrent clash of names is ALREADY_EXISTS."""
     try:
-        await session.flush()
+        async with session.begin_nested():
+            await session.flush()
     except IntegrityError as exc:
         raise AlreadyExists(
             "a badge with this name already exists", field=["input", "name"]
         ) from exc
-    await bump_catalog_version(session)  # earning starts looking at badges
-    return badge
 
 
 async def award(

@@ -3,8 +3,10 @@ recurring ones) the moment a unit of work reaches it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Exists, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,35 +74,64 @@ async def create_challenge(
     recurrence: Recurrence | None,
     now: datetime,
 ) -> Challenge:
-    name = clean_text(name, ["input", "name"], max_length=200)
-    if len(description) > 1000:
-        raise Invalid("must be at most 1000 characters", field=["input", "description"])
-    if not 1 <= goal <= MAX_POINTS:
-        raise Invalid("goal must be between 1 and 1,000,000,000", field=["input", "goal"])
-    if not 0 <= reward_points <= 100_000_000:
-        raise Invalid(
-            "rewardPoints must be between 0 and 100,000,000", field=["input", "rewardPoints"]
-        )
-    if ends_at is not None and ends_at <= starts_at:
-        raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
+    fields = clean_challenge_fields(
+        {
+            "name": name,
+            "description": description,
+            "goal": goal,
+            "reward_points": reward_points,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+        }
+    )
     if badge_id is not None and await session.get(Badge, badge_id) is None:
         raise NotFound("no such badge", field=["input", "badgeId"])
     challenge = Challenge(
-        name=name,
-        description=description.strip(),
-        metric=metric,
-        goal=goal,
-        reward_points=reward_points,
-        badge_id=badge_id,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        recurrence=recurrence,
-        created_at=now,
+        **fields, metric=metric, badge_id=badge_id, recurrence=recurrence, created_at=now
     )
+    check_challenge_window(challenge)
     session.add(challenge)
     await session.flush()
     await bump_catalog_version(session)  # earning starts looking at challenges
     return challenge
+
+
+_FIELD_NAMES = {"reward_points": "rewardPoints", "starts_at": "startsAt", "ends_at": "endsAt"}
+
+
+def clean_challenge_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The given challenge fields (name, description, goal, reward_points, starts_at, ends_at),
+    checked; null is INVALID but for ends_at (no end). The window is checked on the challenge
+    they make (`check_challenge_window`)."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        field = ["input", _FIELD_NAMES.get(name, name)]
+        if value is None and name != "ends_at":
+            raise Invalid(f"{field[1]} cannot be null", field=field)
+        if name == "name":
+            clean[name] = clean_text(value, field, max_length=200)
+        elif name == "description":
+            if len(value) > 1000:
+                raise Invalid("must be at most 1000 characters", field=field)
+            clean[name] = value.strip()
+        elif name == "goal":
+            if not 1 <= value <= MAX_POINTS:
+                raise Invalid("goal must be between 1 and 1,000,000,000", field=field)
+            clean[name] = value
+        elif name == "reward_points":
+            if not 0 <= value <= 100_000_000:
+                raise Invalid("rewardPoints must be between 0 and 100,000,000", field=field)
+            clean[name] = value
+        elif name in ("starts_at", "ends_at"):
+            clean[name] = value
+        else:
+            raise AssertionError(f"not a challenge field: {name}")
+    return clean
+
+
+def check_challenge_window(challenge: Challenge) -> None:
+    if challenge.ends_at is not None and challenge.ends_at <= challenge.starts_at:
+        raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
 
 
 async def gamified(session: AsyncSession, now: datetime) -> bool:

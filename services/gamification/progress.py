@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -78,3 +78,34 @@ async def metric_value(
         )
     value = await session.scalar(stmt)
     return max(int(value or 0), 0)
+
+
+async def anyone_counted(
+    session: AsyncSession, metric: ChallengeMetric, *, start: datetime, end: datetime | None
+) -> bool:
+    """Whether anything `metric` counts happened in [start, end), for any member: what
+    `metric_value` would find for someone, asked once for everybody."""
+    found: Select[Any]
+    if metric in (ChallengeMetric.PURCHASE_COUNT, ChallengeMetric.PURCHASE_AMOUNT):
+        found = select(Purchase.id).where(
+            Purchase.refunded_amount < Purchase.amount, *_within(Purchase.occurred_at, start, end)
+        )
+    elif metric is ChallengeMetric.REFERRAL_COUNT:
+        found = select(Member.id).where(
+            Member.referred_by_id.is_not(None),
+            Member.referral_rewarded_at.is_not(None),
+            *_within(Member.referral_rewarded_at, start, end),
+        )
+    else:
+        kinds: dict[ChallengeMetric, list[EntryKind]] = {
+            ChallengeMetric.POINTS_EARNED: list(_EARNED_KINDS),
+            ChallengeMetric.REVIEW_COUNT: [EntryKind.REVIEW],
+            ChallengeMetric.SOCIAL_SHARE_COUNT: [EntryKind.SOCIAL_SHARE],
+        }
+        found = select(LedgerEntry.id).where(
+            LedgerEntry.kind.in_(kinds[metric]),
+            LedgerEntry.status != EntryStatus.VOIDED,
+            LedgerEntry.points > 0 if metric is ChallengeMetric.POINTS_EARNED else true(),
+            *_within(LedgerEntry.created_at, start, end),
+        )
+    return bool(await session.scalar(select(found.exists())))

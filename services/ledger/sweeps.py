@@ -10,13 +10,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import QUALIFYING_KINDS, LedgerEntry, Member
+from models import QUALIFYING_KINDS, LedgerEntry, Member, Tier
 from services.celebrations import DEFAULT_LOOKBACK, pay_celebrations
 from services.ledger.entries import lock_member, settle
 from services.program import get_program, list_tiers
-from services.tiers import TierChange, refresh_tier
+from services.tiers import TierChange, move_off, refresh_tier
 
 BATCH = 200
+# How long after a tier's deletion the sweep looks for members a racing write left on it.
+RETIRED_LOOKBACK = timedelta(days=2)
 
 
 @dataclass(slots=True)
@@ -48,7 +50,7 @@ async def sweep(
                 )
             )
             for member_id in due:
-                member = await lock_member(session, member_id)
+                member = await lock_member(session, member_id, erased_ok=True)
                 await settle(session, member, now)
         report.members_settled += len(due)
         if len(due) < BATCH:
@@ -58,7 +60,29 @@ async def sweep(
     report.birthdays_paid = celebrations.birthdays_paid
     report.anniversaries_paid = celebrations.anniversaries_paid
     await _refresh_windowed_tiers(sessions, now, window_lookback, report)
+    await _move_off_retired_tiers(sessions, now, report)
     return report
+
+
+async def _move_off_retired_tiers(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, report: SweepReport
+) -> None:
+    """Members a write left on a tier while it was being deleted (deleteTier moved the rest):
+    placed by their points now, set-based. Only recently retired tiers are looked at (such a
+    race ends within seconds), so the members table is scanned only for a while after."""
+    async with sessions.begin() as session:
+        recent = select(Tier.id).where(Tier.deleted_at > now - RETIRED_LOOKBACK)
+        if not (await session.scalars(recent)).first():
+            return
+        stranded = list(
+            await session.scalars(
+                select(Member.tier_id).where(Member.tier_id.in_(recent)).distinct()
+            )
+        )
+        changes = await move_off(session, stranded, now) if stranded else []
+    report.tiers_refreshed += len(changes)
+    if report.tier_changes is not None:
+        report.tier_changes.extend(changes)
 
 
 async def _refresh_windowed_tiers(
@@ -87,7 +111,7 @@ async def _refresh_windowed_tiers(
         )
         tiers = await list_tiers(session)
         for member_id in member_ids:
-            member = await lock_member(session, member_id)
+            member = await lock_member(session, member_id, erased_ok=True)
             change = await refresh_tier(session, member, program, tiers, now)
             report.tiers_refreshed += 1
             if change is not None and report.tier_changes is not None:
