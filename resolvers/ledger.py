@@ -14,7 +14,7 @@ from resolvers.common import target_member_id, unit_of_work
 from schema.context import Context, Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput, Forbidden
-from schema.ids import expect_id
+from schema.ids import encode_id, expect_id
 from schema.inputs import (
     AdjustPointsInput,
     RecordActivityInput,
@@ -31,6 +31,7 @@ from schema.payloads import (
 from schema.permissions import MemberOrStaff, require
 from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
 from schema.types.member import Member
+from services import audit
 from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
 from services.errors import DomainError
@@ -162,7 +163,7 @@ async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPay
 
     async def work(session: AsyncSession) -> LedgerResult:
         member_id = await target_member_id(session, member_id=input.member_id, external_id=None)
-        return await adjustments.adjust_points(
+        result = await adjustments.adjust_points(
             session,
             member_id=member_id,
             points=input.points,
@@ -171,6 +172,18 @@ async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPay
             actor=ctx.viewer.actor,
             now=now,
         )
+        if not result.replayed:
+            available = result.member.available
+            audit.record(
+                session,
+                actor=ctx.viewer.audit_actor,
+                operation="adjustPoints",
+                target_id=encode_id("Member", member_id),
+                before={"available": available - result.entry.points},
+                after={"available": available},
+                now=now,
+            )
+        return result
 
     return await _ledger_operation(ctx, AdjustPointsPayload, work)
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import models
 from schema.context import Info, Role
 from schema.exceptions import BadUserInput, Unauthenticated
-from schema.ids import decode_cursor, encode_cursor, encode_id
+from schema.ids import decode_cursor, encode_cursor
 from schema.types.events import MemberEvent, PointsUpdate, TierChanged
 from schema.types.gamification import Badge, BadgeAwarded, Challenge, ChallengeCompleted
 from schema.types.ledger import PointsTransaction
@@ -36,6 +36,8 @@ def _member_id(info: Info) -> int:
     viewer = info.context.viewer
     if viewer.role is not Role.MEMBER or viewer.member_id is None:
         raise Unauthenticated("live updates need a member token in connection_init")
+    if info.context.runtime.revocations.is_erased(viewer.member_id):
+        raise Unauthenticated("member token refused: this member's data was erased")
     return viewer.member_id
 
 
@@ -75,7 +77,7 @@ async def _stream(
                     )
                     or 0
                 )
-        while True:
+        while not ctx.runtime.revocations.is_erased(member_id):  # erasure ends the stream
             rows, entries, member = await _read_after(engine, member_id, after)
             if member is not None:
                 # Each delivery reads afresh: no answer cached for an earlier event.
@@ -142,11 +144,9 @@ async def _event(
             ),
         )
     elif row.kind is models.EventKind.TIER_CHANGED:
-        from_id, to_id = row.data["from"], row.data["to"]
-        tiers = Tier.ranked(await info.context.loaders.tiers(including=to_id))
-        by_id = {str(t.id): t for t in tiers}
+        # Either may be a tier retired since: history still names it.
         payload = TierChanged(
-            from_=by_id[encode_id("Tier", from_id)], to=by_id[encode_id("Tier", to_id)]
+            from_=await _tier(info, row.data["from"]), to=await _tier(info, row.data["to"])
         )
     elif row.kind is models.EventKind.BADGE_AWARDED:
         badge = await info.context.loaders.badges.load(row.data["badge"])
@@ -160,3 +160,8 @@ async def _event(
             challenge=Challenge.from_row(challenge), completed_at=row.created_at
         )
     return MemberEvent(cursor=encode_cursor(row.id), occurred_at=row.created_at, payload=payload)
+
+
+async def _tier(info: Info, tier_id: int) -> Tier:
+    """The tier, live or retired, ranked among the live ones."""
+    return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)

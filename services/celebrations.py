@@ -213,6 +213,7 @@ def anniversary_candidates(year: int, days: Sequence[date]) -> Select[Any]:
     return select(Member.id, Member.joined_at).where(
         _MonthDay(Member.joined_at).in_([v for day in days for v in _month_days(day)]),
         Member.joined_at < _midnight(date(year, 1, 1)),
+        Member.erased_at.is_(None),  # an erased member is celebrated no more
         _unclaimed(literal("anniversary:", String) + cast(years, String)),
     )
 

@@ -31,8 +31,34 @@ def normalise_email(email: str) -> str:
     return normalised
 
 
+def check_birthday(birthday: date, now: datetime) -> date:
+    if not date(1900, 1, 1) <= birthday <= now.date():
+        raise Invalid("birthday must be a past date", field=["input", "birthday"])
+    return birthday
+
+
+# Random bytes below the largest multiple of the alphabet's size map onto it uniformly (b % 31);
+# the others are dropped.
+_USABLE = 256 - 256 % len(REFERRAL_ALPHABET)
+_TO_CODE = bytes(
+    ord(REFERRAL_ALPHABET[b % len(REFERRAL_ALPHABET)]) if b < _USABLE else 0 for b in range(256)
+)
+_UNUSABLE = bytes(range(_USABLE, 256))
+
+
+def referral_codes(count: int) -> list[str]:
+    """`count` new referral codes, uniformly random over the alphabet, from one draw of random
+    bytes (an import of 200,000 members spends seconds less than a draw a character)."""
+    wanted = count * REFERRAL_CODE_LENGTH
+    characters = b""
+    while len(characters) < wanted:
+        characters += secrets.token_bytes(wanted + wanted // 8 + 16).translate(_TO_CODE, _UNUSABLE)
+    text = characters.decode()
+    return [text[i : i + REFERRAL_CODE_LENGTH] for i in range(0, wanted, REFERRAL_CODE_LENGTH)]
+
+
 def new_referral_code() -> str:
-    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+    return referral_codes(1)[0]
 
 
 async def enroll(
@@ -49,8 +75,8 @@ async def enroll(
     display_name = clean_text(display_name, ["input", "displayName"], max_length=100)
     if external_id is not None:
         external_id = clean_text(external_id, ["input", "externalId"], max_length=200)
-    if birthday is not None and not date(1900, 1, 1) <= birthday <= now.date():
-        raise Invalid("birthday must be a past date", field=["input", "birthday"])
+    if birthday is not None:
+        check_birthday(birthday, now)
 
     if await session.scalar(select(Member.id).where(Member.email == email)) is not None:
         raise AlreadyExists("a member with this email already exists", field=["input", "email"])

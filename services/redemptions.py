@@ -21,6 +21,8 @@ from models import (
     EntryKind,
     EntryStatus,
     Member,
+    MemberStatus,
+    Partner,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -31,6 +33,7 @@ from services.errors import (
     InsufficientPoints,
     Invalid,
     LimitReached,
+    MemberSuspended,
     NotEligible,
     NotFound,
     OutOfStock,
@@ -60,6 +63,14 @@ def new_code(prefix: str = "", groups: int = CODE_GROUPS) -> str:
         number, digit = divmod(number, len(CODE_ALPHABET))
         chars.append(CODE_ALPHABET[digit])
     return prefix + "-".join("".join(chars[i : i + 4]) for i in range(0, len(chars), 4))
+
+
+async def partner_active(session: AsyncSession, partner_id: int | None) -> bool:
+    """A deactivated partner's rewards are out of the catalog: they redeem as unknown."""
+    if partner_id is None:
+        return True
+    partner = await session.get(Partner, partner_id)
+    return partner is not None and partner.deactivated_at is None
 
 
 def claim_scope(member_id: int) -> str:
@@ -98,9 +109,13 @@ async def redeem(
         return await _replay(session, claimed.first_use.entry_id)
 
     member = await lock_member(session, member_id)
+    if member.status is MemberStatus.SUSPENDED:
+        raise MemberSuspended(
+            "this member is suspended and cannot redeem", field=["input", "rewardId"]
+        )
     await settle(session, member, now)
     reward = await session.get(Reward, reward_id)
-    if reward is None:
+    if reward is None or not await partner_active(session, reward.partner_id):
         raise NotFound("no such reward", field=["input", "rewardId"])
     await _check_eligible(session, member, reward, now)
     if member.available < reward.cost:
@@ -207,7 +222,7 @@ async def _locked(session: AsyncSession, redemption_id: int) -> tuple[Redemption
     found = await session.get(Redemption, redemption_id)
     if found is None:
         raise NotFound("no such redemption", field=["input", "id"])
-    member = await lock_member(session, found.member_id)
+    member = await lock_member(session, found.member_id, erased_ok=True)
     redemption = await session.scalar(
         select(Redemption)
         .where(Redemption.id == redemption_id)

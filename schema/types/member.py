@@ -6,10 +6,12 @@ from datetime import date, datetime
 
 import strawberry
 from sqlalchemy import bindparam, func, select
+from strawberry.scalars import JSON
 
 import models
 from models.records import MemberRecord
-from schema.context import Info
+from schema.context import Info, Role
+from schema.exceptions import Forbidden
 from schema.ids import encode_id
 from schema.pagination import after_id, page_size
 from schema.types.gamification import ChallengeProgress, MemberBadge, badges_of, challenges_of
@@ -67,6 +69,14 @@ class PointsBalance:
         )
 
 
+def _require_member_or_admin(info: Info) -> None:
+    if info.context.viewer.role not in (Role.MEMBER, Role.ADMIN):
+        raise Forbidden("only the member itself and admins read this")
+
+
+strawberry.enum(models.MemberStatus, name="MemberStatus")
+
+
 @strawberry.type
 class Member(Node):
     id: strawberry.ID
@@ -77,6 +87,7 @@ class Member(Node):
     joined_at: datetime
     referral_code: str
     balance: PointsBalance
+    status: models.MemberStatus
     row: strawberry.Private[MemberRecord]
 
     @classmethod
@@ -90,14 +101,26 @@ class Member(Node):
             joined_at=row.joined_at,
             referral_code=row.referral_code,
             balance=PointsBalance.from_row(row),
+            status=row.status,
             row=row,
         )
 
+    # The merchant's own data and the member's leaderboard choice: the member itself and
+    # admins (a service key reads `status`, not these).
+    @strawberry.field
+    def attributes(self, info: Info) -> JSON:
+        _require_member_or_admin(info)
+        return JSON(self.row.attributes or {})
+
+    @strawberry.field
+    def leaderboard_opt_out(self, info: Info) -> bool:
+        _require_member_or_admin(info)
+        return self.row.leaderboard_opt_out
+
     @strawberry.field
     async def tier(self, info: Info) -> Tier:
-        tiers = await info.context.loaders.tiers(including=self.row.tier_id)
-        rank = next(i for i, t in enumerate(tiers) if t.id == self.row.tier_id)
-        return Tier.from_row(tiers[rank], rank)
+        tier_id = self.row.tier_id
+        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
 
     @strawberry.field
     async def tier_progress(self, info: Info) -> TierProgress:

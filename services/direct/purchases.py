@@ -156,7 +156,13 @@ async def _attempt(
         return None  # no such member, or a catalog changed since it was cached
     member = LockedMember.from_record(row)
     unpaid_referral = member.referred_by_id is not None and not member.referral_rewarded
-    if member.settlement_due(now) or unpaid_referral or not catalog.has_tier(member.tier_id):
+    if (
+        member.settlement_due(now)
+        or unpaid_referral
+        or not member.earns_normally
+        or not catalog.has_tier(member.tier_id)
+        or catalog.is_retired(member.tier_id)
+    ):
         return None
 
     program = catalog.program
@@ -177,7 +183,9 @@ async def _attempt(
         expires_at=expires_at if is_lot else None,
     )
     events = [(EventKind.POINTS_UPDATED.value, orjson.dumps(balances(member)).decode())]
-    new_tier = tier_for(member.qualifying_points, catalog.tiers)
+    new_tier = tier_for(
+        member.qualifying_points, catalog.tiers, catalog.floor_of(member.tier_floor_id)
+    )
     if new_tier.id != member.tier_id:
         change = {"from": member.tier_id, "to": new_tier.id}
         events.append((EventKind.TIER_CHANGED.value, orjson.dumps(change).decode()))

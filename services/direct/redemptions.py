@@ -103,6 +103,8 @@ LATERAL (
     ) AS open
 ) AS lots
 WHERE r.id = $2
+  AND (r.partner_id IS NULL
+       OR EXISTS (SELECT FROM partners AS p WHERE p.id = r.partner_id AND p.deactivated_at IS NULL))
 """
 
 _WRITE = """
@@ -170,7 +172,7 @@ async def _redeem(
     if row is None or row["claim_id"] is None:
         return None  # no such member, or a retry
     member = LockedMember.from_record(row)
-    if member.settlement_due(now):
+    if member.settlement_due(now) or not member.earns_normally:
         return None
     reward = await driver.fetchrow(_REWARD_AND_LOTS, member_id, reward_id, DRAW_BATCH)
     if reward is None or not _plainly_allowed(reward, member, now):

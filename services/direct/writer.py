@@ -10,10 +10,11 @@ from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from models import EntryKind, EntryStatus
+from models import EntryKind, EntryStatus, MemberStatus
 from services.errors import DomainError
 from services.events import Notifier
 
@@ -49,10 +50,25 @@ class LockedMember:
     qualifying_points: int
     earned_points: int
     next_settlement_at: datetime | None
+    tier_floor_id: int | None
+    status: MemberStatus
+    attributes: dict[str, Any]
+    leaderboard_opt_out: bool
+    erased_at: datetime | None
 
     @classmethod
     def from_record(cls, row: Any) -> LockedMember:
-        return cls(*(row[name] for name in cls.__slots__))
+        member = cls(*(row[name] for name in cls.__slots__))
+        member.status = MemberStatus(member.status)
+        if isinstance(member.attributes, str):  # asyncpg hands json over as text
+            member.attributes = orjson.loads(member.attributes)
+        return member
+
+    @property
+    def earns_normally(self) -> bool:
+        """Active and not erased: what a suspended or erased member does is the general
+        path's to decide."""
+        return self.status is MemberStatus.ACTIVE and self.erased_at is None
 
     def settlement_due(self, now: datetime) -> bool:
         """Pending points to activate or lots to expire: the general path settles them."""

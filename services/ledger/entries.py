@@ -14,7 +14,16 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Program
+from models import (
+    EARNING_KINDS,
+    QUALIFYING_KINDS,
+    EntryKind,
+    EntryStatus,
+    LedgerEntry,
+    Member,
+    MemberStatus,
+    Program,
+)
 from models.records import Balances
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
 from services.events import record_points
@@ -31,6 +40,9 @@ class Drawn(NamedTuple):
     points: int
 
 
+# The breakdown line of points a suspended member did not earn.
+WITHHELD = "Withheld: the member is suspended"
+
 # Lots read at first by a spend (then 4x as many each time more are needed).
 DRAW_BATCH = 8
 
@@ -38,8 +50,16 @@ DRAW_BATCH = 8
 _NOT_LOTS = frozenset({EntryKind.REVERSAL, EntryKind.EXPIRATION})
 
 
-async def lock_member(session: AsyncSession, member_id: int) -> Member:
-    """Load the member for writing: the row lock serializes every balance change."""
+async def lock_member(
+    session: AsyncSession,
+    member_id: int,
+    *,
+    erased_ok: bool = False,
+    field: Sequence[str] = ("input", "memberId"),
+) -> Member:
+    """Load the member for writing: the row lock serializes every balance change. An erased
+    member is not found, unless the caller only keeps its ledger going (`erased_ok`: refunds,
+    cancellations, settling, sweeps)."""
     stmt = (
         select(Member)
         .where(Member.id == member_id)
@@ -47,9 +67,14 @@ async def lock_member(session: AsyncSession, member_id: int) -> Member:
         .execution_options(populate_existing=True)
     )
     member = await session.scalar(stmt)
-    if member is None:
-        raise NotFound("no such member", field=["input", "memberId"])
+    if member is None or (member.erased_at is not None and not erased_ok):
+        raise NotFound("no such member", field=field)
     return member
+
+
+def earns(member: Member) -> bool:
+    """Whether the member earns points: not while suspended, never once erased."""
+    return member.status is MemberStatus.ACTIVE and member.erased_at is None
 
 
 def post(
@@ -164,7 +189,15 @@ def credit(
     breakdown: Sequence[dict[str, Any]] = (),
     actor: str = "system",
 ) -> LedgerEntry:
-    """Earn points as a new lot: pending until `available_at`, expiring `expiryDays` after it."""
+    """Earn points as a new lot: pending until `available_at`, expiring `expiryDays` after it.
+
+    A suspended member earns nothing: the entry is still written (the purchase, activity or
+    celebration is on record), for 0 points, with a breakdown that says what was withheld.
+    Admin adjustments are not earnings and are never withheld."""
+    breakdown = breakdown or [{"label": description, "points": points}]
+    if not earns(member) and kind in EARNING_KINDS and points > 0:
+        breakdown = [*breakdown, {"label": WITHHELD, "points": -points}]
+        points = 0
     status, available_at, expires_at = credit_terms(program, available_at, now)
     return post(
         session,
@@ -177,7 +210,7 @@ def credit(
         reference=reference,
         available_at=available_at,
         expires_at=expires_at,
-        breakdown=breakdown or [{"label": description, "points": points}],
+        breakdown=breakdown,
         actor=actor,
     )
 

@@ -159,7 +159,7 @@ async def record_purchase(
             amount=purchase.amount,
             occurred_at=occurred,
             entry_id=entry.id,
-            points_earned=quote.points,
+            points_earned=entry.points,  # 0 when withheld: refunds reverse what was earned
             refunded_amount=Decimal(0),
             points_reversed=0,
         )
@@ -186,7 +186,7 @@ async def _reward_referral(
     if member.referred_by_id is None or (program.referral_bonus <= 0 and not counted):
         return
     # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
-    referrer = await lock_member(session, member.referred_by_id)
+    referrer = await lock_member(session, member.referred_by_id, erased_ok=True)
     await settle(session, referrer, now)
     if program.referral_bonus > 0:
         for who, other in ((member, referrer), (referrer, member)):
@@ -230,7 +230,7 @@ async def refund_purchase(
     )
     if member_id is None:
         raise NotFound("no purchase with this orderId", field=["input", "orderId"])
-    member = await lock_member(session, member_id)
+    member = await lock_member(session, member_id, erased_ok=True)
     await settle(session, member, now)
     # Read the purchase only under the member lock: concurrent refunds of it queue there.
     purchase = await session.scalar(
