@@ -18,21 +18,25 @@ from typing import Any, TypeVar
 import uvicorn
 from alembic.runtime.migration import MigrationContext
 from pydantic import SecretStr, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.settings import Settings
-from models import KeyRole, Member
+from models import ApiKey, KeyRole, Member
 from models.engine import create_engine, is_sqlite, session_factory
 from models.migrations import is_up_to_date
 from schema.ids import decode_id, encode_id
-from services import access
+from services import access, audit
+from services.bus import broadcast_channel, hint_channel
 from services.clock import SystemClock
 from services.errors import DomainError
 from services.partners import find_partner
 from services.program import list_tiers
+from services.revocations import KEYS_CHANGED
 
 APP_FACTORY = "api.app:create_app"
 DEMO_SECRET_FILE = ".laurel-demo-secret"  # noqa: S105 (a file name, not a secret)
@@ -61,6 +65,21 @@ query FirstLook {
     redemptions(first: 3) { edges { node { status code reward { name } } } }
   }
   promotions { name multiplier startsAt endsAt }
+}"""
+
+# What `laurel demo` prints for staff, with the admin key as the bearer (README: "Running
+# the program").
+ADMIN_QUERY = """\
+query RunTheProgram {
+  members(search: "ha", first: 5, orderBy: {field: LIFETIME_POINTS}) {
+    totalCount
+    edges { node { id displayName email status attributes tier { name } } }
+  }
+  suspended: members(status: SUSPENDED) { edges { node { displayName email } } }
+  auditLog(first: 5) {
+    edges { node { at operation targetId actor { name } before after } }
+  }
+  apiKeys(first: 5) { edges { node { name role lastUsedAt revokedAt } } }
 }"""
 
 T = TypeVar("T")
@@ -273,13 +292,20 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
                 if args.partner is not None:
                     # A key bound to a brand that does not exist would see nothing, silently.
                     await find_partner(session, args.partner)
-                return await access.create_api_key(
-                    session,
-                    role=role,
-                    name=name,
-                    now=SystemClock().now(),
-                    partner_slug=args.partner,
+                now = SystemClock().now()
+                issued = await access.create_api_key(
+                    session, role=role, name=name, now=now, partner_slug=args.partner
                 )
+                audit.record(
+                    session,
+                    actor=audit.COMMAND_LINE,
+                    operation="keys create",
+                    target_id=encode_id("ApiKey", issued.key.id),
+                    before=None,
+                    after=audit.fields(issued.key, access.AUDITED_FIELDS),
+                    now=now,
+                )
+                return issued
 
     try:
         issued = _run(create())
@@ -288,6 +314,93 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     _err(f"created {role.value} key {name!r} (prefix {issued.key.prefix}); it is shown only once:")
     print(issued.secret, flush=True)
     return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """One line per key, newest first: id, name, role, partner, created, last used, revoked."""
+    settings = _settings()
+
+    async def read() -> list[ApiKey]:
+        async with _database(settings.database_url) as engine:
+            await _require_migrated(engine)
+            async with session_factory(engine)() as session:
+                return list(await session.scalars(select(ApiKey).order_by(ApiKey.id.desc())))
+
+    for key in _run(read()):
+        print(
+            "\t".join(
+                [
+                    encode_id("ApiKey", key.id),
+                    key.name,
+                    key.role.name,
+                    key.partner_slug or "-",
+                    key.created_at.isoformat(timespec="seconds"),
+                    key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "-",
+                    key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+                ]
+            ),
+            flush=True,
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key (audited); with Redis configured, every serving process is told at once,
+    else each one drops its cached keys within LAUREL_API_KEY_CACHE_SECONDS."""
+    settings = _settings()
+    raw = args.key_id.strip()
+    decoded = decode_id(raw)
+    if raw.isdigit():
+        key_id = int(raw)
+    elif decoded is not None and decoded[0] == "ApiKey":
+        key_id = decoded[1]
+    else:
+        raise CliError(f"{args.key_id!r} is not an ApiKey id (see `laurel keys list`)")
+
+    async def revoke() -> ApiKey:
+        async with _database(settings.database_url) as engine:
+            await _require_migrated(engine)
+            now = SystemClock().now()
+            async with session_factory(engine).begin() as session:
+                key = await access.revoke_api_key(session, key_id, now)
+                audit.record(
+                    session,
+                    actor=audit.COMMAND_LINE,
+                    operation="keys revoke",
+                    target_id=encode_id("ApiKey", key.id),
+                    before={"revokedAt": None} if key.revoked_at == now else {},
+                    after={"revokedAt": audit.jsonable(key.revoked_at)}
+                    if key.revoked_at == now
+                    else {},
+                    now=now,
+                )
+        if settings.redis_url:
+            await _announce(settings, KEYS_CHANGED)
+        return key
+
+    try:
+        key = _run(revoke())
+    except DomainError as exc:
+        raise CliError(f"{exc.message}: {args.key_id}") from exc
+    assert key.revoked_at is not None
+    _err(f"revoked key {key.name!r} ({encode_id('ApiKey', key.id)})")
+    return 0
+
+
+async def _announce(settings: Settings, message: str) -> None:
+    """Tell the serving processes over Redis (their bus's broadcast channel)."""
+    assert settings.redis_url is not None
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    channel = broadcast_channel(hint_channel(settings.redis_prefix))
+    try:
+        await client.publish(channel, f"cli:{message}")
+    except (RedisError, OSError) as exc:
+        _err(
+            f"warning: Redis not told ({exc}); processes drop cached keys within "
+            f"{settings.api_key_cache_seconds:g} s"
+        )
+    finally:
+        await client.aclose()
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
@@ -536,7 +649,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "",
         *(f"  {line}" for line in FIRST_QUERY.splitlines()),
         "",
-        "For staff operations, send the admin key as the bearer instead. Ctrl+C stops.",
+        "For staff operations, send the admin key as the bearer instead, e.g.:",
+        "",
+        *(f"  {line}" for line in ADMIN_QUERY.splitlines()),
+        "",
+        "then updateMember, setMemberStatus, exportMember, eraseMember, revokeApiKey (README:",
+        '"Running the program"). Ctrl+C stops.',
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -585,6 +703,13 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--partner", metavar="SLUG", help="the partner's slug (partner keys)")
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(handler=cmd_keys_create)
+    listing = key_commands.add_parser(
+        "list", help="every key (id, name, role, partner, created, last used, revoked)"
+    )
+    listing.set_defaults(handler=cmd_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key (ID as `keys list` prints it)")
+    revoke.add_argument("key_id", metavar="ID")
+    revoke.set_defaults(handler=cmd_keys_revoke)
 
     token = commands.add_parser("token", help="print a member token (needs LAUREL_JWT_SECRET)")
     token.add_argument("member_id", metavar="MEMBER_ID", help="a Member ID or a numeric id")
@@ -625,6 +750,10 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to wait for a rebuild another process is running (default: 60)",
     )
     rebuild.set_defaults(handler=cmd_leaderboards_rebuild)
+
+    from api.cli_data import add_data_commands  # `import members`, `export ledger`
+
+    add_data_commands(commands)
     return parser
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import strawberry
+from strawberry.scalars import JSON
 
 import models
-import schema.types.gamification  # noqa: F401 (registers the metric and recurrence enums)
+import schema.types.access
+import schema.types.gamification
+import schema.types.member  # noqa: F401 (registers MemberStatus)
 from schema.flat_inputs import flat_input
 from schema.types.ledger import ActivityKind
 
 RewardKind = models.RewardKind
+KeyRole = models.KeyRole
+MemberStatus = models.MemberStatus
 
 
 @strawberry.input
@@ -178,3 +183,125 @@ class CreateChallengeInput:
     recurrence: models.Recurrence | None = strawberry.field(
         default=None, description="WEEKLY or MONTHLY: progress starts again each period"
     )
+
+
+# ---------------------------------------------------------------- running the program
+
+
+@strawberry.input(
+    description="Only the fields given change; an explicit null clears birthday / externalId"
+)
+class UpdateMemberInput:
+    id: strawberry.ID
+    email: str | None = strawberry.UNSET
+    display_name: str | None = strawberry.UNSET
+    birthday: date | None = strawberry.UNSET
+    external_id: str | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET  # replaces the whole object
+    leaderboard_opt_out: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="Member token; only the fields given change")
+class UpdateMeInput:
+    display_name: str | None = strawberry.UNSET
+    birthday: date | None = strawberry.UNSET  # may be set once: a change gets NOT_ELIGIBLE
+    leaderboard_opt_out: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class SetMemberStatusInput:
+    member_id: strawberry.ID
+    status: MemberStatus
+    reason: str
+
+
+@strawberry.input
+class ExportMemberInput:
+    member_id: strawberry.ID
+
+
+@strawberry.input
+class EraseMemberInput:
+    member_id: strawberry.ID
+    reason: str | None = None
+
+
+@strawberry.input(description="partnerId: required for PARTNER keys, refused otherwise")
+class CreateApiKeyInput:
+    name: str
+    role: KeyRole
+    partner_id: strawberry.ID | None = None
+
+
+@strawberry.input(description="Refused from the very next request, in every process")
+class RevokeApiKeyInput:
+    id: strawberry.ID
+
+
+# -- editing the catalog: only the fields given change ----------------------------------
+
+
+@strawberry.input(description="Only the fields given change")
+class UpdateTierInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    threshold: int | None = strawberry.UNSET
+    multiplier: float | None = strawberry.UNSET
+    benefits: list[str] | None = strawberry.UNSET
+
+
+@strawberry.input(description="Refused (INVALID) for the entry tier and for a program's only tier")
+class DeleteTierInput:
+    id: strawberry.ID
+
+
+@strawberry.input(description="Only the fields given change")
+class UpdatePromotionInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    multiplier: float | None = strawberry.UNSET
+    starts_at: datetime | None = strawberry.UNSET
+    ends_at: datetime | None = strawberry.UNSET
+
+
+@strawberry.input(
+    description="endsAt becomes now: purchases recorded after it earn without its multiplier"
+)
+class EndPromotionInput:
+    id: strawberry.ID
+
+
+@strawberry.input(description="Only the fields given change; an explicit null clears endsAt")
+class UpdateChallengeInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    goal: int | None = strawberry.UNSET
+    reward_points: int | None = strawberry.UNSET
+    starts_at: datetime | None = strawberry.UNSET
+    ends_at: datetime | None = strawberry.UNSET
+
+
+@strawberry.input(description="endsAt becomes now; progress and completions stay")
+class EndChallengeInput:
+    id: strawberry.ID
+
+
+@strawberry.input(description="Only the fields given change; an explicit null clears imageUrl")
+class UpdateBadgeInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    image_url: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="Only the fields given change")
+class UpdatePartnerInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    slug: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class DeactivatePartnerInput:
+    id: strawberry.ID

@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import gamification, ledger, members, partners, program, redemptions, rewards
+from resolvers import access as access_resolvers
+from resolvers import (
+    gamification,
+    ledger,
+    member_admin,
+    members,
+    partners,
+    program,
+    redemptions,
+    rewards,
+)
 from schema.payloads import (
     AdjustPointsPayload,
     CancelRedemptionPayload,
+    CreateApiKeyPayload,
     CreateBadgePayload,
     CreateChallengePayload,
     CreatePartnerPayload,
     CreatePromotionPayload,
     CreateRewardPayload,
     CreateTierPayload,
+    DeactivatePartnerPayload,
+    DeleteTierPayload,
+    EndChallengePayload,
+    EndPromotionPayload,
     EnrollPayload,
+    EraseMemberPayload,
+    ExportMemberPayload,
     RecordActivityPayload,
     RecordPurchasePayload,
     RedeemRewardPayload,
     RefundPurchasePayload,
+    RevokeApiKeyPayload,
+    SetMemberStatusPayload,
+    UpdateBadgePayload,
+    UpdateChallengePayload,
+    UpdateMemberPayload,
+    UpdateMePayload,
+    UpdatePartnerPayload,
     UpdateProgramPayload,
+    UpdatePromotionPayload,
     UpdateRewardPayload,
+    UpdateTierPayload,
     UseRedemptionPayload,
 )
 from schema.permissions import AdminOnly, AnyoneButMembersAndPartners, MemberOnly, StaffOnly
@@ -80,4 +106,56 @@ class Mutation:
     )
     create_challenge: CreateChallengePayload = strawberry.mutation(
         resolver=gamification.create_challenge, permission_classes=[AdminOnly]
+    )
+    update_member: UpdateMemberPayload = strawberry.mutation(
+        resolver=member_admin.update_member, permission_classes=[AdminOnly]
+    )
+    update_me: UpdateMePayload = strawberry.mutation(
+        resolver=member_admin.update_me, permission_classes=[MemberOnly]
+    )
+    set_member_status: SetMemberStatusPayload = strawberry.mutation(
+        resolver=member_admin.set_member_status, permission_classes=[AdminOnly]
+    )
+    export_member: ExportMemberPayload = strawberry.mutation(
+        resolver=member_admin.export_member,
+        permission_classes=[AdminOnly],
+        description="A mutation so that it is audited and never sent as GET",
+    )
+    erase_member: EraseMemberPayload = strawberry.mutation(
+        resolver=member_admin.erase_member,
+        permission_classes=[AdminOnly],
+        description="Irreversible",
+    )
+    update_tier: UpdateTierPayload = strawberry.mutation(
+        resolver=program.update_tier, permission_classes=[AdminOnly]
+    )
+    delete_tier: DeleteTierPayload = strawberry.mutation(
+        resolver=program.delete_tier, permission_classes=[AdminOnly]
+    )
+    update_promotion: UpdatePromotionPayload = strawberry.mutation(
+        resolver=program.update_promotion, permission_classes=[AdminOnly]
+    )
+    end_promotion: EndPromotionPayload = strawberry.mutation(
+        resolver=program.end_promotion, permission_classes=[AdminOnly]
+    )
+    update_challenge: UpdateChallengePayload = strawberry.mutation(
+        resolver=gamification.update_challenge, permission_classes=[AdminOnly]
+    )
+    end_challenge: EndChallengePayload = strawberry.mutation(
+        resolver=gamification.end_challenge, permission_classes=[AdminOnly]
+    )
+    update_badge: UpdateBadgePayload = strawberry.mutation(
+        resolver=gamification.update_badge, permission_classes=[AdminOnly]
+    )
+    update_partner: UpdatePartnerPayload = strawberry.mutation(
+        resolver=partners.update_partner, permission_classes=[AdminOnly]
+    )
+    deactivate_partner: DeactivatePartnerPayload = strawberry.mutation(
+        resolver=partners.deactivate_partner, permission_classes=[AdminOnly]
+    )
+    create_api_key: CreateApiKeyPayload = strawberry.mutation(
+        resolver=access_resolvers.create_api_key, permission_classes=[AdminOnly]
+    )
+    revoke_api_key: RevokeApiKeyPayload = strawberry.mutation(
+        resolver=access_resolvers.revoke_api_key, permission_classes=[AdminOnly]
     )

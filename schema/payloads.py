@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.scalars import JSON
 
 from schema.errors import UserError
+from schema.types.access import ApiKey
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -115,4 +117,107 @@ class CreateBadgePayload:
 @strawberry.type
 class CreateChallengePayload:
     challenge: Challenge | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# ---------------------------------------------------------------- running the program
+
+
+@strawberry.type
+class UpdateMemberPayload:
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateMePayload:
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SetMemberStatusPayload:
+    member: Member | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ExportMemberPayload:
+    document: JSON | None = None  # profile, attributes, ledger, redemptions, badges, ...
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EraseMemberPayload:
+    member: Member | None = None  # as it stays, anonymized
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateApiKeyPayload:
+    api_key: ApiKey | None = None
+    secret: str | None = strawberry.field(default=None, description="Shown once, never stored")
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RevokeApiKeyPayload:
+    api_key: ApiKey | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# -- editing the catalog ------------------------------------------------------------------
+
+
+@strawberry.type
+class UpdateTierPayload:
+    tier: Tier | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class DeleteTierPayload:
+    deleted_tier_id: strawberry.ID | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdatePromotionPayload:
+    promotion: Promotion | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EndPromotionPayload:
+    promotion: Promotion | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateChallengePayload:
+    challenge: Challenge | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EndChallengePayload:
+    challenge: Challenge | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateBadgePayload:
+    badge: Badge | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdatePartnerPayload:
+    partner: Partner | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class DeactivatePartnerPayload:
+    partner: Partner | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

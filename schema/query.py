@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import gamification, leaderboards, ledger, members, node, partners, rewards
+from resolvers import access as access_resolvers
+from resolvers import audit as audit_resolvers
+from resolvers import (
+    gamification,
+    leaderboards,
+    ledger,
+    member_search,
+    members,
+    node,
+    partners,
+    rewards,
+)
 from resolvers import program as program_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
+from schema.types.access import ApiKeyConnection
+from schema.types.audit import AuditEntryConnection
 from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
 from schema.types.member import Member
+from schema.types.member_list import MemberConnection
 from schema.types.node import Node
 from schema.types.program import Program, Promotion, Tier
 from schema.types.reward import Partner, RewardConnection
@@ -23,6 +37,9 @@ class Query:
     me: Member | None = strawberry.field(resolver=members.me, permission_classes=[MemberOnly])
     member: Member | None = strawberry.field(
         resolver=members.member, permission_classes=[StaffOnly]
+    )
+    members: MemberConnection = strawberry.field(
+        resolver=member_search.members, permission_classes=[AdminOnly]
     )
     tiers: list[Tier] = strawberry.field(resolver=program_resolvers.tiers)
     preview_purchase: PurchasePreview = strawberry.field(resolver=ledger.preview_purchase)
@@ -47,3 +64,13 @@ class Query:
         resolver=gamification.challenges, description="Running now"
     )
     badges: list[Badge] = strawberry.field(resolver=gamification.badges)
+    api_keys: ApiKeyConnection = strawberry.field(
+        resolver=access_resolvers.api_keys,
+        permission_classes=[AdminOnly],
+        description="Newest first, revoked ones included",
+    )
+    audit_log: AuditEntryConnection = strawberry.field(
+        resolver=audit_resolvers.audit_log,
+        permission_classes=[AdminOnly],
+        description="Newest first",
+    )

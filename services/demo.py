@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import EntryKind, LedgerEntry, Member
-from services import demo_rewards, members
+from models import EntryKind, LedgerEntry, Member, MemberStatus
+from services import audit, demo_rewards, member_profile, members
 from services.clock import Clock, ManualClock
 from services.demo_gamification import create_gamification
 from services.ledger.activity import record_activity
@@ -413,6 +413,8 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
         async with sessions.begin() as session:
             await event.action(session, history.now())
 
+    await _run_the_program(sessions, people, ids, history.now())
+
     async with sessions() as session:
         featured = await showcase_member(session)
         assert featured is not None, "the demo enrols members"
@@ -433,6 +435,50 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
     )
 
 
+# What support staff did lately: the merchant's own data on some members, a suspension under
+# review, a member who keeps off the leaderboards (each admin edit lands in the audit trail).
+FAVOURITES = ["Ethiopia Yirgacheffe", "House espresso", "Colombia decaf", "Guatemala Huehue"]
+
+
+async def _run_the_program(
+    sessions: async_sessionmaker[AsyncSession],
+    people: list[_Person],
+    ids: dict[int, int],
+    now: datetime,
+) -> None:
+    async with sessions.begin() as session:
+        for person in people[: len(FAVOURITES)]:
+            await member_profile.update_member(
+                session,
+                member_id=ids[person.index],
+                changes={
+                    "attributes": {
+                        "favouriteRoast": FAVOURITES[person.index],
+                        "store": "Leeds" if person.index % 2 else "York",
+                        "newsletter": person.index % 3 != 0,
+                    }
+                },
+                actor=audit.COMMAND_LINE,
+                now=now,
+            )
+        lapsed = next((p for p in reversed(people) if p.profile == "casual"), people[-1])
+        await member_profile.set_status(
+            session,
+            member_id=ids[lapsed.index],
+            status=MemberStatus.SUSPENDED,
+            reason="Chargebacks under review (demo)",
+            actor=audit.COMMAND_LINE,
+            now=now,
+        )
+        private = people[-2] if people[-2] is not lapsed else people[-3]
+        await member_profile.update_me(
+            session,
+            member_id=ids[private.index],
+            changes={"leaderboardOptOut": True},
+            now=now,
+        )
+
+
 async def showcase_member(session: AsyncSession) -> Member | None:
     """The member worth showing off: the richest history among members of a middle tier
     (neither the entry tier nor the top one), else the richest history of all."""
@@ -447,6 +493,7 @@ async def showcase_member(session: AsyncSession) -> Member | None:
         await session.execute(
             select(Member, func.coalesce(entries.c.entries, 0))
             .outerjoin(entries, entries.c.member_id == Member.id)
+            .where(Member.status == MemberStatus.ACTIVE, Member.erased_at.is_(None))
             .order_by(Member.id)
         )
     ).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from api.cli import FIRST_QUERY
+from api.cli import ADMIN_QUERY, FIRST_QUERY
 from models import KeyRole
 from services.demo import load_demo
 from services.demo_rewards import PARTNER_SLUG
@@ -48,3 +48,23 @@ async def test_first_look_redeem_and_partner_view_work_on_the_demo(api: Api) -> 
     partner = seen["data"]["partner"]  # type: ignore[index]
     assert partner["rewards"]["totalCount"] == 2
     assert partner["settlement"]["redemptions"] > 0
+
+
+def test_the_printed_admin_query_is_the_readmes() -> None:
+    block = re.search(r"```graphql\n(query RunTheProgram.*?)\n```", README, re.S)
+    assert block is not None
+    assert block.group(1) == ADMIN_QUERY
+
+
+async def test_the_admin_query_shows_the_demos_program_being_run(api: Api) -> None:
+    await load_demo(api.sessions, api.clock)
+    admin = await api.key(KeyRole.ADMIN)
+    body = await api.gql(ADMIN_QUERY, token=admin)
+    assert "errors" not in body, body
+    data = body["data"]
+    assert data["members"]["totalCount"] > 0  # type: ignore[index]
+    suspended = data["suspended"]["edges"]  # type: ignore[index]
+    assert len(suspended) == 1
+    trail = [edge["node"] for edge in data["auditLog"]["edges"]]  # type: ignore[index]
+    assert {"setMemberStatus", "updateMember"} <= {entry["operation"] for entry in trail}
+    assert any(edge["node"]["lastUsedAt"] for edge in data["apiKeys"]["edges"])  # type: ignore[index]
