@@ -6,7 +6,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import KeyRole, Partner
-from resolvers.common import unit_of_work
+from resolvers.common import audit_trail, unit_of_work
 from schema.context import Info
 from schema.errors import UserError
 from schema.ids import encode_id, expect_id
@@ -46,14 +46,12 @@ async def create_api_key(info: Info, input: CreateApiKeyInput) -> CreateApiKeyPa
         issued = await access.create_api_key(
             session, role=input.role, name=input.name, now=now, partner_slug=partner_slug
         )
-        audit.record(
+        audit_trail(
+            info,
             session,
-            actor=ctx.viewer.audit_actor,
-            operation="createApiKey",
-            target_id=encode_id("ApiKey", issued.key.id),
-            before=None,
-            after=audit.fields(issued.key, access.AUDITED_FIELDS),
-            now=now,
+            encode_id("ApiKey", issued.key.id),
+            None,
+            audit.fields(issued.key, access.AUDITED_FIELDS),
         )
         return issued
 
@@ -91,16 +89,9 @@ async def revoke_api_key(info: Info, input: RevokeApiKeyInput) -> RevokeApiKeyPa
 
     async def work(session: AsyncSession) -> ApiKey:
         key = await access.revoke_api_key(session, key_id, now)
-        before = {"revokedAt": None} if key.revoked_at == now else {}
-        audit.record(
-            session,
-            actor=ctx.viewer.audit_actor,
-            operation="revokeApiKey",
-            target_id=encode_id("ApiKey", key.id),
-            before=before,
-            after={"revokedAt": audit.jsonable(key.revoked_at)} if before else {},
-            now=now,
-        )
+        after = audit.fields(key, access.AUDITED_FIELDS)
+        before = after | {"revokedAt": None} if key.revoked_at == now else after
+        audit_trail(info, session, encode_id("ApiKey", key.id), before, after)
         return ApiKey.from_row(key)
 
     result = await unit_of_work(ctx, work)

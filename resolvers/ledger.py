@@ -10,7 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
-from resolvers.common import target_member_id, unit_of_work
+from resolvers.common import audit_trail, target_member_id, unit_of_work
 from schema.context import Context, Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput, Forbidden
@@ -31,7 +31,6 @@ from schema.payloads import (
 from schema.permissions import MemberOrStaff, require
 from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
 from schema.types.member import Member
-from services import audit
 from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
 from services.errors import DomainError
@@ -174,14 +173,12 @@ async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPay
         )
         if not result.replayed:
             available = result.member.available
-            audit.record(
+            audit_trail(
+                info,
                 session,
-                actor=ctx.viewer.audit_actor,
-                operation="adjustPoints",
-                target_id=encode_id("Member", member_id),
-                before={"available": available - result.entry.points},
-                after={"available": available},
-                now=now,
+                encode_id("Member", member_id),
+                {"available": available - result.entry.points},
+                {"available": available},
             )
         return result
 

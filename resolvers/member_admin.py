@@ -3,12 +3,9 @@ requests (export, erasure)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import strawberry
 from strawberry.scalars import JSON
 
-from resolvers.common import unit_of_work
+from resolvers.common import given, unit_of_work
 from schema.context import Info
 from schema.errors import UserError
 from schema.ids import expect_id
@@ -31,20 +28,6 @@ from services import member_profile, privacy
 from services.errors import DomainError
 
 
-def _given(input: object, *, skip: str | None = None) -> dict[str, Any]:
-    """The input's fields that were given (null included), under their GraphQL names."""
-    return {
-        _camel(name): value
-        for name, value in vars(input).items()
-        if name != skip and value is not strawberry.UNSET
-    }
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 async def update_member(info: Info, input: UpdateMemberInput) -> UpdateMemberPayload:
     ctx = info.context
     now = ctx.runtime.clock.now()
@@ -57,7 +40,7 @@ async def update_member(info: Info, input: UpdateMemberInput) -> UpdateMemberPay
         lambda session: member_profile.update_member(
             session,
             member_id=member_id,
-            changes=_given(input, skip="id"),
+            changes=given(input),
             actor=ctx.viewer.audit_actor,
             now=now,
         ),
@@ -74,7 +57,7 @@ async def update_me(info: Info, input: UpdateMeInput) -> UpdateMePayload:
     result = await unit_of_work(
         ctx,
         lambda session: member_profile.update_me(
-            session, member_id=member_id, changes=_given(input), now=ctx.runtime.clock.now()
+            session, member_id=member_id, changes=given(input), now=ctx.runtime.clock.now()
         ),
     )
     if isinstance(result, UserError):

@@ -474,7 +474,7 @@ async def _run_the_program(
         await member_profile.update_me(
             session,
             member_id=ids[private.index],
-            changes={"leaderboardOptOut": True},
+            changes={"leaderboard_opt_out": True},
             now=now,
         )
 

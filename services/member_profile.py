@@ -45,6 +45,7 @@ EDITABLE = {
     "leaderboardOptOut": "leaderboard_opt_out",
 }
 STATUS_FIELDS = {"status": "status", "statusReason": "status_reason"}
+_GRAPHQL_NAMES = {attribute: name for name, attribute in EDITABLE.items()}
 
 
 def member_gid(member_id: int) -> str:
@@ -87,8 +88,8 @@ async def update_member(
     actor: audit.Actor,
     now: datetime,
 ) -> Member:
-    """An admin's edit: only the fields in `changes` (GraphQL names); None clears birthday
-    and externalId, and empties attributes."""
+    """An admin's edit: only the fields in `changes` (by attribute name, as `EDITABLE` names
+    them); None clears birthday and externalId, and empties attributes."""
     member = await lock_member(session, member_id, field=["input", "id"])
     before = audit.fields(member, EDITABLE)
     for name, value in changes.items():
@@ -163,7 +164,7 @@ async def set_status(
 async def _apply(
     session: AsyncSession, member: Member, name: str, value: Any, now: datetime
 ) -> None:
-    field = ["input", name]
+    field = ["input", _GRAPHQL_NAMES.get(name, name)]
     if name == "email":
         if value is None:
             raise Invalid("email cannot be null", field=field)
@@ -171,25 +172,27 @@ async def _apply(
         if email != member.email:
             await _unique(session, Member.email == email, member.id, "email", field)
         member.email = email
-    elif name == "displayName":
+    elif name == "display_name":
         if value is None:
             raise Invalid("displayName cannot be null", field=field)
         member.display_name = clean_text(value, field, max_length=100)
     elif name == "birthday":
         member.birthday = None if value is None else check_birthday(_date(value), now)
-    elif name == "externalId":
+    elif name == "external_id":
         external_id = None if value is None else clean_text(value, field, max_length=200)
         if external_id is not None and external_id != member.external_id:
-            await _unique(session, Member.external_id == external_id, member.id, name, field)
+            await _unique(
+                session, Member.external_id == external_id, member.id, "externalId", field
+            )
         member.external_id = external_id
     elif name == "attributes":
         member.attributes = {} if value is None else check_attributes(value)
-    elif name == "leaderboardOptOut":
+    elif name == "leaderboard_opt_out":
         if not isinstance(value, bool):
             raise Invalid("leaderboardOptOut is true or false", field=field)
         member.leaderboard_opt_out = value
     else:
-        raise Invalid(f"{name} cannot be edited", field=field)
+        raise Invalid(f"{field[-1]} cannot be edited", field=field)
 
 
 def _date(value: Any) -> date:
