@@ -1,0 +1,194 @@
+"""Segments: named sets of members, defined by a rule (services.segments.rules) over the ledger
+and the member rows, computed by the database (services.segments.sql): counted, listed, and
+decided for one member exactly (what targeting will rely on)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Member, Segment
+from services.errors import AlreadyExists, NotFound
+from services.program import clean_text
+from services.segments.rules import GROUPS, RuleChecker, named_segments
+from services.segments.sql import RuleSql, members_matching, membership
+
+__all__ = [
+    "CountCache",
+    "create_segment",
+    "delete_segment",
+    "is_member",
+    "locked_segment",
+    "member_count",
+    "members_page",
+    "segments_of",
+    "update_segment",
+    "users_of",
+]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def _rules(session: AsyncSession) -> dict[int, dict[str, Any]]:
+    """Every segment's rule by id (a rule may name others)."""
+    return {s.id: s.rule for s in await session.scalars(select(Segment))}
+
+
+async def _sql(session: AsyncSession, now: datetime) -> RuleSql:
+    return RuleSql(dialect=_dialect(session), now=now, rules=await _rules(session))
+
+
+def _name(value: str) -> str:
+    return clean_text(value, ["input", "name"], max_length=200)
+
+
+async def _flush(session: AsyncSession) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists("a segment with this name exists", field=["input", "name"]) from exc
+
+
+async def create_segment(
+    session: AsyncSession, *, name: str, rule: Mapping[str, Any], now: datetime
+) -> Segment:
+    clean = _name(name)
+    if await session.scalar(select(Segment.id).where(Segment.name == clean)) is not None:
+        raise AlreadyExists("a segment with this name exists", field=["input", "name"])
+    kept = await RuleChecker(session).check(rule, ["input", "rule"])
+    segment = Segment(name=clean, rule=kept, created_at=now, updated_at=now)
+    session.add(segment)
+    await _flush(session)
+    return segment
+
+
+async def locked_segment(session: AsyncSession, segment_id: int) -> Segment:
+    segment = await session.get(Segment, segment_id, with_for_update=True)
+    if segment is None:
+        raise NotFound("no such segment", field=["input", "id"])
+    return segment
+
+
+async def update_segment(
+    session: AsyncSession,
+    segment: Segment,
+    *,
+    name: str | None,
+    rule: Mapping[str, Any] | None,
+    now: datetime,
+) -> Segment:
+    """Only what is given changes."""
+    if name is not None:
+        clean = _name(name)
+        taken = await session.scalar(
+            select(Segment.id).where(Segment.name == clean, Segment.id != segment.id)
+        )
+        if taken is not None:
+            raise AlreadyExists("a segment with this name exists", field=["input", "name"])
+        segment.name = clean
+    if rule is not None:
+        checker = RuleChecker(session, segment_id=segment.id)
+        segment.rule = await checker.check(rule, ["input", "rule"])
+    segment.updated_at = now
+    await _flush(session)
+    return segment
+
+
+async def users_of(session: AsyncSession, segment_id: int) -> list[Segment]:
+    """What refers to the segment (and keeps it from being deleted): other segments' rules."""
+    return [
+        s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
+    ]
+
+
+async def delete_segment(session: AsyncSession, segment: Segment) -> None:
+    """Delete an unused segment (the caller checks `users_of` first: IN_USE)."""
+    await session.delete(segment)
+    await session.flush()
+
+
+async def member_count(session: AsyncSession, segment: Segment, now: datetime) -> int:
+    sql = await _sql(session, now)
+    stmt = select(func.count()).select_from(Member.__table__).where(sql.matches(segment.rule))
+    return int(await session.scalar(stmt) or 0)
+
+
+async def members_page(
+    session: AsyncSession,
+    segment: Segment,
+    now: datetime,
+    *,
+    first: int,
+    after: tuple[datetime, int] | None,
+) -> Sequence[Row[Any]]:
+    """Up to `first` members of the segment, by join date then id, after a keyset position."""
+    sql = await _sql(session, now)
+    stmt = members_matching(sql, segment.rule)
+    columns = Member.__table__.c
+    if after is not None:
+        joined_at, member_id = after
+        stmt = stmt.where(
+            (columns.joined_at > joined_at)
+            | ((columns.joined_at == joined_at) & (columns.id > member_id))
+        )
+    stmt = stmt.order_by(columns.joined_at, columns.id).limit(first)
+    return (await session.execute(stmt)).all()
+
+
+async def segments_of(session: AsyncSession, member_id: int, now: datetime) -> list[Segment]:
+    """The segments the member is in now, by name: one statement, whatever their number."""
+    segments = list(await session.scalars(select(Segment).order_by(Segment.name)))
+    if not segments:
+        return []
+    sql = RuleSql(dialect=_dialect(session), now=now, rules={s.id: s.rule for s in segments})
+    row = (
+        await session.execute(membership(sql, member_id, [(s.id, s.rule) for s in segments]))
+    ).one()
+    return [segment for segment, inside in zip(segments, row, strict=True) if inside]
+
+
+async def is_member(session: AsyncSession, segment_id: int, member_id: int, now: datetime) -> bool:
+    """Exactly, now, in the caller's transaction (what deciding points needs)."""
+    sql = await _sql(session, now)
+    segment = await session.get(Segment, segment_id)
+    if segment is None:
+        return False
+    row = (await session.execute(membership(sql, member_id, [(segment.id, segment.rule)]))).one()
+    return bool(row[0])
+
+
+class CountCache:
+    """Segment member counts, kept a few seconds per process (an admin page asks again and
+    again; a count of a million members costs a scan). Bounded in entries."""
+
+    def __init__(self, *, seconds: float = 5.0, size: int = 256) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._counts: OrderedDict[tuple[int, datetime], tuple[float, int]] = OrderedDict()
+
+    async def count(self, session: AsyncSession, segment: Segment, now: datetime) -> int:
+        key = (segment.id, segment.updated_at)
+        found = self._counts.get(key)
+        if found is not None and found[0] > time.monotonic():
+            return found[1]
+        total = await member_count(session, segment, now)
+        self._counts[key] = (time.monotonic() + self._seconds, total)
+        self._counts.move_to_end(key)
+        while len(self._counts) > self._size:
+            self._counts.popitem(last=False)
+        return total
+
+
+def rule_groups(rule: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The rule's groups that are set (what `SegmentRule` shows)."""
+    return {group: list(rule[group]) for group in GROUPS if rule.get(group)}
