@@ -22,11 +22,13 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 
+from api import pages
 from api.auth import Authenticator
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.member_views import MemberViews
 from api.metrics import Metrics
 from api.settings import Settings
+from api.webhooks import webhook_worker
 from models.engine import create_engine, read_only, read_session_factory, session_factory
 from schema.context import ANONYMOUS, Context, Role, Runtime
 from schema.limits import QueryLimits
@@ -39,6 +41,7 @@ from services.events import notifying
 from services.leaderboards import Leaderboards, LeaderboardStore, connect_redis
 from services.ledger.sweeps import sweep
 from services.revocations import KEYS_CHANGED, Revocations, member_erased_message
+from services.webhooks.urls import UrlRules
 
 log = logging.getLogger("laurel")
 
@@ -102,6 +105,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         credentials_changed=credentials_changed,
         member_erased=member_erased,
         revocations=revocations,
+        webhook_urls=UrlRules(
+            production=settings.is_production, allow_private=settings.webhooks_allow_private
+        ),
     )
     authenticator = Authenticator(
         read_sessions,
@@ -113,6 +119,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         write_sessions=sessions,
     )
     metrics = Metrics()
+    # Webhooks are dispatched and delivered in this process too unless turned off (then
+    # `laurel worker` does it); any commit, here or (with Redis) elsewhere, wakes it.
+    webhooks = (
+        webhook_worker(settings, sessions, read_sessions, clock, metrics.webhooks)
+        if settings.webhooks_in_process
+        else None
+    )
+    if webhooks is not None:
+        bus.on_ring(lambda _members: webhooks.wake())
     schema = build_schema(
         limits=QueryLimits(),
         mask_internal_errors=settings.is_production,
@@ -203,6 +218,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         bus.on_reconnect(missed.set)
         watcher = asyncio.create_task(_watch_revocations(state, missed))
         await bus.start()
+        if webhooks is not None:
+            await webhooks.start()
         await leaderboards.start()
         try:
             yield
@@ -215,6 +232,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             for task in list(expiries):
                 task.cancel()
             await leaderboards.stop()
+            if webhooks is not None:
+                await webhooks.stop()  # a few seconds at most; leases of the rest expire
             await bus.stop()
             if redis is not None:
                 await redis.aclose()
@@ -231,10 +250,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_route),
+            *pages.routes(settings),  # GraphiQL's files, /member and /admin when enabled
         ],
         lifespan=lifespan,
     )
     app.state.laurel = state
+    app.state.webhooks = webhooks
     return app
 
 
@@ -281,8 +302,11 @@ async def _watch_revocations(state: AppState, missed: asyncio.Event) -> None:
     every `api_key_cache_seconds`, and at once after Redis comes back."""
     runtime = state.runtime
     while True:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, and shutdown would wait on this loop forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(missed.wait(), state.settings.api_key_cache_seconds)
+            async with asyncio.timeout(state.settings.api_key_cache_seconds):
+                await missed.wait()
         missed.clear()
         try:
             async with runtime.read_sessions() as session:

@@ -621,10 +621,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         directory = sqlite_file.resolve().parent if sqlite_file else Path.cwd()
         secret = _demo_secret(directory)
         signing = f"kept in {directory / DEMO_SECRET_FILE}"
-    settings = _settings(jwt_secret=SecretStr(secret), graphiql=True)
+    # The demo serves every page whatever LAUREL_ENV says: it prints their links. It runs on
+    # this machine: webhooks may go to a receiver here too (`laurel webhooks receive`).
+    settings = _settings(
+        jwt_secret=SecretStr(secret),
+        graphiql=True,
+        member_page=True,
+        admin_page=True,
+        webhooks_allow_private=True,
+    )
 
     creds = _run(_prepare_demo(url, secret, settings.member_token_ttl_seconds))
-    address = f"http://{_url_host(args.host)}:{args.port}/graphql"
+    origin = f"http://{_url_host(args.host)}:{args.port}"
+    address = f"{origin}/graphql"
     lines = [
         "",
         "Laurel demo",
@@ -634,6 +643,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lines.append(f"                 {creds.loaded}")
     lines += [
         f"  GraphiQL       {address}",
+        # Credentials ride in the fragment (#...): browsers never send it to a server.
+        f"  member page    {origin}/member#token={creds.member_token}",
+        f"  admin page     {origin}/admin#key={creds.admin_key}",
         f"  admin key      {creds.admin_key}",
         f"  partner        {creds.partner_name}, co-branded rewards",
         f"  partner key    {creds.partner_key}",
@@ -754,6 +766,9 @@ def _parser() -> argparse.ArgumentParser:
     from api.cli_data import add_data_commands  # `import members`, `export ledger`
 
     add_data_commands(commands)
+    from api.cli_webhooks import add_webhook_commands  # `worker`, `webhooks receive`
+
+    add_webhook_commands(commands)
     return parser
 
 

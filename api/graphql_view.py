@@ -11,7 +11,8 @@ On top of strawberry's ``GraphQL`` view:
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
 * errors that escaped the ``ErrorCodes`` extension still get a code (masked);
-* WebSockets speak ``graphql-transport-ws`` only.
+* WebSockets speak ``graphql-transport-ws`` only;
+* GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from api import pages
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -76,27 +78,6 @@ _ALLOWED_TYPES: Final = {True: frozenset({"query"}), False: frozenset({"query", 
 
 # The key, in a WebSocket's scope state, of callables run when the connection ends.
 CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
-
-_GRAPHIQL_FETCHER: Final = """      const fetcher = GraphiQL.createFetcher({
-        url: fetchURL,
-        headers: defaultHeaders,
-        subscriptionUrl,
-      });"""
-# One fetcher per Authorization value: its WebSocket client sends that value in connection_init.
-_GRAPHIQL_AUTHENTICATED_FETCHER: Final = """      const fetchers = {};
-      function fetcher(params, options) {
-        const headers = (options && options.headers) || {};
-        const authorization = headers.Authorization || headers.authorization || "";
-        if (!fetchers[authorization]) {
-          fetchers[authorization] = GraphiQL.createFetcher({
-            url: fetchURL,
-            headers: defaultHeaders,
-            subscriptionUrl,
-            wsConnectionParams: authorization ? { authorization } : {},
-          });
-        }
-        return fetchers[authorization](params, options);
-      }"""
 
 
 def _has_code(extensions: object) -> bool:
@@ -233,13 +214,12 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
 
     @property
     def graphql_ide_html(self) -> str:
-        """strawberry's GraphiQL page, whose subscriptions authenticate with the Headers pane:
-        a WebSocket carries its credential in `connection_init`, not in HTTP headers."""
-        html = super().graphql_ide_html
-        if _GRAPHIQL_FETCHER not in html:  # a strawberry upgrade changed the page
-            logger.warning("GraphiQL subscriptions will not see the Authorization header")
-            return html
-        return html.replace(_GRAPHIQL_FETCHER, _GRAPHIQL_AUTHENTICATED_FETCHER)
+        """Laurel's own GraphiQL page (api/static/graphiql.html): its scripts are served by
+        Laurel, and its Headers pane authenticates subscriptions too (in `connection_init`)."""
+        return (pages.STATIC / "graphiql.html").read_text(encoding="utf-8")
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return pages.page_response(request, "graphiql.html", graphiql=True)
 
     # -- context -------------------------------------------------------------------
 

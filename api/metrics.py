@@ -1,8 +1,9 @@
-"""Prometheus metrics: GraphQL operations counted and timed by name and type."""
+"""Prometheus metrics: GraphQL operations counted and timed by name and type; webhook
+deliveries by result, their attempts' latency and the age of the oldest undelivered work."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Operation names come from clients: past this many distinct ones, new names count as "other"
 # so a client cannot blow up the metrics' memory.
@@ -25,6 +26,7 @@ class Metrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.webhooks = WebhookMetrics(self.registry)
         self._names: set[str] = set()
         # The labelled children, by (operation, type, outcome): `labels()` validates, locks
         # and looks up on every call. Bounded like the names: (MAX_OPERATION_NAMES + 2)
@@ -50,3 +52,47 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+
+class WebhookMetrics:
+    """What the webhook worker reports (services.webhooks.worker.DeliveryMetrics)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        deliveries = Counter(
+            "laurel_webhook_deliveries",
+            "Webhook attempts recorded, by result: succeeded (2xx), retried (failed, another "
+            "attempt scheduled) or failed (given up: retries exhausted, 410, endpoint disabled)",
+            ["result"],
+            registry=registry,
+        )
+        self._succeeded = deliveries.labels("succeeded")
+        self._retried = deliveries.labels("retried")
+        self._failed = deliveries.labels("failed")
+        self._latency = Histogram(
+            "laurel_webhook_attempt_seconds",
+            "Webhook attempts' latency, answered or not",
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self._oldest_pending = Gauge(
+            "laurel_webhook_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet answered with a 2xx nor given up (0: none)",
+            registry=registry,
+        )
+        self._oldest_undispatched = Gauge(
+            "laurel_webhook_oldest_undispatched_seconds",
+            "Age of the oldest committed member event not yet turned into deliveries (0: none)",
+            registry=registry,
+        )
+
+    def attempted(self, seconds: float) -> None:
+        self._latency.observe(seconds)
+
+    def recorded(self, succeeded: int, retried: int, failed: int) -> None:
+        self._succeeded.inc(succeeded)
+        self._retried.inc(retried)
+        self._failed.inc(failed)
+
+    def backlog(self, oldest_pending: float, oldest_undispatched: float) -> None:
+        self._oldest_pending.set(oldest_pending)
+        self._oldest_undispatched.set(oldest_undispatched)

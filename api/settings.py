@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None  # PEM, for RS256 member tokens signed elsewhere
     member_token_ttl_seconds: int = 7 * 24 * 3600
     graphiql: bool | None = None  # default: on in development, off in production
+    # The reference member page (/member) and the admin charts (/admin); same default.
+    member_page: bool | None = None
+    admin_page: bool | None = None
     db_pool_size: int = 16
     sweep_interval_seconds: float = 60.0
     api_key_cache_seconds: float = 10.0
@@ -31,6 +34,13 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = []
     ws_init_timeout_seconds: float = 5.0
     max_subscriptions_per_connection: int = 20
+    # Webhooks: endpoints on private, loopback or link-local addresses (and plain http in
+    # production) are refused unless allowed (tests, local development); deliveries run in
+    # every `laurel serve` process unless turned off (then `laurel worker` delivers).
+    webhooks_allow_private: bool = False
+    webhooks_in_process: bool = True
+    # An attempt that has no answer within this is a timeout (and retried).
+    webhooks_timeout_seconds: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -39,6 +49,14 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return self.graphiql if self.graphiql is not None else not self.is_production
+
+    @property
+    def member_page_enabled(self) -> bool:
+        return self.member_page if self.member_page is not None else not self.is_production
+
+    @property
+    def admin_page_enabled(self) -> bool:
+        return self.admin_page if self.admin_page is not None else not self.is_production
 
     @property
     def jwt_secret_value(self) -> str | None:

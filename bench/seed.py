@@ -382,6 +382,15 @@ async def _seed_idempotency(pool: asyncpg.Pool) -> None:
 
 async def _seed_balances(conn: asyncpg.Connection) -> None:
     await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
+    await conn.execute(LAST_PURCHASES)
+
+
+# Members' latest purchase (segments read it), from their purchases; only rows that differ.
+LAST_PURCHASES = """
+    UPDATE members AS m SET last_purchase_at = p.latest
+    FROM (SELECT member_id, max(occurred_at) AS latest FROM purchases GROUP BY member_id) AS p
+    WHERE m.id = p.member_id AND m.last_purchase_at IS DISTINCT FROM p.latest
+"""
 
 
 # Sets members' cached balances, tier and next settlement from their entries, writing only the
@@ -568,6 +577,7 @@ async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None
         if drew:  # lots drawn by redemptions (or expiries, reversals, debits)
             await conn.execute(SEEDED_LOTS, drew, meta["max_entry_id"])
         await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
+        await conn.execute(LAST_PURCHASES)
         dangling = await _dangling_references(conn)
         if dangling:  # e.g. a new table referencing rewards: the reset must learn to delete it
             raise RuntimeError(f"the reset would leave rows referencing deleted ones: {dangling}")

@@ -3,7 +3,7 @@
 from models.access import ApiKey, KeyRole
 from models.audit import AuditEntry
 from models.base import Base
-from models.events import EventKind, MemberEvent
+from models.events import LIVE_KINDS, EventKind, MemberEvent
 from models.gamification import (
     Badge,
     Challenge,
@@ -25,9 +25,20 @@ from models.ledger import (
 from models.member import Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
+from models.targeting import Segment
+from models.webhooks import (
+    PARTNER_EVENT_TYPES,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "EARNING_KINDS",
+    "LIVE_KINDS",
+    "PARTNER_EVENT_TYPES",
     "PROGRAM_ID",
     "QUALIFYING_KINDS",
     "ApiKey",
@@ -37,6 +48,7 @@ __all__ = [
     "Challenge",
     "ChallengeCompletion",
     "ChallengeMetric",
+    "DeliveryStatus",
     "EntryKind",
     "EntryStatus",
     "EventKind",
@@ -57,5 +69,10 @@ __all__ = [
     "Refund",
     "Reward",
     "RewardKind",
+    "Segment",
     "Tier",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookEventType",
 ]

@@ -85,8 +85,21 @@ class LedgerEntry(Base):
             sqlite_where=text("remaining > 0"),
         ),
         Index("ix_ledger_entries_available_at", "status", "available_at"),
-        # Program figures over a window.
-        Index("ix_ledger_entries_created_at", "created_at"),
+        # Lots by when they expire, for the expiring-points reminders (services.ledger.reminders).
+        Index(
+            "ix_ledger_entries_expiring",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+            sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
+        # Program figures and charts over a window: on PostgreSQL the columns they sum ride
+        # in the index, so a window is read from it alone (entries are stored member by
+        # member, not in time order: a month read through the heap touched most of its pages).
+        Index(
+            "ix_ledger_entries_created_at",
+            "created_at",
+            postgresql_include=["kind", "status", "points", "member_id"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -113,6 +126,14 @@ class Purchase(Base):
     """One recorded order: the idempotency record of `recordPurchase` and the base of refunds."""
 
     __tablename__ = "purchases"
+    __table_args__ = (
+        # Purchases in a window, by member (segments): read from the index alone on PostgreSQL.
+        Index(
+            "ix_purchases_occurred_at",
+            "occurred_at",
+            postgresql_include=["member_id", "amount", "refunded_amount"],
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[str] = mapped_column(String(200), unique=True)

@@ -81,5 +81,7 @@ class Member(Base):
     # One level of string, number and boolean values (services.member_admin checks them).
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     leaderboard_opt_out: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # When its latest purchase happened (segments' "days since the last purchase").
+    last_purchase_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Set once its personal data was erased (privacy request): the row stays for the ledger.
     erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -33,6 +33,8 @@ class Program(Base):
     anniversary_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tier_window_days: Mapped[int | None] = mapped_column(Integer)
     daily_activity_cap: Mapped[int] = mapped_column(Integer, default=10)
+    # points.expiring webhooks go out this many days before a lot expires (null: none).
+    expiry_reminder_days: Mapped[int | None] = mapped_column(Integer)
     # Bumped by every change of settings, tiers or promotions: processes that cache the catalog
     # compare it before they earn, so no purchase is priced with a stale one.
     catalog_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

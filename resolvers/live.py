@@ -30,6 +30,7 @@ PAGE = 100  # events read per round trip while catching up
 _events = models.MemberEvent.__table__
 _entries = models.LedgerEntry.__table__
 _members = models.Member.__table__
+_LIVE = sorted(kind.value for kind in models.LIVE_KINDS)
 
 
 def _member_id(info: Info) -> int:
@@ -102,7 +103,11 @@ async def _read_after(
             (
                 await connection.execute(
                     select(_events)
-                    .where(_events.c.member_id == member_id, _events.c.id > after)
+                    .where(
+                        _events.c.member_id == member_id,
+                        _events.c.id > after,
+                        _events.c.kind.in_(_LIVE),  # webhook-only kinds are not shown
+                    )
                     .order_by(_events.c.id)
                     .limit(PAGE)
                 )

@@ -6,8 +6,10 @@ import strawberry
 
 import models
 from resolvers.common import fresh_member
-from schema.context import Info
+from schema.context import Context, Info, Role
 from schema.ids import decode_id
+from schema.types.access import ApiKey
+from schema.types.audit import AuditEntry
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -15,6 +17,7 @@ from schema.types.node import Node
 from schema.types.program import Promotion, Tier
 from schema.types.redemption import Redemption
 from schema.types.reward import Partner, Reward
+from schema.types.webhooks import WebhookEndpoint, WebhookEvent
 
 
 async def node(info: Info, id: strawberry.ID) -> Node | None:
@@ -54,6 +57,8 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
         async with ctx.runtime.read_sessions() as session:
             challenge = await session.get(models.Challenge, pk)
         return Challenge.from_row(challenge) if challenge else None
+    if type_name in ("WebhookEndpoint", "WebhookEvent", "ApiKey", "AuditEntry"):
+        return await _admin_object(ctx, type_name, pk)
     if type_name == "Redemption":
         async with ctx.runtime.read_sessions() as session:
             redemption = await session.get(models.Redemption, pk)
@@ -61,3 +66,22 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
             return None
         return Redemption.from_row(redemption)
     return None
+
+
+async def _admin_object(ctx: Context, type_name: str, pk: int) -> Node | None:
+    """Objects of running the program: admins only (null for anyone else)."""
+    if ctx.viewer.role is not Role.ADMIN:
+        return None
+    async with ctx.runtime.read_sessions() as session:
+        if type_name == "WebhookEndpoint":
+            endpoint = await session.get(models.WebhookEndpoint, pk)
+            live = endpoint is not None and endpoint.deleted_at is None
+            return WebhookEndpoint.from_row(endpoint) if live and endpoint else None
+        if type_name == "WebhookEvent":
+            event = await session.get(models.WebhookEvent, pk)
+            return WebhookEvent.from_row(event) if event else None
+        if type_name == "ApiKey":
+            key = await session.get(models.ApiKey, pk)
+            return ApiKey.from_row(key) if key else None
+        entry = await session.get(models.AuditEntry, pk)
+        return AuditEntry.from_row(entry) if entry else None

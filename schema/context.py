@@ -21,6 +21,8 @@ from services.clock import Clock
 from services.direct.writer import DirectWriter
 from services.leaderboards import Leaderboards
 from services.revocations import Revocations
+from services.segments import CountCache
+from services.webhooks.urls import UrlRules
 
 
 class Role(enum.StrEnum):
@@ -93,6 +95,11 @@ class Runtime:
     # subscriptions end, in every process, before it returns.
     member_erased: Callable[[int], Awaitable[None]] = field(default=_nothing_to_tell_of)
     revocations: Revocations = field(default_factory=Revocations)
+    # Webhook endpoint URLs: what is allowed (settings), and who to tell of new deliveries.
+    webhook_urls: UrlRules = field(default_factory=lambda: UrlRules(False, False))
+    webhooks_wake: Callable[[], None] = field(default=lambda: None)
+    # Segment member counts, kept a few seconds (services.segments.CountCache).
+    segment_counts: CountCache = field(default_factory=CountCache)
 
 
 @dataclass(slots=True)

@@ -8,15 +8,14 @@ import strawberry
 from strawberry.scalars import JSON
 
 import models
-import schema.types.access
-import schema.types.gamification
-import schema.types.member  # noqa: F401 (registers MemberStatus)
 from schema.flat_inputs import flat_input
+from schema.types import access, gamification, member, webhooks  # noqa: F401 (register enums)
 from schema.types.ledger import ActivityKind
 
 RewardKind = models.RewardKind
 KeyRole = models.KeyRole
 MemberStatus = models.MemberStatus
+WebhookEventType = models.WebhookEventType
 
 
 @strawberry.input
@@ -79,6 +78,7 @@ class UpdateProgramInput:
     anniversary_points: int | None = strawberry.UNSET
     tier_window_days: int | None = strawberry.UNSET
     daily_activity_cap: int | None = strawberry.UNSET
+    expiry_reminder_days: int | None = strawberry.UNSET
 
 
 @strawberry.input
@@ -304,4 +304,115 @@ class UpdatePartnerInput:
 
 @strawberry.input
 class DeactivatePartnerInput:
+    id: strawberry.ID
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@strawberry.input
+class CreateWebhookEndpointInput:
+    url: str
+    # A partner key may list only REWARD_REDEEMED, REDEMPTION_USED, REDEMPTION_CANCELLED.
+    event_types: list[WebhookEventType]
+    description: str | None = None
+
+
+@strawberry.input(description="Only the fields given change")
+class UpdateWebhookEndpointInput:
+    id: strawberry.ID
+    url: str | None = strawberry.UNSET
+    event_types: list[WebhookEventType] | None = strawberry.UNSET
+    enabled: bool | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class RotateWebhookSecretInput:
+    id: strawberry.ID
+
+
+@strawberry.input
+class DeleteWebhookEndpointInput:
+    id: strawberry.ID
+
+
+@strawberry.input
+class ResendWebhookEventInput:
+    event_id: strawberry.ID
+    endpoint_id: strawberry.ID
+
+
+# ---------------------------------------------------------------- segments
+
+
+@strawberry.input(description="Inclusive bounds; at least one of min / max")
+class IntRangeInput:
+    min: int | None = None
+    max: int | None = None
+
+
+@strawberry.input(description="Inclusive bounds; at least one of min / max")
+class FloatRangeInput:
+    min: float | None = None
+    max: float | None = None
+
+
+@strawberry.input(description="Purchases recorded in the last `lastDays` days")
+class PurchaseCountConditionInput:
+    last_days: int
+    min: int | None = None
+    max: int | None = None
+
+
+@strawberry.input(description="Purchase amounts in the program currency, less refunds")
+class PurchaseAmountConditionInput:
+    last_days: int
+    min: float | None = None
+    max: float | None = None
+
+
+@strawberry.input(description="The member's attribute `key` equals `equals`, compared as text")
+class AttributeConditionInput:
+    key: str
+    equals: str
+
+
+@strawberry.input(description="One condition: set exactly one field")
+class SegmentConditionInput:
+    tier_in: list[strawberry.ID] | None = None
+    available_points: IntRangeInput | None = None
+    lifetime_points: IntRangeInput | None = None
+    purchase_count: PurchaseCountConditionInput | None = None
+    purchase_amount: PurchaseAmountConditionInput | None = None
+    days_since_last_purchase: IntRangeInput | None = None
+    joined_after: datetime | None = None
+    joined_before: datetime | None = None
+    birthday_month: int | None = None
+    has_badge: strawberry.ID | None = None
+    attribute: AttributeConditionInput | None = None
+    in_segment: strawberry.ID | None = None
+
+
+@strawberry.input(description="Members matching every condition of `all` and one of `any`")
+class SegmentRuleInput:
+    all: list[SegmentConditionInput] | None = None
+    any: list[SegmentConditionInput] | None = None
+
+
+@strawberry.input
+class CreateSegmentInput:
+    name: str
+    rule: SegmentRuleInput
+
+
+@strawberry.input(description="Only the fields given change")
+class UpdateSegmentInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    rule: SegmentRuleInput | None = strawberry.UNSET
+
+
+@strawberry.input
+class DeleteSegmentInput:
     id: strawberry.ID

@@ -14,7 +14,9 @@ from resolvers import (
     program,
     redemptions,
     rewards,
+    webhooks,
 )
+from resolvers import segments as segment_resolvers
 from schema.payloads import (
     AdjustPointsPayload,
     CancelRedemptionPayload,
@@ -24,9 +26,13 @@ from schema.payloads import (
     CreatePartnerPayload,
     CreatePromotionPayload,
     CreateRewardPayload,
+    CreateSegmentPayload,
     CreateTierPayload,
+    CreateWebhookEndpointPayload,
     DeactivatePartnerPayload,
+    DeleteSegmentPayload,
     DeleteTierPayload,
+    DeleteWebhookEndpointPayload,
     EndChallengePayload,
     EndPromotionPayload,
     EnrollPayload,
@@ -36,7 +42,9 @@ from schema.payloads import (
     RecordPurchasePayload,
     RedeemRewardPayload,
     RefundPurchasePayload,
+    ResendWebhookEventPayload,
     RevokeApiKeyPayload,
+    RotateWebhookSecretPayload,
     SetMemberStatusPayload,
     UpdateBadgePayload,
     UpdateChallengePayload,
@@ -46,10 +54,18 @@ from schema.payloads import (
     UpdateProgramPayload,
     UpdatePromotionPayload,
     UpdateRewardPayload,
+    UpdateSegmentPayload,
     UpdateTierPayload,
+    UpdateWebhookEndpointPayload,
     UseRedemptionPayload,
 )
-from schema.permissions import AdminOnly, AnyoneButMembersAndPartners, MemberOnly, StaffOnly
+from schema.permissions import (
+    AdminOnly,
+    AnyoneButMembersAndPartners,
+    MemberOnly,
+    PartnerOrAdmin,
+    StaffOnly,
+)
 
 
 @strawberry.type
@@ -158,4 +174,28 @@ class Mutation:
     )
     revoke_api_key: RevokeApiKeyPayload = strawberry.mutation(
         resolver=access_resolvers.revoke_api_key, permission_classes=[AdminOnly]
+    )
+    create_webhook_endpoint: CreateWebhookEndpointPayload = strawberry.mutation(
+        resolver=webhooks.create_webhook_endpoint, permission_classes=[PartnerOrAdmin]
+    )
+    update_webhook_endpoint: UpdateWebhookEndpointPayload = strawberry.mutation(
+        resolver=webhooks.update_webhook_endpoint, permission_classes=[PartnerOrAdmin]
+    )
+    rotate_webhook_secret: RotateWebhookSecretPayload = strawberry.mutation(
+        resolver=webhooks.rotate_webhook_secret, permission_classes=[PartnerOrAdmin]
+    )
+    delete_webhook_endpoint: DeleteWebhookEndpointPayload = strawberry.mutation(
+        resolver=webhooks.delete_webhook_endpoint, permission_classes=[PartnerOrAdmin]
+    )
+    resend_webhook_event: ResendWebhookEventPayload = strawberry.mutation(
+        resolver=webhooks.resend_webhook_event, permission_classes=[PartnerOrAdmin]
+    )
+    create_segment: CreateSegmentPayload = strawberry.mutation(
+        resolver=segment_resolvers.create_segment, permission_classes=[AdminOnly]
+    )
+    update_segment: UpdateSegmentPayload = strawberry.mutation(
+        resolver=segment_resolvers.update_segment, permission_classes=[AdminOnly]
+    )
+    delete_segment: DeleteSegmentPayload = strawberry.mutation(
+        resolver=segment_resolvers.delete_segment, permission_classes=[AdminOnly]
     )

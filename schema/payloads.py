@@ -10,9 +10,12 @@ from schema.types.access import ApiKey
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
+from schema.types.node import Node
 from schema.types.program import Program, Promotion, Tier
 from schema.types.redemption import Redemption
 from schema.types.reward import Partner, Reward
+from schema.types.segments import Segment
+from schema.types.webhooks import WebhookDelivery, WebhookEndpoint
 
 
 @strawberry.type
@@ -220,4 +223,67 @@ class UpdatePartnerPayload:
 @strawberry.type
 class DeactivatePartnerPayload:
     partner: Partner | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@strawberry.type
+class CreateWebhookEndpointPayload:
+    endpoint: WebhookEndpoint | None = None
+    secret: str | None = strawberry.field(
+        default=None, description='The signing secret, "whsec_" + base64; shown once'
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateWebhookEndpointPayload:
+    endpoint: WebhookEndpoint | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RotateWebhookSecretPayload:
+    endpoint: WebhookEndpoint | None = None
+    secret: str | None = strawberry.field(
+        default=None, description="The new secret, shown once; the old one signs beside it for 24 h"
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class DeleteWebhookEndpointPayload:
+    deleted_endpoint_id: strawberry.ID | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ResendWebhookEventPayload:
+    delivery: WebhookDelivery | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# ---------------------------------------------------------------- segments
+
+
+@strawberry.type
+class CreateSegmentPayload:
+    segment: Segment | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateSegmentPayload:
+    segment: Segment | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(
+    description="Refused with IN_USE while something refers to the segment; usedBy lists them"
+)
+class DeleteSegmentPayload:
+    deleted_segment_id: strawberry.ID | None = None
+    used_by: list[Node] = strawberry.field(default_factory=list)
     user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -17,6 +17,9 @@ from resolvers import (
     rewards,
 )
 from resolvers import program as program_resolvers
+from resolvers import segments as segment_resolvers
+from resolvers import timeline as timeline_resolvers
+from resolvers import webhooks as webhook_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
 from schema.types.audit import AuditEntryConnection
@@ -28,7 +31,10 @@ from schema.types.member_list import MemberConnection
 from schema.types.node import Node
 from schema.types.program import Program, Promotion, Tier
 from schema.types.reward import Partner, RewardConnection
+from schema.types.segments import Segment
 from schema.types.stats import ProgramStats
+from schema.types.timeline import ProgramTimeline
+from schema.types.webhooks import WebhookDeliveryConnection, WebhookEndpoint
 
 
 @strawberry.type
@@ -59,6 +65,11 @@ class Query:
     program_stats: ProgramStats = strawberry.field(
         resolver=program_resolvers.program_stats, permission_classes=[AdminOnly]
     )
+    program_timeline: ProgramTimeline = strawberry.field(
+        resolver=timeline_resolvers.program_timeline,
+        permission_classes=[AdminOnly],
+        description="The program's figures per day, week or month: what the admin page charts",
+    )
     leaderboard: Leaderboard = strawberry.field(resolver=leaderboards.leaderboard)
     challenges: list[Challenge] = strawberry.field(
         resolver=gamification.challenges, description="Running now"
@@ -73,4 +84,20 @@ class Query:
         resolver=audit_resolvers.audit_log,
         permission_classes=[AdminOnly],
         description="Newest first",
+    )
+    webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
+        resolver=webhook_resolvers.webhook_endpoints,
+        permission_classes=[PartnerOrAdmin],
+        description="Admin: every endpoint; partner: its own",
+    )
+    webhook_deliveries: WebhookDeliveryConnection = strawberry.field(
+        resolver=webhook_resolvers.webhook_deliveries,
+        permission_classes=[PartnerOrAdmin],
+        description="Admin; partner: its own endpoints'; newest first",
+    )
+    segments: list[Segment] = strawberry.field(
+        resolver=segment_resolvers.segments, permission_classes=[AdminOnly]
+    )
+    segment: Segment | None = strawberry.field(
+        resolver=segment_resolvers.segment, permission_classes=[AdminOnly]
     )

@@ -37,6 +37,7 @@ from schema.compiled import CompiledOperations, OperationObserver
 from schema.documents import DocumentCache, KnownDocument
 from schema.error_codes import ErrorCoder
 from schema.extension_runner import LeanExtensionsRunner
+from schema.inputs import FloatRangeInput
 from schema.limits import QueryLimits, code_parser_limits
 from schema.mutation import Mutation
 from schema.query import Query
@@ -45,6 +46,7 @@ from schema.subscription import Subscription
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
 from schema.types.program import Promotion, Tier
+from schema.types.segments import FloatRange
 
 
 class LaurelSchema(strawberry.Schema):
@@ -164,7 +166,8 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Member, PointsTransaction, Tier, Promotion],
+        # Types no field returns yet, but the contract names (and node(id) may return).
+        types=[Member, PointsTransaction, Tier, Promotion, FloatRange, FloatRangeInput],
         config=StrawberryConfig(
             auto_camel_case=True, name_converter=CachedNames(), scalar_map={datetime: DateTime}
         ),

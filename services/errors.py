@@ -17,6 +17,8 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     FORBIDDEN = "FORBIDDEN"
     MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED"
+    IN_USE = "IN_USE"
 
 
 class DomainError(Exception):
@@ -64,3 +66,11 @@ class IdempotencyConflict(DomainError):
 
 class MemberSuspended(DomainError):
     code = ErrorCode.MEMBER_SUSPENDED
+
+
+class UrlNotAllowed(DomainError):
+    code = ErrorCode.URL_NOT_ALLOWED
+
+
+class InUse(DomainError):
+    code = ErrorCode.IN_USE

@@ -97,6 +97,19 @@ def record_challenge_completed(
     touched(session, [member_id])
 
 
+def record_event(
+    session: AsyncSession,
+    member_id: int,
+    kind: EventKind,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A member event of a kind that only webhooks read (member.*, points.activated,
+    points.expiring, redemption.*, referral.completed): `LIVE_KINDS` are written above."""
+    session.add(MemberEvent(member_id=member_id, kind=kind, data=data or {}, created_at=now))
+    touched(session, [member_id])
+
+
 def touched(session: AsyncSession | Session, member_ids: Iterable[int]) -> None:
     """Announce these members after commit (their events were written by other means)."""
     changed: set[int] = session.info.setdefault(_CHANGED, set())

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Member, MemberStatus
+from models import EventKind, Member, MemberStatus
 from services import audit
 from services.errors import AlreadyExists, Invalid, NotEligible
-from services.events import touched
+from services.events import record_event, touched
 from services.global_ids import encode_id
 from services.ledger.entries import lock_member
 from services.members import check_birthday, normalise_email
@@ -95,7 +95,7 @@ async def update_member(
     for name, value in changes.items():
         await _apply(session, member, name, value, now)
     await _flush_unique(session)
-    touched(session, [member.id])
+    _announce_update(session, member, before, audit.fields(member, EDITABLE), now)
     audit.record_change(
         session,
         actor=actor,
@@ -114,6 +114,7 @@ async def update_me(
     """A member's own edit: display name, birthday (set once: it pays birthday points, so a
     member cannot move it), leaderboard opt-out."""
     member = await lock_member(session, member_id)
+    before = audit.fields(member, EDITABLE)
     for name, value in changes.items():
         if name == "birthday":
             if value == member.birthday:
@@ -125,7 +126,7 @@ async def update_me(
                 )
         await _apply(session, member, name, value, now)
     await session.flush()
-    touched(session, [member.id])
+    _announce_update(session, member, before, audit.fields(member, EDITABLE), now)
     return member
 
 
@@ -148,7 +149,7 @@ async def set_status(
     member.status = status
     member.status_reason = reason
     await session.flush()
-    touched(session, [member.id])
+    _announce_update(session, member, before, audit.fields(member, STATUS_FIELDS), now)
     audit.record_change(
         session,
         actor=actor,
@@ -159,6 +160,22 @@ async def set_status(
         now=now,
     )
     return member
+
+
+def _announce_update(
+    session: AsyncSession,
+    member: Member,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    """Tell caches, leaderboards and subscribers after commit, and webhooks which fields
+    changed (member.updated, only when something did)."""
+    changed = [name for name, value in after.items() if before.get(name) != value]
+    if changed:
+        record_event(session, member.id, EventKind.MEMBER_UPDATED, now, {"fields": changed})
+    else:
+        touched(session, [member.id])
 
 
 async def _apply(

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EntryKind, Member
+from models import EntryKind, EventKind, Member
 from services.errors import AlreadyExists, Invalid, NotFound
+from services.events import record_event
 from services.gamification import challenges
 from services.gamification.challenges import gamified
 from services.ledger.entries import credit
@@ -124,6 +125,7 @@ async def enroll(
         raise AlreadyExists(
             "a member with this email or externalId already exists", field=["input", "email"]
         ) from exc
+    record_event(session, member.id, EventKind.MEMBER_ENROLLED, now)
     if program.signup_bonus > 0:
         credit(
             session,

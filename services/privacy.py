@@ -22,6 +22,7 @@ from models import (
     Challenge,
     ChallengeCompletion,
     EntryKind,
+    EventKind,
     LedgerEntry,
     Member,
     MemberBadge,
@@ -34,11 +35,12 @@ from models import (
 )
 from services import audit
 from services.errors import NotFound
-from services.events import touched
+from services.events import record_event
 from services.gamification import challenges
 from services.global_ids import encode_id
 from services.ledger.entries import lock_member
 from services.member_profile import member_gid
+from services.webhooks.catalog import erase_from_webhooks
 
 ERASED_NAME = "Erased member"
 ERASED_EMAIL_DOMAIN = "erased.invalid"  # .invalid never resolves (RFC 2606)
@@ -72,7 +74,7 @@ async def erase_member(
     target = member_gid(member.id)
     was_erased = member.erased_at is not None
     if not was_erased:
-        await _scrub_referrals(session, member)
+        renamed = await _scrub_referrals(session, member)
         member.email = erased_email(member.id)
         member.display_name = ERASED_NAME
         member.birthday = None
@@ -83,7 +85,9 @@ async def erase_member(
         member.erased_at = now
         await session.flush()
         await audit.erase_personal_data(session, target)
-        touched(session, [member.id])  # cached views dropped, leaderboards drop it
+        await erase_from_webhooks(session, member.id, renamed)
+        # Announced after commit (cached views dropped, leaderboards drop it), and member.erased.
+        record_event(session, member.id, EventKind.MEMBER_ERASED, now)
     audit.record(
         session,
         actor=actor,
@@ -100,8 +104,9 @@ async def erase_member(
     return member
 
 
-async def _scrub_referrals(session: AsyncSession, member: Member) -> None:
-    """Referral entries of the member's referrer and referees name it by display name."""
+async def _scrub_referrals(session: AsyncSession, member: Member) -> dict[int, LedgerEntry]:
+    """Referral entries of the member's referrer and referees name it by display name:
+    renamed, and returned by id."""
     named = referral_description(member.display_name)
     renamed = referral_description("a former member")
     others = select(Member.id).where(
@@ -114,12 +119,15 @@ async def _scrub_referrals(session: AsyncSession, member: Member) -> None:
             LedgerEntry.description == named,
         )
     )
+    found = {}
     for entry in entries:
         entry.description = renamed
         entry.breakdown = [
             {**line, "label": renamed} if line.get("label") == named else line
             for line in entry.breakdown
         ]
+        found[entry.id] = entry
+    return found
 
 
 async def export_member(

@@ -30,6 +30,7 @@ DEFAULT_PROGRAM: dict[str, Any] = {
     "anniversary_points": 0,
     "tier_window_days": None,
     "daily_activity_cap": 10,
+    "expiry_reminder_days": None,
 }
 ENTRY_TIER_NAME = "Member"
 MAX_POINTS = 1_000_000_000  # any single setting or award above this is a typo, not a program
@@ -67,8 +68,9 @@ _INT_SETTINGS = {
     "anniversary_points": (0, MAX_POINTS),
     "tier_window_days": (1, 36500),
     "daily_activity_cap": (0, 10_000),
+    "expiry_reminder_days": (1, 365),
 }
-_NULLABLE = {"expiry_days", "tier_window_days"}
+_NULLABLE = {"expiry_days", "tier_window_days", "expiry_reminder_days"}
 
 
 async def update_program(session: AsyncSession, changes: Mapping[str, Any]) -> Program:

@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from models import (
     EntryKind,
     EntryStatus,
+    EventKind,
     Member,
     MemberStatus,
     Partner,
@@ -38,6 +39,7 @@ from services.errors import (
     NotFound,
     OutOfStock,
 )
+from services.events import balances, record_event
 from services.ledger.entries import Drawn, lock_member, post, settle, spend
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import reference_key
@@ -252,6 +254,7 @@ async def use(session: AsyncSession, *, redemption_id: int, now: datetime) -> Re
     redemption.status = RedemptionStatus.USED
     redemption.used_at = now
     await session.flush()
+    record_event(session, member.id, EventKind.REDEMPTION_USED, now, {"redemption": redemption.id})
     return RedemptionResult(redemption=redemption, member=member)
 
 
@@ -297,6 +300,13 @@ async def cancel(
     redemption.status = RedemptionStatus.CANCELLED
     redemption.cancelled_at = now
     await session.flush()
+    record_event(
+        session,
+        member.id,
+        EventKind.REDEMPTION_CANCELLED,
+        now,
+        {"redemption": redemption.id, "balance": balances(member)},
+    )
     # Points whose lots expired meanwhile are returned and expire again at once, as they would
     # have: cancelling never extends an expiry.
     await settle(session, member, now)

@@ -1,4 +1,8 @@
-"""Program figures over a window, for admins: three aggregate queries, whatever the size."""
+"""Program figures over a window, for admins: three aggregate queries, whatever the size.
+
+What counts as issued, redeemed and expired, who counts as active, and what the program owes,
+are defined here once (`issued_points`, `redeemed_points`, `expired_points`, `active_entry`,
+`counted_entry`, `liability_of`); `services.timeline` charts the same figures per bucket."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EARNING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Purchase
@@ -27,6 +31,41 @@ class ProgramStats:
     repeat_purchase_rate: float
 
 
+def counted_entry() -> ColumnElement[bool]:
+    """The entries every figure is made of: all but VOIDED ones (pending points count)."""
+    return LedgerEntry.status != EntryStatus.VOIDED
+
+
+def issued_points() -> ColumnElement[int]:
+    """An entry's points issued: earnings (every earning kind) and positive adjustments, with
+    refund reversals counting against them; 0 for other entries."""
+    e = LedgerEntry
+    issued = e.kind.in_([*EARNING_KINDS, EntryKind.REVERSAL]) | (
+        (e.kind == EntryKind.ADJUSTMENT) & (e.points > 0)
+    )
+    return case((issued, e.points), else_=0)
+
+
+def redeemed_points() -> ColumnElement[int]:
+    """An entry's points spent on rewards (a cancelled redemption's refund counts against)."""
+    return case((LedgerEntry.kind == EntryKind.REDEMPTION, -LedgerEntry.points), else_=0)
+
+
+def expired_points() -> ColumnElement[int]:
+    """An entry's points written off by expiry."""
+    return case((LedgerEntry.kind == EntryKind.EXPIRATION, -LedgerEntry.points), else_=0)
+
+
+def active_entry() -> ColumnElement[bool]:
+    """An entry that makes its member active: it earned or redeemed."""
+    return LedgerEntry.kind.in_([*EARNING_KINDS, EntryKind.REDEMPTION])
+
+
+def liability_of(points: int, point_value: Decimal) -> Decimal:
+    """What `points` outstanding are worth to members, in the program's currency."""
+    return (points * point_value).quantize(Decimal("0.01"))
+
+
 async def program_stats(session: AsyncSession, *, start: datetime, end: datetime) -> ProgramStats:
     """Figures for [start, end); outstanding points and liability are as of now.
 
@@ -38,22 +77,14 @@ async def program_stats(session: AsyncSession, *, start: datetime, end: datetime
     if end <= start:
         raise Invalid("`to` must be after `from`", field=["to"])
     e = LedgerEntry
-    earned = e.kind.in_([*EARNING_KINDS, EntryKind.REVERSAL]) | (
-        (e.kind == EntryKind.ADJUSTMENT) & (e.points > 0)
-    )
-    active = e.kind.in_([*EARNING_KINDS, EntryKind.REDEMPTION])
     ledger = (
         await session.execute(
             select(
-                func.coalesce(func.sum(case((earned, e.points), else_=0)), 0),
-                func.coalesce(
-                    func.sum(case((e.kind == EntryKind.REDEMPTION, -e.points), else_=0)), 0
-                ),
-                func.coalesce(
-                    func.sum(case((e.kind == EntryKind.EXPIRATION, -e.points), else_=0)), 0
-                ),
-                func.count(func.distinct(case((active, e.member_id)))),
-            ).where(e.created_at >= start, e.created_at < end, e.status != EntryStatus.VOIDED)
+                func.coalesce(func.sum(issued_points()), 0),
+                func.coalesce(func.sum(redeemed_points()), 0),
+                func.coalesce(func.sum(expired_points()), 0),
+                func.count(func.distinct(case((active_entry(), e.member_id)))),
+            ).where(e.created_at >= start, e.created_at < end, counted_entry())
         )
     ).one()
     members = (
@@ -88,7 +119,7 @@ async def program_stats(session: AsyncSession, *, start: datetime, end: datetime
         points_redeemed=redeemed,
         points_expired=expired,
         outstanding_points=outstanding,
-        liability=(outstanding * point_value).quantize(Decimal("0.01")),
+        liability=liability_of(outstanding, point_value),
         redemption_rate=redeemed / issued if issued > 0 else 0.0,
         repeat_purchase_rate=int(repeat_buyers) / int(buyers) if buyers else 0.0,
     )

@@ -7,10 +7,11 @@ PostgreSQL is required: set LAUREL_TEST_DATABASE_URL to point the suite elsewher
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import httpx
@@ -147,7 +148,8 @@ class Api:
         return body
 
 
-ApiFactory = Callable[[AsyncEngine], Awaitable[Api]]
+class ApiFactory(Protocol):
+    def __call__(self, engine: AsyncEngine, *, production: bool = False) -> Awaitable[Api]: ...
 
 
 @pytest.fixture

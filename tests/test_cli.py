@@ -256,10 +256,15 @@ async def test_demo_loads_once_and_prints_working_credentials(env, served, monke
     admin_key = printed("admin key", first.out)
     assert admin_key.startswith("lrl_admin_")
     assert printed("partner key", first.out).startswith("lrl_partner_")
+    # The pages' links carry their credential in the fragment, which never reaches a server.
+    assert printed("member page", first.out) == f"http://127.0.0.1:8765/member#token={token}"
+    assert printed("admin page", first.out) == f"http://127.0.0.1:8765/admin#key={admin_key}"
     [(args, kwargs)] = served.calls
     assert kwargs["port"] == 8765 and kwargs["host"] == "127.0.0.1"
     app = args[0]
-    assert app.state.laurel.settings.graphiql_enabled
+    settings = app.state.laurel.settings
+    assert settings.graphiql_enabled and settings.member_page_enabled
+    assert settings.admin_page_enabled
     await app.state.laurel.engine.dispose()
 
     # A restart keeps the data and the secret (old tokens stay valid), with fresh credentials.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import bindparam, func, select
@@ -22,7 +23,11 @@ from schema.types.program import Tier, TierProgress
 from schema.types.redemption import RedemptionConnection
 from schema.types.reward import Reward
 from services import rewards
+from services import segments as segment_service
 from services.leaderboards import Period
+
+if TYPE_CHECKING:
+    from schema.types.segments import Segment
 
 # A member's transactions, newest first: built once (building a statement and its cache key
 # costs more than running it from SQLAlchemy's compiled cache).
@@ -116,6 +121,18 @@ class Member(Node):
     def leaderboard_opt_out(self, info: Info) -> bool:
         _require_member_or_admin(info)
         return self.row.leaderboard_opt_out
+
+    @strawberry.field  # the member's own token or an admin
+    async def segments(
+        self, info: Info
+    ) -> list[Annotated[Segment, strawberry.lazy("schema.types.segments")]]:
+        _require_member_or_admin(info)
+        from schema.types.segments import Segment
+
+        runtime = info.context.runtime
+        async with runtime.read_sessions() as session:
+            found = await segment_service.segments_of(session, self.row.id, runtime.clock.now())
+        return [Segment.from_row(row) for row in found]
 
     @strawberry.field
     async def tier(self, info: Info) -> Tier:

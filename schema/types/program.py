@@ -31,6 +31,9 @@ class Program:
     daily_activity_cap: int = strawberry.field(
         description="Reviews or social shares rewarded per member per day, for each kind"
     )
+    expiry_reminder_days: int | None = strawberry.field(
+        description="points.expiring webhooks go out this many days before a lot expires"
+    )
 
     @classmethod
     def from_row(cls, row: models.Program) -> Program:
@@ -49,6 +52,7 @@ class Program:
             anniversary_points=row.anniversary_points,
             tier_window_days=row.tier_window_days,
             daily_activity_cap=row.daily_activity_cap,
+            expiry_reminder_days=row.expiry_reminder_days,
         )
 
 

@@ -93,7 +93,8 @@ WITH claim AS (
 ), cached AS (
     UPDATE members
     SET available = $16, pending = $17, lifetime_earned = $18, qualifying_points = $19,
-        earned_points = $20, tier_id = $21, next_settlement_at = $22
+        earned_points = $20, tier_id = $21, next_settlement_at = $22,
+        last_purchase_at = GREATEST(members.last_purchase_at, $13)
     FROM locked
     WHERE members.id = locked.id
 )

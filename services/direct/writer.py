@@ -55,6 +55,7 @@ class LockedMember:
     attributes: dict[str, Any]
     leaderboard_opt_out: bool
     erased_at: datetime | None
+    last_purchase_at: datetime | None
 
     @classmethod
     def from_record(cls, row: Any) -> LockedMember:

@@ -19,6 +19,7 @@ from models import (
     QUALIFYING_KINDS,
     EntryKind,
     EntryStatus,
+    EventKind,
     LedgerEntry,
     Member,
     MemberStatus,
@@ -26,7 +27,7 @@ from models import (
 )
 from models.records import Balances
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
-from services.events import record_points
+from services.events import balances, record_event, record_points
 
 # Balances travel as GraphQL Int (32-bit): stay well inside it, and refuse what is beyond.
 MAX_ENTRY_POINTS = 100_000_000
@@ -363,6 +364,14 @@ async def settle(session: AsyncSession, member: Member, now: datetime) -> None:
         member.pending -= entry.points
         member.available += entry.points
         _count_posted(member, entry.kind, entry.points)
+        if entry.points > 0:
+            record_event(
+                session,
+                member.id,
+                EventKind.POINTS_ACTIVATED,
+                now,
+                {"entry": entry.id, "balance": balances(member)},
+            )
     await session.flush()  # lots activated just now may be due to expire as well
 
     expiring = await session.scalars(

@@ -11,10 +11,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EntryKind, EntryStatus, LedgerEntry, Member, Program, Purchase, Refund
+from models import (
+    EntryKind,
+    EntryStatus,
+    EventKind,
+    LedgerEntry,
+    Member,
+    Program,
+    Purchase,
+    Refund,
+)
 from models.records import MemberRecord
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, NotFound
+from services.events import record_event
 from services.gamification import challenges
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
@@ -131,6 +141,8 @@ async def record_purchase(
     catalog = await current_catalog(session, catalog, now)
     program, tiers = catalog.program, catalog.tiers
     occurred = purchase.occurred(now)
+    if member.last_purchase_at is None or occurred > member.last_purchase_at:
+        member.last_purchase_at = occurred
     promotions = (
         catalog.active_promotions(occurred)
         if catalog.covers(occurred)
@@ -183,11 +195,14 @@ async def _reward_referral(
     member.referral_rewarded_at = now
     program = catalog.program
     counted = catalog.gamified_at(now)
-    if member.referred_by_id is None or (program.referral_bonus <= 0 and not counted):
+    if member.referred_by_id is None:
         return
-    # Lock order is always referred member, then referrer: referrers enrolled earlier, so no cycle.
+    # Lock order is always referred member, then referrer: referrers enrolled earlier, so no
+    # cycle. Locked even with no bonus to pay: its referral.completed event, like any of a
+    # member's events, is written under its lock (so its events commit in id order).
     referrer = await lock_member(session, member.referred_by_id, erased_ok=True)
     await settle(session, referrer, now)
+    record_event(session, referrer.id, EventKind.REFERRAL_COMPLETED, now, {"referred": member.id})
     if program.referral_bonus > 0:
         for who, other in ((member, referrer), (referrer, member)):
             credit(

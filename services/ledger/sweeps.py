@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import QUALIFYING_KINDS, LedgerEntry, Member, Tier
 from services.celebrations import DEFAULT_LOOKBACK, pay_celebrations
 from services.ledger.entries import lock_member, settle
+from services.ledger.reminders import remind_expiring
 from services.program import get_program, list_tiers
 from services.tiers import TierChange, move_off, refresh_tier
 
@@ -29,6 +30,8 @@ class SweepReport:
     # Celebrations (services.celebrations): birthdays and enrolment anniversaries paid.
     birthdays_paid: int = 0
     anniversaries_paid: int = 0
+    # points.expiring reminders written (services.ledger.reminders).
+    expiry_reminders: int = 0
 
 
 async def sweep(
@@ -61,6 +64,7 @@ async def sweep(
     report.anniversaries_paid = celebrations.anniversaries_paid
     await _refresh_windowed_tiers(sessions, now, window_lookback, report)
     await _move_off_retired_tiers(sessions, now, report)
+    report.expiry_reminders = await remind_expiring(sessions, now)
     return report
 
 

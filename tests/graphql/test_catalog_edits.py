@@ -179,7 +179,10 @@ async def replayed_tier_changes(api: Api, member_id: str, token: str) -> list[tu
     WebSocket: (from, to) tier names, oldest first."""
     async with api.sessions() as session:
         events = await session.scalars(
-            select(models.MemberEvent.id).where(models.MemberEvent.member_id == pk(member_id))
+            select(models.MemberEvent.id).where(
+                models.MemberEvent.member_id == pk(member_id),
+                models.MemberEvent.kind.in_(models.LIVE_KINDS),  # what subscriptions carry
+            )
         )
         total = len(list(events))
     changes = []

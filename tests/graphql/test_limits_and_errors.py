@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from api import pages
 from api.graphql_view import LaurelGraphQL
 from schema.error_codes import ErrorCodes
 from schema.exceptions import Forbidden, RateLimited, Unauthenticated
@@ -557,8 +558,11 @@ async def test_graphiql_enabled_serves_html() -> None:
         response = await http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
-    # subscriptions send the Headers pane's Authorization in connection_init
-    assert "wsConnectionParams: authorization ? { authorization } : {}" in response.text
+    # Laurel's own page, whose script sends the Headers pane's Authorization in
+    # connection_init for subscriptions (tests/browser runs it)
+    assert '<script src="static/graphiql.js" defer></script>' in response.text
+    script = (pages.STATIC / "graphiql.js").read_text()
+    assert "wsConnectionParams: authorization ? { authorization } : {}" in script
 
 
 # -- WebSocket (graphql-transport-ws) ------------------------------------------------------

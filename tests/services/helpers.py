@@ -100,6 +100,7 @@ def cached_balances(member: Member) -> tuple[Any, ...]:
         member.qualifying_points,
         member.earned_points,
         member.next_settlement_at,
+        member.last_purchase_at,
     )
 
 

@@ -84,6 +84,17 @@ async def written(sessions: Sessions, member_id: int) -> dict[str, Any]:
         position = {entry.id: n for n, entry in enumerate(entries)}
         made = await rows_of(session, Redemption, member_id)
         events = await rows_of(session, MemberEvent, member_id)
+        made_at = {r.id: n for n, r in enumerate(made)}
+
+        def by_position(data: dict[str, Any]) -> dict[str, Any]:
+            """Event data naming entries or redemptions, by their place, not their id."""
+            found = dict(data)
+            if "entry" in found:
+                found["entry"] = position[found["entry"]]
+            if "redemption" in found:
+                found["redemption"] = made_at[found["redemption"]]
+            return found
+
         claims = (
             await session.scalars(
                 select(IdempotencyRecord)
@@ -130,7 +141,8 @@ async def written(sessions: Sessions, member_id: int) -> dict[str, Any]:
                 for r in made
             ],
             "events": [
-                (e.kind, e.entry_id and position[e.entry_id], e.data, e.created_at) for e in events
+                (e.kind, e.entry_id and position[e.entry_id], by_position(e.data), e.created_at)
+                for e in events
             ],
             "claims": [(c.key, c.fingerprint, c.entry_id and position[c.entry_id]) for c in claims],
         }
