@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -24,6 +25,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from api import pages
 from api.auth import Authenticator
+from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.member_views import MemberViews
 from api.metrics import Metrics
@@ -253,6 +255,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             *pages.routes(settings),  # GraphiQL's files, /member and /admin when enabled
         ],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
     )
     app.state.laurel = state
     app.state.webhooks = webhooks

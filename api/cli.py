@@ -236,7 +236,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _run(check())
     if settings.jwt_secret_value is None and settings.jwt_public_key is None:
         _err("laurel: note: LAUREL_JWT_SECRET is not set: member tokens will be refused")
-    _serve(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers)
+    _serve(
+        APP_FACTORY,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws_max_size=settings.max_body_bytes,
+    )
     return 0
 
 
@@ -670,7 +677,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "",
     ]
     print("\n".join(lines), flush=True)
-    _serve(create_app(settings), host=args.host, port=args.port)
+    _serve(
+        create_app(settings), host=args.host, port=args.port, ws_max_size=settings.max_body_bytes
+    )
     return 0
 
 

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = []
     ws_init_timeout_seconds: float = 5.0
     max_subscriptions_per_connection: int = 20
+    # Request bodies (and WebSocket messages) larger than this are refused with 413.
+    max_body_bytes: int = 100 * 1024
     # Webhooks: endpoints on private, loopback or link-local addresses (and plain http in
     # production) are refused unless allowed (tests, local development); deliveries run in
     # every `laurel serve` process unless turned off (then `laurel worker` delivers).

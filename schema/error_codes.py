@@ -17,6 +17,7 @@ Clients switch on ``extensions.code`` (see the contract, "Errors"). The rules, f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -61,6 +62,10 @@ _CLIENT_EXCEPTIONS: Final = (
     InvalidOperationTypeError,
     GlobalIDValueError,
 )
+
+# graphql-core's suggestions: " Did you mean 'name'?", " Did you mean 'Query' or 'Tier'?",
+# " Did you mean the enum value 'GOLD'?" (names never contain a question mark).
+_SUGGESTION: Final = re.compile(r"\s*Did you mean [^?]*\?")
 
 # How far to follow GraphQLError.original_error chains (coercion wraps errors in errors).
 _MAX_CHAIN: Final = 16
@@ -117,6 +122,9 @@ def code_error(
         about_request = isinstance(original, _CLIENT_EXCEPTIONS)
     if client_error or about_request:
         error.extensions = {**(error.extensions or {}), "code": BAD_USER_INPUT}
+        if mask_internal:
+            # "Did you mean 'name'?" would map a schema whose introspection is off.
+            error.message = _SUGGESTION.sub("", error.message)
         return error
 
     logger.error(

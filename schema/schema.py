@@ -41,7 +41,7 @@ from schema.inputs import FloatRangeInput
 from schema.limits import QueryLimits, code_parser_limits
 from schema.mutation import Mutation
 from schema.query import Query
-from schema.scalars import DateTime
+from schema.scalars import DateTime, guard_text_inputs
 from schema.subscription import Subscription
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -173,6 +173,7 @@ def build_schema(
         ),
         extensions=[hooks, *extra_extensions],
     )
+    guard_text_inputs(schema._schema)
     if not extra_extensions:
         schema.compiled = CompiledOperations(
             schema._schema, documents, mask_internal=mask_internal_errors, observe=observe
