@@ -3,10 +3,15 @@
 On top of strawberry's ``GraphQL`` view:
 
 * JSON is encoded and decoded with orjson;
+* the response's media type follows ``Accept`` (``api.http_media``): application/json as
+  always, or application/graphql-response+json with the specification's status codes (400
+  for a document that does not parse or variables that do not coerce, 422 for validation,
+  no ``data`` entry for a request that never ran); neither accepted: 406;
 * every request the view refuses (malformed body, invalid UTF-8, JSON nested too deeply,
   a body that is not a JSON object, batching, missing or non-string ``query``, a
-  mutation over GET, an unsupported method or content type...) gets a JSON GraphQL
-  response, ``{"data": null, "errors": [{"message", "extensions": {"code"}}]}``, with a
+  mutation over GET (405, ``Allow: POST``), an unsupported method (405) or content type
+  (415)...) gets a GraphQL error response,
+  ``{"data": null, "errors": [{"message", "extensions": {"code"}}]}``, with a
   4xx status (never strawberry's plain-text body, never a 500); a CodedGraphQLError
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
@@ -33,11 +38,13 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from api import pages
+from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -78,6 +85,24 @@ _ALLOWED_TYPES: Final = {True: frozenset({"query"}), False: frozenset({"query", 
 
 # The key, in a WebSocket's scope state, of callables run when the connection ends.
 CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
+
+
+def _as_graphql_response(response: Response) -> Response:
+    """A response in application/graphql-response+json: its media type, and for a request
+    that never ran, a 4xx status and no `data` entry (see `api.http_media`)."""
+    response.headers["content-type"] = MediaType.GRAPHQL_RESPONSE.content_type
+    if response.status_code != 200 or b'"errors"' not in response.body:
+        return response
+    body = orjson.loads(response.body)
+    status = request_error_status(body)
+    if status is None:
+        return response
+    body.pop("data", None)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers={k: v for k, v in response.headers.items() if k != "content-length"},
+    )
 
 
 def _has_code(extensions: object) -> bool:
@@ -302,17 +327,36 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         code: str = BAD_USER_INPUT,
         extensions: Mapping[str, object] | None = None,
         headers: Mapping[str, str] | None = None,
+        media: MediaType = MediaType.JSON,
     ) -> Response:
-        """A GraphQL JSON response holding a single error and no data."""
+        """A GraphQL response holding a single error and no data (`data: null` under
+        application/json, as clients of the contract expect; no `data` entry under
+        graphql-response+json, as its specification wants for a request error)."""
         error = {"message": message, "extensions": {**(extensions or {}), "code": code}}
+        body: dict[str, object] = {"errors": [error]}
+        if media is MediaType.JSON:
+            body = {"data": None, **body}
         return Response(
-            self.encode_json({"data": None, "errors": [error]}),
+            self.encode_json(body),
             status_code=status_code,
-            media_type="application/json",
+            media_type=media.value,
             headers=dict(headers) if headers else None,
         )
 
-    def _coded_error_response(self, error: CodedGraphQLError) -> Response:
+    def _http_error_response(self, error: HTTPException, media: MediaType) -> Response:
+        status, headers = error.status_code, None
+        if isinstance(error.__cause__, InvalidOperationTypeError):
+            # A mutation over GET: the method is wrong for it, not the request.
+            status, headers = 405, {"Allow": "POST"}
+        elif status == 405:
+            headers = {"Allow": "GET, POST"}
+        elif status == 400 and error.reason.startswith("Unsupported content type"):
+            status = 415
+        return self.error_response(status, error.reason, headers=headers, media=media)
+
+    def _coded_error_response(
+        self, error: CodedGraphQLError, media: MediaType = MediaType.JSON
+    ) -> Response:
         code = str(error.extensions.get("code", INTERNAL_SERVER_ERROR))
         headers: dict[str, str] = {}
         retry_after = error.extensions.get("retryAfter")
@@ -324,6 +368,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             code=code,
             extensions=error.extensions,
             headers=headers,
+            media=media,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -339,17 +384,31 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
 
         request = Request(scope=scope, receive=receive)
         response: Response
+        media = MediaType.JSON
+        if request.method != "GET" or "query" in request.query_params:
+            # (A GET without a query is GraphiQL's page, or its refusal.)
+            negotiated = negotiate(request.headers.get("accept"))
+            if negotiated is None:
+                response = self.error_response(
+                    406, f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}.", media=media
+                )
+                await response(scope, receive, send)
+                return
+            media = negotiated
         try:
             planned = await self.run_planned(request)
             response = planned if planned is not None else await self.run(request)
         except HTTPException as error:
-            headers = {"Allow": "GET, POST"} if error.status_code == 405 else None
-            response = self.error_response(error.status_code, error.reason, headers=headers)
+            response = self._http_error_response(error, media)
         except ClientDisconnect:
             return
         except CodedGraphQLError as error:
-            response = self._coded_error_response(error)
+            response = self._coded_error_response(error, media)
         except Exception:
             logger.exception("Unexpected error while serving a GraphQL HTTP request")
-            response = self.error_response(500, MASKED_MESSAGE, code=INTERNAL_SERVER_ERROR)
+            response = self.error_response(
+                500, MASKED_MESSAGE, code=INTERNAL_SERVER_ERROR, media=media
+            )
+        if media is MediaType.GRAPHQL_RESPONSE:
+            response = _as_graphql_response(response)
         await response(scope, receive, send)
