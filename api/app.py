@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 
 from api import pages
+from api.admission import Admission
 from api.auth import Authenticator
 from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
@@ -255,7 +256,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             *pages.routes(settings),  # GraphiQL's files, /member and /admin when enabled
         ],
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(Admission, max_in_flight=settings.max_in_flight, on_shed=metrics.shed.inc),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        ],
     )
     app.state.laurel = state
     app.state.webhooks = webhooks

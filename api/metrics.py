@@ -26,6 +26,11 @@ class Metrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.shed = Counter(
+            "laurel_http_requests_shed",
+            "HTTP requests answered 503 because the process had too many in flight",
+            registry=self.registry,
+        )
         self.webhooks = WebhookMetrics(self.registry)
         self._names: set[str] = set()
         # The labelled children, by (operation, type, outcome): `labels()` validates, locks

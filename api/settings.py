@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = 20
     # Request bodies (and WebSocket messages) larger than this are refused with 413.
     max_body_bytes: int = 100 * 1024
+    # HTTP requests one process serves at once; more are answered 503 with Retry-After.
+    max_in_flight: int = 128
     # Webhooks: endpoints on private, loopback or link-local addresses (and plain http in
     # production) are refused unless allowed (tests, local development); deliveries run in
     # every `laurel serve` process unless turned off (then `laurel worker` delivers).
