@@ -38,7 +38,7 @@ from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
 from services.errors import DomainError
 from services.ledger import activity, adjustments, purchases
-from services.ledger.earning import EarnQuote, LineRequest, purchase_amount
+from services.ledger.earning import LineRequest, purchase_amount
 from services.ledger.purchases import LedgerResult
 
 P = TypeVar("P", bound=LedgerPayload)
@@ -198,17 +198,15 @@ async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPay
 async def preview_purchase(
     info: Info, amount: float, member_id: strawberry.ID | None = None
 ) -> PurchasePreview:
-    """What a purchase would earn now, with nothing written."""
+    """What a purchase of `amount` would earn now, with nothing written (previewOrder without
+    lines or currency)."""
     ctx = info.context
     try:
         exact = purchase_amount(amount, ["amount"])
         pk = expect_id(member_id, "Member", ["memberId"]) if member_id is not None else None
     except DomainError as error:
         raise BadUserInput(error.message) from error
-    member = await _previewed_member(ctx, pk)
-    catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
-    quote = purchases.quote_for_member(catalog, member, exact, ctx.runtime.clock.now())
-    return _preview(quote)
+    return await _preview_order(ctx, pk, purchases.Order(exact))
 
 
 async def preview_order(info: Info, input: PreviewOrderInput) -> PurchasePreview:
@@ -224,6 +222,11 @@ async def preview_order(info: Info, input: PreviewOrderInput) -> PurchasePreview
         )
     except DomainError as error:
         raise BadUserInput(error.message) from error
+    return await _preview_order(ctx, pk, order)
+
+
+async def _preview_order(ctx: Context, pk: int | None, order: purchases.Order) -> PurchasePreview:
+    """The quote recordPurchase of `order` would write now (rules and bonuses included)."""
     member = await _previewed_member(ctx, pk)
     catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
     try:
@@ -233,7 +236,10 @@ async def preview_order(info: Info, input: PreviewOrderInput) -> PurchasePreview
             )
     except DomainError as error:  # an unknown currency
         raise BadUserInput(error.message) from error
-    return _preview(quote)
+    return PurchasePreview(
+        points=quote.points,
+        breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],
+    )
 
 
 async def _previewed_member(ctx: Context, pk: int | None) -> MemberRecord | None:
@@ -248,13 +254,6 @@ async def _previewed_member(ctx: Context, pk: int | None) -> MemberRecord | None
     if pk is not None and member is None:
         raise BadUserInput("no such member")
     return member
-
-
-def _preview(quote: EarnQuote) -> PurchasePreview:
-    return PurchasePreview(
-        points=quote.points,
-        breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],
-    )
 
 
 def line_requests(lines: list[PurchaseLineInput] | None) -> list[LineRequest] | None:

@@ -80,15 +80,6 @@ async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
     return LedgerResult(entry=entry, member=member, replayed=True)
 
 
-def quote_for_member(
-    catalog: Catalog, member: MemberRecord | None, amount: Decimal, at: datetime
-) -> EarnQuote:
-    """What a purchase of `amount` at `at` earns this member (or an entry-tier member), by the
-    program's rate, tier and promotions (previewPurchase: no lines, no rules)."""
-    tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
-    return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
-
-
 @dataclass(frozen=True, slots=True)
 class Order:
     """What an order earns on: its amount, lines and currency, checked."""

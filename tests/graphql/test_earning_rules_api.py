@@ -12,6 +12,7 @@ import models
 from models import KeyRole
 from tests.conftest import Api
 from tests.graphql.test_mutations import (
+    PREVIEW,
     PURCHASE,
     REFUND,
     enroll,
@@ -120,7 +121,7 @@ async def test_a_rule_missing_what_its_kind_needs_is_invalid_and_nothing_written
     api: Api,
 ) -> None:
     admin = await api.key(KeyRole.ADMIN)
-    cases = [
+    cases: list[tuple[dict[str, Any], list[str]]] = [
         ({"kind": "CATEGORY_MULTIPLIER", "match": {"category": "x"}}, ["input", "multiplier"]),
         ({"kind": "EXCLUDE"}, ["input", "match"]),
         ({"kind": "MINIMUM_ORDER_BONUS", "points": 5, "multiplier": 2}, ["input", "multiplier"]),
@@ -192,6 +193,9 @@ async def test_preview_order_is_what_record_purchase_then_writes(api: Api) -> No
     assert as_service["data"] == preview
     # 10.99 x3 = 32, 7 + 10 for the mugs, nothing for the gift card and shipping, 50 welcome
     assert preview["previewOrder"]["points"] == 32 + 17 + 50
+    # previewPurchase is previewOrder without lines: the order is one line, the bonus pays.
+    plain = await gql(api, PREVIEW, {"amount": AMOUNT}, token=token)
+    assert plain["data"]["previewPurchase"]["points"] == 48 + 50
 
     body = await gql(
         api,
