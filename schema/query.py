@@ -21,7 +21,7 @@ from resolvers import program as program_resolvers
 from resolvers import segments as segment_resolvers
 from resolvers import timeline as timeline_resolvers
 from resolvers import webhooks as webhook_resolvers
-from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
+from schema.permissions import AdminOnly, MemberOnly, MemberOrStaff, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
 from schema.types.audit import AuditEntryConnection
 from schema.types.earning import CurrencyRate, EarningRule
@@ -111,6 +111,7 @@ class Query:
     )
     preview_order: PurchasePreview = strawberry.field(
         resolver=ledger.preview_order,
+        permission_classes=[MemberOrStaff],
         description="What recordPurchase with this input would earn now; the breakdown names "
         "every rule that paid",
     )

@@ -216,6 +216,8 @@ async def test_preview_order_is_what_record_purchase_then_writes(api: Api) -> No
     assert graphql_error_code(body) == "FORBIDDEN"
     bad = await gql(api, PREVIEW_ORDER, {"input": {"amount": 1, "lines": LINES}}, token=token)
     assert graphql_error_code(bad) == "BAD_USER_INPUT"
+    anonymous = cast(dict[str, Any], await api.gql(PREVIEW_ORDER, {"input": order}))
+    assert graphql_error_code(anonymous) in ("UNAUTHENTICATED", "FORBIDDEN")
 
 
 async def test_a_line_refund_over_http_reverses_what_the_line_earned(api: Api) -> None:

@@ -16,7 +16,7 @@ from services import currencies, earning_rules
 from services.catalog import load_catalog
 from services.clock import ManualClock
 from services.direct.purchases import record_purchase as record_directly
-from services.errors import Invalid, NotFound
+from services.errors import IdempotencyConflict, Invalid, NotFound
 from services.ledger.earning import LineRequest
 from services.ledger.purchases import (
     LedgerResult,
@@ -545,3 +545,38 @@ async def test_the_direct_path_leaves_a_segment_rule_to_the_general_one(
     )
     assert await counts(sessions) == (0, 0)
     assert (await buy(sessions, clock, member, "o-1", 10)).entry.points == 15
+
+
+async def test_a_retried_order_with_lines_replays_and_other_lines_conflict(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(engine)
+    member = await new_member(sessions, clock)
+    lines = [LineRequest(sku="A", quantity=2, amount=10), LineRequest(sku="B", amount=5)]
+    first = await buy(sessions, clock, member, "o-1", 15, lines)
+    again = await buy(sessions, clock, member, "o-1", 15, lines)
+    assert again.replayed and again.entry.id == first.entry.id
+    other = [LineRequest(sku="A", quantity=1, amount=10), LineRequest(sku="B", amount=5)]
+    with pytest.raises(IdempotencyConflict):
+        await buy(sessions, clock, member, "o-1", 15, other)
+    with pytest.raises(IdempotencyConflict):
+        await buy(sessions, clock, member, "o-1", 15)  # the same amount without lines
+    assert await counts(sessions) == (1, 1)
+
+
+async def test_an_amount_refund_of_a_foreign_purchase_is_in_its_currency(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(engine)
+    async with sessions.begin() as session:
+        await currencies.set_rate(session, currency="EUR", rate=1.1, now=clock.now())
+    member = await new_member(sessions, clock)
+    await buy(sessions, clock, member, "o-1", 100, currency="EUR")  # 110 points
+    async with sessions.begin() as session:
+        half = await refund_purchase(
+            session, order_id="o-1", refund_id="r-1", amount=50, now=clock.now()
+        )
+    assert half.entry.points == -55  # 50 EUR are 55.00 USD of 110.00
+    async with sessions() as session:
+        row = await session.scalar(select(Purchase).where(Purchase.order_id == "o-1"))
+    assert row is not None and row.refunded_amount == Decimal("55.00")
