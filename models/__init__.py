@@ -25,7 +25,7 @@ from models.ledger import (
 from models.member import Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
-from models.targeting import Segment
+from models.targeting import CurrencyRate, EarningRule, EarningRuleKind, Segment
 from models.webhooks import (
     PARTNER_EVENT_TYPES,
     DeliveryStatus,
@@ -48,7 +48,10 @@ __all__ = [
     "Challenge",
     "ChallengeCompletion",
     "ChallengeMetric",
+    "CurrencyRate",
     "DeliveryStatus",
+    "EarningRule",
+    "EarningRuleKind",
     "EntryKind",
     "EntryStatus",
     "EventKind",

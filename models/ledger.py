@@ -145,6 +145,13 @@ class Purchase(Base):
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     # What refunds have targeted so far (recovered or not): never exceeds points_earned.
     points_reversed: Mapped[int] = mapped_column(Integer, default=0)
+    # A purchase in another currency (`amount` is then converted to the program's at
+    # `currency_rate`); null: the program's own.
+    currency: Mapped[str | None] = mapped_column(String(3))
+    currency_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    # An order with lines: what each line earned, so line refunds reverse exactly that
+    # (services.ledger.lines.EarnedLines); null: an order without lines.
+    lines: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Refund(Base):

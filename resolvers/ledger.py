@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
+from models.records import MemberRecord
 from resolvers.common import audit_trail, target_member_id, unit_of_work
 from schema.context import Context, Info, Role
 from schema.errors import UserError
@@ -17,6 +18,8 @@ from schema.exceptions import BadUserInput, Forbidden
 from schema.ids import encode_id, expect_id
 from schema.inputs import (
     AdjustPointsInput,
+    PreviewOrderInput,
+    PurchaseLineInput,
     RecordActivityInput,
     RecordPurchaseInput,
     RefundPurchaseInput,
@@ -35,7 +38,7 @@ from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
 from services.errors import DomainError
 from services.ledger import activity, adjustments, purchases
-from services.ledger.earning import purchase_amount
+from services.ledger.earning import LineRequest, purchase_amount
 from services.ledger.purchases import LedgerResult
 
 P = TypeVar("P", bound=LedgerPayload)
@@ -77,6 +80,8 @@ async def _record_directly(
             amount=input.amount,
             occurred_at=input.occurred_at,
             now=now,
+            lines=line_requests(input.lines),
+            currency=input.currency,
         )
         recorded = await direct_purchases.record_purchase(
             direct, purchase, now=now, actor=ctx.viewer.actor, catalog=catalog
@@ -112,6 +117,8 @@ async def record_purchase(info: Info, input: RecordPurchaseInput) -> RecordPurch
             now=now,
             actor=ctx.viewer.actor,
             catalog=catalog,
+            lines=line_requests(input.lines),
+            currency=input.currency,
         )
 
     return await _ledger_operation(ctx, RecordPurchasePayload, work)
@@ -130,6 +137,9 @@ async def refund_purchase(info: Info, input: RefundPurchaseInput) -> RefundPurch
             now=now,
             actor=ctx.viewer.actor,
             catalog=await ctx.loaders.catalog(),
+            lines=[purchases.LineRefund(line.line_id, line.quantity) for line in input.lines]
+            if input.lines is not None
+            else None,
         )
 
     return await _ledger_operation(ctx, RefundPurchasePayload, work)
@@ -188,25 +198,79 @@ async def adjust_points(info: Info, input: AdjustPointsInput) -> AdjustPointsPay
 async def preview_purchase(
     info: Info, amount: float, member_id: strawberry.ID | None = None
 ) -> PurchasePreview:
-    """What a purchase would earn now, with nothing written."""
+    """What a purchase of `amount` would earn now, with nothing written (previewOrder without
+    lines or currency)."""
     ctx = info.context
-    viewer = ctx.viewer
     try:
         exact = purchase_amount(amount, ["amount"])
         pk = expect_id(member_id, "Member", ["memberId"]) if member_id is not None else None
     except DomainError as error:
         raise BadUserInput(error.message) from error
+    return await _preview_order(ctx, pk, purchases.Order(exact))
+
+
+async def preview_order(info: Info, input: PreviewOrderInput) -> PurchasePreview:
+    """What recordPurchase with this order would earn now (lines, currency, earning rules),
+    with nothing written: the same quote recordPurchase writes."""
+    ctx = info.context
+    try:
+        pk = (
+            expect_id(input.member_id, "Member", ["input", "memberId"]) if input.member_id else None
+        )
+        order = purchases.Order.check(
+            input.amount, line_requests(input.lines), input.currency, ["input"]
+        )
+    except DomainError as error:
+        raise BadUserInput(error.message) from error
+    return await _preview_order(ctx, pk, order)
+
+
+async def _preview_order(ctx: Context, pk: int | None, order: purchases.Order) -> PurchasePreview:
+    """The quote recordPurchase of `order` would write now (rules and bonuses included)."""
+    member = await _previewed_member(ctx, pk)
+    catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
+    try:
+        async with ctx.runtime.read_sessions() as session:
+            quote = await purchases.preview_order(
+                session, catalog, member, order, ctx.runtime.clock.now()
+            )
+    except DomainError as error:  # an unknown currency
+        raise BadUserInput(error.message) from error
+    return PurchasePreview(
+        points=quote.points,
+        breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],
+    )
+
+
+async def _previewed_member(ctx: Context, pk: int | None) -> MemberRecord | None:
+    """The member a preview is for: a member previews its own by default, and only its own."""
+    viewer = ctx.viewer
     if pk is None and viewer.role is Role.MEMBER:
-        pk = viewer.member_id  # a member previews its own earn rate by default
+        pk = viewer.member_id
     if pk is not None and not viewer.can_see_member(pk):
         require(viewer, MemberOrStaff.roles)  # anonymous and partners may not name a member
         raise Forbidden("a member may preview only its own purchases")
     member = await ctx.loaders.member.load(pk) if pk is not None else None
     if pk is not None and member is None:
         raise BadUserInput("no such member")
-    catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
-    quote = purchases.quote_for_member(catalog, member, exact, ctx.runtime.clock.now())
-    return PurchasePreview(
-        points=quote.points,
-        breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],
-    )
+    return member
+
+
+def line_requests(lines: list[PurchaseLineInput] | None) -> list[LineRequest] | None:
+    """Purchase lines as the services take them."""
+    if lines is None:
+        return None
+    return [
+        LineRequest(
+            sku=line.sku,
+            amount=line.amount,
+            quantity=line.quantity,
+            line_id=line.line_id,
+            category=line.category,
+            is_shipping=line.is_shipping,
+            is_gift_card=line.is_gift_card,
+            is_discounted=line.is_discounted,
+            tax=line.tax,
+        )
+        for line in lines
+    ]

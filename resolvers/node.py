@@ -10,6 +10,7 @@ from schema.context import Context, Info, Role
 from schema.ids import decode_id
 from schema.types.access import ApiKey
 from schema.types.audit import AuditEntry
+from schema.types.earning import EarningRule
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -57,6 +58,17 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
         async with ctx.runtime.read_sessions() as session:
             challenge = await session.get(models.Challenge, pk)
         return Challenge.from_row(challenge) if challenge else None
+    if type_name == "EarningRule":
+        if viewer.role is not Role.ADMIN:
+            return None
+        async with ctx.runtime.read_sessions() as session:
+            rule = await session.get(models.EarningRule, pk)
+            segment = (
+                await session.get(models.Segment, rule.segment_id)
+                if rule is not None and rule.segment_id is not None
+                else None
+            )
+        return EarningRule.from_row(rule, segment, ctx.runtime.clock.now()) if rule else None
     if type_name in ("WebhookEndpoint", "WebhookEvent", "ApiKey", "AuditEntry"):
         return await _admin_object(ctx, type_name, pk)
     if type_name == "Redemption":

@@ -4,6 +4,7 @@ member's own segments."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -23,6 +24,8 @@ from schema.inputs import (
     UpdateSegmentInput,
 )
 from schema.payloads import CreateSegmentPayload, DeleteSegmentPayload, UpdateSegmentPayload
+from schema.types.earning import EarningRule
+from schema.types.node import Node
 from schema.types.segments import Segment
 from services import segments as service
 from services.errors import DomainError, InUse
@@ -116,7 +119,7 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         segment_id = expect_id(input.id, "Segment", ["input", "id"])
     except DomainError as error:
         return DeleteSegmentPayload(user_errors=[UserError.from_domain(error)])
-    users: list[models.Segment] = []
+    users: list[models.Segment | models.EarningRule] = []
 
     async def work(session: AsyncSession) -> None:
         row = await service.locked_segment(session, segment_id)
@@ -124,15 +127,25 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         for user in users:
             session.expunge(user)  # read after the rollback: keep what was loaded
         if users:
-            names = ", ".join(repr(u.name) for u in users)
-            raise InUse(f"in use by segment {names}", field=["input", "id"])
+            names = ", ".join(f"{_kind(u)} {u.name!r}" for u in users)
+            raise InUse(f"in use by {names}", field=["input", "id"])
         before = {"name": row.name, "rule": row.rule}
         await service.delete_segment(session, row)
         audit_trail(info, session, input.id, before, None)
 
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
-        return DeleteSegmentPayload(
-            used_by=[Segment.from_row(u) for u in users], user_errors=[result]
-        )
+        now = info.context.runtime.clock.now()
+        return DeleteSegmentPayload(used_by=[_user(u, now) for u in users], user_errors=[result])
     return DeleteSegmentPayload(deleted_segment_id=input.id)
+
+
+def _kind(user: models.Segment | models.EarningRule) -> str:
+    return "segment" if isinstance(user, models.Segment) else "earning rule"
+
+
+def _user(user: models.Segment | models.EarningRule, now: datetime) -> Node:
+    """What uses a segment, as the Node deleteSegment lists."""
+    if isinstance(user, models.Segment):
+        return Segment.from_row(user)
+    return EarningRule.from_row(user, None, now)

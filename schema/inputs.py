@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 import models
 from schema.flat_inputs import flat_input
-from schema.types import access, gamification, member, webhooks  # noqa: F401 (register enums)
+from schema.types import access, earning, gamification, member, webhooks  # noqa: F401 (register enums)
 from schema.types.ledger import ActivityKind
 
 RewardKind = models.RewardKind
@@ -28,6 +28,24 @@ class EnrollInput:
 
 
 @flat_input
+@strawberry.input(
+    description="One line of an order. amount: the line total charged, in the purchase "
+    "currency, tax included; tax: the part of amount that is tax. lineId: unique in the order "
+    "(default: the sku), used by refunds."
+)
+class PurchaseLineInput:
+    line_id: str | None = None
+    sku: str
+    category: str | None = None
+    quantity: int = 1
+    amount: float
+    is_shipping: bool = False
+    is_gift_card: bool = False
+    is_discounted: bool = False
+    tax: float = 0
+
+
+@flat_input
 @strawberry.input
 class RecordPurchaseInput:
     order_id: str
@@ -35,6 +53,14 @@ class RecordPurchaseInput:
     member_id: strawberry.ID | None = None
     external_id: str | None = None
     occurred_at: datetime | None = None
+    lines: list[PurchaseLineInput] | None = None
+    currency: str | None = None
+
+
+@strawberry.input(description="quantity: units refunded (default: the whole line).")
+class RefundLineInput:
+    line_id: str
+    quantity: int | None = None
 
 
 @strawberry.input
@@ -42,6 +68,7 @@ class RefundPurchaseInput:
     order_id: str
     refund_id: str
     amount: float | None = None
+    lines: list[RefundLineInput] | None = None
 
 
 @strawberry.input
@@ -416,3 +443,68 @@ class UpdateSegmentInput:
 @strawberry.input
 class DeleteSegmentInput:
     id: strawberry.ID
+
+
+@strawberry.input
+class EarningRuleMatchInput:
+    category: str | None = None
+    sku: str | None = None
+    shipping: bool | None = None
+    gift_card: bool | None = None
+    discounted: bool | None = None
+    tax: bool | None = None
+
+
+@strawberry.input(
+    description="The fields a kind needs are required (match for line kinds, multiplier > 0, "
+    "points > 0, minimumAmount > 0); others refused (INVALID)."
+)
+class CreateEarningRuleInput:
+    name: str
+    kind: models.EarningRuleKind
+    match: EarningRuleMatchInput | None = None
+    multiplier: float | None = None
+    points: int | None = None
+    minimum_amount: float | None = None
+    segment_id: strawberry.ID | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+@strawberry.input(description="Only the fields given change; kind never does.")
+class UpdateEarningRuleInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    match: EarningRuleMatchInput | None = strawberry.UNSET
+    multiplier: float | None = strawberry.UNSET
+    points: int | None = strawberry.UNSET
+    minimum_amount: float | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.UNSET
+    starts_at: datetime | None = strawberry.UNSET
+    ends_at: datetime | None = strawberry.UNSET
+
+
+@strawberry.input(
+    description="Ends the rule now; purchases already recorded keep what they earned."
+)
+class EndEarningRuleInput:
+    id: strawberry.ID
+
+
+@strawberry.input(
+    description="rate > 0; the program's own currency is always 1 and cannot be set (INVALID)."
+)
+class SetCurrencyRateInput:
+    currency: str
+    rate: float
+
+
+@strawberry.input(
+    description="What recordPurchase with this input would earn now, with nothing written "
+    "(member self, service, admin)."
+)
+class PreviewOrderInput:
+    member_id: strawberry.ID | None = None
+    amount: float
+    lines: list[PurchaseLineInput] | None = None
+    currency: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import access as access_resolvers
+from resolvers import earning as earning_resolvers
 from resolvers import (
     gamification,
     ledger,
@@ -23,6 +24,7 @@ from schema.payloads import (
     CreateApiKeyPayload,
     CreateBadgePayload,
     CreateChallengePayload,
+    CreateEarningRulePayload,
     CreatePartnerPayload,
     CreatePromotionPayload,
     CreateRewardPayload,
@@ -34,6 +36,7 @@ from schema.payloads import (
     DeleteTierPayload,
     DeleteWebhookEndpointPayload,
     EndChallengePayload,
+    EndEarningRulePayload,
     EndPromotionPayload,
     EnrollPayload,
     EraseMemberPayload,
@@ -45,9 +48,11 @@ from schema.payloads import (
     ResendWebhookEventPayload,
     RevokeApiKeyPayload,
     RotateWebhookSecretPayload,
+    SetCurrencyRatePayload,
     SetMemberStatusPayload,
     UpdateBadgePayload,
     UpdateChallengePayload,
+    UpdateEarningRulePayload,
     UpdateMemberPayload,
     UpdateMePayload,
     UpdatePartnerPayload,
@@ -198,4 +203,16 @@ class Mutation:
     )
     delete_segment: DeleteSegmentPayload = strawberry.mutation(
         resolver=segment_resolvers.delete_segment, permission_classes=[AdminOnly]
+    )
+    create_earning_rule: CreateEarningRulePayload = strawberry.mutation(
+        resolver=earning_resolvers.create_earning_rule, permission_classes=[AdminOnly]
+    )
+    update_earning_rule: UpdateEarningRulePayload = strawberry.mutation(
+        resolver=earning_resolvers.update_earning_rule, permission_classes=[AdminOnly]
+    )
+    end_earning_rule: EndEarningRulePayload = strawberry.mutation(
+        resolver=earning_resolvers.end_earning_rule, permission_classes=[AdminOnly]
+    )
+    set_currency_rate: SetCurrencyRatePayload = strawberry.mutation(
+        resolver=earning_resolvers.set_currency_rate, permission_classes=[AdminOnly]
     )

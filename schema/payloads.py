@@ -7,6 +7,7 @@ from strawberry.scalars import JSON
 
 from schema.errors import UserError
 from schema.types.access import ApiKey
+from schema.types.earning import CurrencyRate, EarningRule
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -286,4 +287,28 @@ class UpdateSegmentPayload:
 class DeleteSegmentPayload:
     deleted_segment_id: strawberry.ID | None = None
     used_by: list[Node] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CreateEarningRulePayload:
+    earning_rule: EarningRule | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateEarningRulePayload:
+    earning_rule: EarningRule | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EndEarningRulePayload:
+    earning_rule: EarningRule | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SetCurrencyRatePayload:
+    currency_rate: CurrencyRate | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

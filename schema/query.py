@@ -6,6 +6,7 @@ import strawberry
 
 from resolvers import access as access_resolvers
 from resolvers import audit as audit_resolvers
+from resolvers import earning as earning_resolvers
 from resolvers import (
     gamification,
     leaderboards,
@@ -20,9 +21,10 @@ from resolvers import program as program_resolvers
 from resolvers import segments as segment_resolvers
 from resolvers import timeline as timeline_resolvers
 from resolvers import webhooks as webhook_resolvers
-from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
+from schema.permissions import AdminOnly, MemberOnly, MemberOrStaff, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
 from schema.types.audit import AuditEntryConnection
+from schema.types.earning import CurrencyRate, EarningRule
 from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
@@ -100,4 +102,16 @@ class Query:
     )
     segment: Segment | None = strawberry.field(
         resolver=segment_resolvers.segment, permission_classes=[AdminOnly]
+    )
+    earning_rules: list[EarningRule] = strawberry.field(
+        resolver=earning_resolvers.earning_rules, permission_classes=[AdminOnly]
+    )
+    currency_rates: list[CurrencyRate] = strawberry.field(
+        resolver=earning_resolvers.currency_rates, permission_classes=[StaffOnly]
+    )
+    preview_order: PurchasePreview = strawberry.field(
+        resolver=ledger.preview_order,
+        permission_classes=[MemberOrStaff],
+        description="What recordPurchase with this input would earn now; the breakdown names "
+        "every rule that paid",
     )

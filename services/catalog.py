@@ -1,4 +1,5 @@
-"""The program's catalog (settings, tiers, promotions) as one snapshot, cached briefly.
+"""The program's catalog (settings, tiers, promotions, earning rules, currency rates) as one
+snapshot, cached briefly.
 
 Every earn and every dashboard reads it and only admins change it, so each process keeps a
 snapshot for a couple of seconds instead of reading three tables per request. A change made
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Program, Promotion, Tier
+from models import CurrencyRate, EarningRule, Program, Promotion, Tier
+from services.earning_rules import rule_active
+from services.errors import Invalid
 from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
 
@@ -37,6 +42,10 @@ class Catalog:
     # Deleted tiers: members are moved off them, but history (and a member not moved yet)
     # still names them.
     retired: tuple[Tier, ...] = ()
+    # Earning rules not ended by `promotions_from`, and the currency rates: earning reads no
+    # table of its own per purchase.
+    earning_rules: tuple[EarningRule, ...] = ()
+    currency_rates: Mapping[str, Decimal] = field(default_factory=dict)
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
@@ -70,6 +79,19 @@ class Catalog:
         assert self.covers(at)
         return [p for p in self.promotions if p.starts_at <= at < p.ends_at]
 
+    def active_earning_rules(self, at: datetime) -> list[EarningRule]:
+        assert self.covers(at)
+        return [r for r in self.earning_rules if rule_active(r, at)]
+
+    def rate_of(self, currency: str | None) -> Decimal:
+        """Program-currency units per unit of `currency` (checked: services.currencies)."""
+        if currency is None or currency == self.program.currency:
+            return Decimal(1)
+        rate = self.currency_rates.get(currency)
+        if rate is None:
+            raise Invalid(f"no rate is set for {currency}", field=["input", "currency"])
+        return rate
+
 
 async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
     since = now - PROMOTION_LOOKBACK
@@ -79,6 +101,12 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         .order_by(Promotion.starts_at, Promotion.id)
     )
     program = await get_program(session)
+    rules = await session.scalars(
+        select(EarningRule)
+        .where(or_(EarningRule.ends_at.is_(None), EarningRule.ends_at > since))
+        .order_by(EarningRule.id)
+    )
+    rates = await session.execute(select(CurrencyRate.currency, CurrencyRate.rate))
     return Catalog(
         program=program,
         version=program.catalog_version,
@@ -88,6 +116,8 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         threshold_badges=await threshold_badges(session),
         challenge_windows=tuple(await challenge_windows(session, since)),
         retired=tuple(await retired_tiers(session)),
+        earning_rules=tuple(rules),
+        currency_rates={currency: rate for currency, rate in rates},
     )
 
 

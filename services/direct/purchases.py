@@ -1,9 +1,9 @@
 """recordPurchase's common case on PostgreSQL: one read, then one write, no transaction.
 
 When nothing is due for the member (no pending points to activate, no lots to expire, no
-referral to pay), there are no goals to count for (no challenge running, no badge awarded at
-a threshold), the program has no rolling tier window, and the cached catalog is the
-database's, a purchase is:
+referral to pay), no active earning rule needs a segment decided, there are no goals to count
+for (no challenge running, no badge awarded at a threshold), the program has no rolling tier
+window, and the cached catalog is the database's, a purchase is:
 
 1. read the member (and the catalog's version), unlocked;
 2. work out the entry, the balances, the tier and the events with the general path's own
@@ -25,6 +25,7 @@ nothing).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,14 +33,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from models import EntryKind, EventKind
+from models import EarningRule, EntryKind, EventKind
 from services.catalog import Catalog
 from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
 from services.events import balances
-from services.ledger.earning import quote_purchase
 from services.ledger.entries import apply_posting, check_posting, credit_terms, opens_lot
 from services.ledger.idempotency import fingerprint
-from services.ledger.purchases import PurchaseInput
+from services.ledger.purchases import PurchaseInput, program_amount, recorded_lines
 from services.program import tier_for
 
 
@@ -82,8 +82,8 @@ WITH claim AS (
     RETURNING id
 ), purchase AS (
     INSERT INTO purchases (order_id, member_id, amount, occurred_at, entry_id, points_earned,
-                           refunded_amount, points_reversed)
-    SELECT $6, $1, $12, $13, entry.id, $3, 0, 0 FROM entry
+                           refunded_amount, points_reversed, currency, currency_rate, lines)
+    SELECT $6, $1, $12, $13, entry.id, $3, 0, 0, $26, $27, $28::json FROM entry
 ), events AS (
     INSERT INTO member_events (member_id, kind, entry_id, data, created_at)
     SELECT $1, event.kind, CASE WHEN event.kind = 'POINTS_UPDATED' THEN entry.id END,
@@ -129,12 +129,18 @@ async def record_purchase(
         return None
     if catalog.program.tier_window_days is not None:
         return None
+    catalog.rate_of(purchase.terms.currency)  # an unknown currency: INVALID, nothing read
+    rules = catalog.active_earning_rules(occurred)
+    if any(rule.segment_id is not None for rule in rules):
+        return None  # membership is decided exactly, in the general path's transaction
 
     async def work(driver: Any) -> RecordedPurchase | None:
         digest = fingerprint(purchase.fingerprinted())
         for _ in range(ATTEMPTS):
             try:
-                return await _attempt(driver, purchase, digest, occurred, now, actor, catalog)
+                return await _attempt(
+                    driver, purchase, digest, occurred, now, actor, catalog, rules
+                )
             except asyncpg.PostgresError as error:
                 if getattr(error, "sqlstate", None) != DECLINED:
                     raise
@@ -151,6 +157,7 @@ async def _attempt(
     now: datetime,
     actor: str,
     catalog: Catalog,
+    rules: Sequence[EarningRule],
 ) -> RecordedPurchase | None:
     row = await driver.fetchrow(_READ, purchase.member_id)
     if row is None or row["catalog_version"] != catalog.version:
@@ -168,7 +175,14 @@ async def _attempt(
 
     program = catalog.program
     tier = catalog.tier(member.tier_id)
-    quote = quote_purchase(purchase.amount, program, tier, catalog.active_promotions(occurred))
+    terms = purchase.terms
+    quote = terms.quote(
+        catalog,
+        tier=tier,
+        promotions=catalog.active_promotions(occurred),
+        rules=rules,
+        first_purchase=member.last_purchase_at is None,
+    )
     points = quote.points
     status, available_at, expires_at = credit_terms(
         program, occurred + timedelta(days=program.pending_days), now
@@ -208,7 +222,7 @@ async def _attempt(
         expires_at,
         orjson.dumps(breakdown).decode(),
         actor,
-        purchase.amount,
+        program_amount(terms, catalog),
         occurred,
         [kind for kind, _ in events],
         [data for _, data in events],
@@ -222,6 +236,9 @@ async def _attempt(
         digest,
         row["version"],
         catalog.version,
+        terms.currency,
+        catalog.rate_of(terms.currency) if terms.currency else None,
+        orjson.dumps(lines).decode() if (lines := recorded_lines(quote, points)) else None,
     )
     if written["entry_id"] is None:
         return None  # the order id is claimed already: a retry, or a conflict

@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
+    EarningRule,
     EntryKind,
     EntryStatus,
     EventKind,
     LedgerEntry,
     Member,
     Program,
+    Promotion,
     Purchase,
     Refund,
+    Tier,
 )
 from models.records import MemberRecord
+from services import earning_rules, segments
 from services.catalog import Catalog, current_catalog
+from services.currencies import currency_code
 from services.errors import Invalid, NotFound
 from services.events import record_event
 from services.gamification import challenges
-from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
+from services.ledger.earning import (
+    CENT,
+    EarnQuote,
+    LineRequest,
+    PurchaseLine,
+    check_lines,
+    purchase_amount,
+    quote_purchase,
+)
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
 from services.program import active_promotions
@@ -65,12 +80,128 @@ async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
     return LedgerResult(entry=entry, member=member, replayed=True)
 
 
-def quote_for_member(
-    catalog: Catalog, member: MemberRecord | None, amount: Decimal, at: datetime
+@dataclass(frozen=True, slots=True)
+class Order:
+    """What an order earns on: its amount, lines and currency, checked."""
+
+    amount: Decimal  # in `currency`
+    lines: tuple[PurchaseLine, ...] | None = None
+    currency: str | None = None  # null: the program's
+
+    @classmethod
+    def check(
+        cls,
+        amount: float,
+        lines: Sequence[LineRequest] | None,
+        currency: str | None,
+        field: list[str],
+    ) -> Order:
+        exact = purchase_amount(amount, [*field, "amount"])
+        code = currency_code(currency, [*field, "currency"]) if currency is not None else None
+        checked = check_lines(lines, exact, [*field, "lines"]) if lines is not None else None
+        return cls(exact, checked, code)
+
+    def quote(
+        self,
+        catalog: Catalog,
+        *,
+        tier: Tier,
+        promotions: Sequence[Promotion],
+        rules: Sequence[EarningRule],
+        first_purchase: bool,
+    ) -> EarnQuote:
+        """What the order earns (unknown currency: INVALID on ["input", "currency"])."""
+        return quote_purchase(
+            self.amount,
+            catalog.program,
+            tier,
+            promotions,
+            lines=self.lines,
+            rules=rules,
+            currency=self.currency,
+            rate=catalog.rate_of(self.currency),
+            first_purchase=first_purchase,
+        )
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """The parts a retry must repeat (absent when not given: plain orders keep the
+        fingerprint they always had)."""
+        extra: dict[str, Any] = {}
+        if self.lines is not None:
+            extra["lines"] = [line.fingerprinted() for line in self.lines]
+        if self.currency is not None:
+            extra["currency"] = self.currency
+        return extra
+
+
+def recorded_lines(quote: EarnQuote, points: int) -> dict[str, Any] | None:
+    """What the purchase row keeps of the lines (None without): each line's id, quantity,
+    points and amount (program currency), and the bonus. Points withheld (suspended member,
+    `points` 0) are kept as 0: refunds reverse what was earned."""
+    if not quote.lines:
+        return None
+    kept = points == quote.points
+    return {
+        "lines": [
+            {
+                "id": line.line_id,
+                "quantity": line.quantity,
+                "points": line.points if kept else 0,
+                "amount": str(line.amount),
+                "refunded": 0,
+                "reversed": 0,
+            }
+            for line in quote.lines
+        ],
+        "bonus": quote.bonus if kept else 0,
+        "bonusReversed": 0,
+    }
+
+
+def program_amount(order: Order, catalog: Catalog) -> Decimal:
+    """The order's amount in the program currency, to the cent (what reports sum)."""
+    if order.currency is None:
+        return order.amount
+    return (order.amount * catalog.rate_of(order.currency)).quantize(CENT, ROUND_HALF_EVEN)
+
+
+async def rules_for_member(
+    session: AsyncSession, catalog: Catalog, member_id: int, occurred: datetime, now: datetime
+) -> list[EarningRule]:
+    """The earning rules active at `occurred` that apply to the member: segment membership
+    decided exactly, now, in one statement."""
+    rules = (
+        catalog.active_earning_rules(occurred)
+        if catalog.covers(occurred)
+        else await earning_rules.active_rules(session, occurred)
+    )
+    wanted = [r.segment_id for r in rules if r.segment_id is not None]
+    inside = await segments.member_of(session, wanted, member_id, now) if wanted else set()
+    return [r for r in rules if r.segment_id is None or r.segment_id in inside]
+
+
+async def preview_order(
+    session: AsyncSession,
+    catalog: Catalog,
+    member: MemberRecord | None,
+    order: Order,
+    now: datetime,
 ) -> EarnQuote:
-    """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
-    tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
-    return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
+    """What recordPurchase of `order` now would earn this member, with nothing written. With
+    no member: an entry-tier member's earn, without segment rules or first-purchase bonus."""
+    if member is None:
+        tier = catalog.tiers[0]
+        rules = [r for r in catalog.active_earning_rules(now) if r.segment_id is None]
+    else:
+        tier = catalog.tier(member.tier_id)
+        rules = await rules_for_member(session, catalog, member.id, now, now)
+    return order.quote(
+        catalog,
+        tier=tier,
+        promotions=catalog.active_promotions(now),
+        rules=rules,
+        first_purchase=member is not None and member.last_purchase_at is None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +212,11 @@ class PurchaseInput:
     order_id: str
     amount: Decimal
     occurred_at: datetime | None
+    order: Order | None = None  # None: a plain order of `amount` in the program currency
+
+    @property
+    def terms(self) -> Order:
+        return self.order if self.order is not None else Order(self.amount)
 
     @classmethod
     def check(
@@ -91,12 +227,15 @@ class PurchaseInput:
         amount: float,
         occurred_at: datetime | None,
         now: datetime,
+        lines: Sequence[LineRequest] | None = None,
+        currency: str | None = None,
     ) -> PurchaseInput:
         order_id = reference_key(order_id, ["input", "orderId"])
-        exact_amount = purchase_amount(amount, ["input", "amount"])
+        order = Order.check(amount, lines, currency, ["input"])
         if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
             raise Invalid("occurredAt is in the future", field=["input", "occurredAt"])
-        return cls(member_id, order_id, exact_amount, occurred_at)
+        plain = order.lines is None and order.currency is None
+        return cls(member_id, order_id, order.amount, occurred_at, None if plain else order)
 
     def fingerprinted(self) -> dict[str, Any]:
         """What the order id's idempotency claim compares a retry with."""
@@ -104,13 +243,15 @@ class PurchaseInput:
             "member": self.member_id,
             "amount": str(self.amount),
             "occurredAt": self.occurred_at.isoformat() if self.occurred_at else None,
+            **self.terms.fingerprinted(),
         }
 
     def occurred(self, now: datetime) -> datetime:
         return min(self.occurred_at or now, now)
 
     def description(self, program: Program) -> str:
-        return f"Purchase {self.order_id}: {self.amount} {program.currency}"
+        currency = self.terms.currency or program.currency
+        return f"Purchase {self.order_id}: {self.amount} {currency}"
 
 
 async def record_purchase(
@@ -123,9 +264,17 @@ async def record_purchase(
     occurred_at: datetime | None = None,
     actor: str = "system",
     catalog: Catalog | None = None,
+    lines: Sequence[LineRequest] | None = None,
+    currency: str | None = None,
 ) -> LedgerResult:
     purchase = PurchaseInput.check(
-        member_id=member_id, order_id=order_id, amount=amount, occurred_at=occurred_at, now=now
+        member_id=member_id,
+        order_id=order_id,
+        amount=amount,
+        occurred_at=occurred_at,
+        now=now,
+        lines=lines,
+        currency=currency,
     )
     order_id = purchase.order_id
     claimed = await claim(
@@ -141,14 +290,22 @@ async def record_purchase(
     catalog = await current_catalog(session, catalog, now)
     program, tiers = catalog.program, catalog.tiers
     occurred = purchase.occurred(now)
-    if member.last_purchase_at is None or occurred > member.last_purchase_at:
-        member.last_purchase_at = occurred
+    first_purchase = member.last_purchase_at is None
     promotions = (
         catalog.active_promotions(occurred)
         if catalog.covers(occurred)
         else await active_promotions(session, occurred)
     )
-    quote = quote_purchase(purchase.amount, program, catalog.tier(member.tier_id), promotions)
+    terms = purchase.terms
+    quote = terms.quote(
+        catalog,
+        tier=catalog.tier(member.tier_id),
+        promotions=promotions,
+        rules=await rules_for_member(session, catalog, member.id, occurred, now),
+        first_purchase=first_purchase,
+    )
+    if member.last_purchase_at is None or occurred > member.last_purchase_at:
+        member.last_purchase_at = occurred
     available_at = occurred + timedelta(days=program.pending_days)
     entry = credit(
         session,
@@ -168,12 +325,15 @@ async def record_purchase(
         Purchase(
             order_id=order_id,
             member_id=member.id,
-            amount=purchase.amount,
+            amount=program_amount(terms, catalog),
             occurred_at=occurred,
             entry_id=entry.id,
             points_earned=entry.points,  # 0 when withheld: refunds reverse what was earned
             refunded_amount=Decimal(0),
             points_reversed=0,
+            currency=terms.currency,
+            currency_rate=catalog.rate_of(terms.currency) if terms.currency else None,
+            lines=recorded_lines(quote, entry.points),
         )
     )
     if member.referred_by_id is not None and not member.referral_rewarded:
@@ -222,6 +382,14 @@ async def _reward_referral(
     await refresh_tier(session, referrer, program, catalog.tiers, now)
 
 
+@dataclass(frozen=True, slots=True)
+class LineRefund:
+    """A refund of some units of one line (RefundLineInput); quantity None: the rest of it."""
+
+    line_id: str
+    quantity: int | None = None
+
+
 async def refund_purchase(
     session: AsyncSession,
     *,
@@ -231,11 +399,21 @@ async def refund_purchase(
     now: datetime,
     actor: str = "system",
     catalog: Catalog | None = None,
+    lines: Sequence[LineRefund] | None = None,
 ) -> LedgerResult:
     order_id = reference_key(order_id, ["input", "orderId"])
     refund_id = reference_key(refund_id, ["input", "refundId"])
+    if lines is not None and amount is not None:
+        raise Invalid("refund either an amount or lines, not both", field=["input", "amount"])
+    if lines is not None and not lines:
+        raise Invalid("name at least one line", field=["input", "lines"])
     requested = purchase_amount(amount, ["input", "amount"]) if amount is not None else None
-    request = {"orderId": order_id, "amount": None if requested is None else str(requested)}
+    request: dict[str, Any] = {
+        "orderId": order_id,
+        "amount": None if requested is None else str(requested),
+    }
+    if lines is not None:
+        request["lines"] = [[line.line_id, line.quantity] for line in lines]
     claimed = await claim(session, scope="refund", key=refund_id, request=request, now=now)
     if claimed.first_use is not None:
         return await replay(session, claimed.first_use.entry_id)
@@ -260,13 +438,22 @@ async def refund_purchase(
     refundable = purchase.amount - purchase.refunded_amount
     if refundable <= 0 and purchase.amount > 0:
         raise Invalid("this order is already fully refunded", field=["input", "orderId"])
-    refunded_now = refundable if requested is None else min(requested, refundable)
-    refunded_total = purchase.refunded_amount + refunded_now
-    if purchase.amount == 0 or refunded_total >= purchase.amount:
-        target = purchase.points_earned
+    if lines is not None:
+        refunded_now, to_reverse = _refund_lines(purchase, lines)
+        refunded_total = purchase.refunded_amount + refunded_now
     else:
-        target = math.floor(purchase.points_earned * refunded_total / purchase.amount)
-    to_reverse = max(target - purchase.points_reversed, 0)
+        if requested is not None and purchase.currency_rate is not None:
+            # Asked in the purchase's currency; the purchase keeps the program's.
+            requested = (requested * purchase.currency_rate).quantize(CENT, ROUND_HALF_EVEN)
+        refunded_now = refundable if requested is None else min(requested, refundable)
+        refunded_total = purchase.refunded_amount + refunded_now
+        if purchase.amount == 0 or refunded_total >= purchase.amount:
+            target = purchase.points_earned
+        else:
+            target = math.floor(purchase.points_earned * refunded_total / purchase.amount)
+        to_reverse = target - purchase.points_reversed
+    # Never past what was earned, whichever way earlier refunds went (amounts, then lines).
+    to_reverse = min(max(to_reverse, 0), purchase.points_earned - purchase.points_reversed)
 
     lot = await session.get(LedgerEntry, purchase.entry_id, populate_existing=True)
     assert lot is not None
@@ -319,3 +506,58 @@ async def refund_purchase(
     await record_result(session, claimed, entry_id=entry.id)
     await session.flush()
     return LedgerResult(entry=entry, member=member)
+
+
+def _refund_lines(purchase: Purchase, refunds: Sequence[LineRefund]) -> tuple[Decimal, int]:
+    """Refund units of the purchase's lines (updating what it keeps of them): the amount
+    refunded now (program currency) and the points to reverse. Each line reverses its points
+    pro rata to the units refunded so far, floored, all of them with its last unit; the bonus
+    only once every line is wholly refunded."""
+    if purchase.lines is None:
+        raise Invalid("this order was recorded without lines", field=["input", "lines"])
+    kept = copy.deepcopy(purchase.lines)
+    by_id = {line["id"]: line for line in kept["lines"]}
+    amount = Decimal(0)
+    points = 0
+    seen: set[str] = set()
+    for n, refund in enumerate(refunds):
+        where = ["input", "lines", str(n)]
+        line = by_id.get(refund.line_id)
+        if line is None:
+            raise NotFound("no line with this lineId in the order", field=[*where, "lineId"])
+        if refund.line_id in seen:
+            raise Invalid("each line at most once a refund", field=[*where, "lineId"])
+        seen.add(refund.line_id)
+        left = line["quantity"] - line["refunded"]
+        quantity = left if refund.quantity is None else refund.quantity
+        if left == 0:
+            raise Invalid("this line is already fully refunded", field=[*where, "lineId"])
+        if not 1 <= quantity <= left:
+            raise Invalid(f"at most {left} units are left to refund", field=[*where, "quantity"])
+        refunded = line["refunded"] + quantity
+        line_amount = Decimal(line["amount"])
+        amount += _share(line_amount, line["quantity"], refunded) - _share(
+            line_amount, line["quantity"], line["refunded"]
+        )
+        target = (
+            line["points"]
+            if refunded == line["quantity"]
+            else math.floor(line["points"] * refunded / line["quantity"])
+        )
+        points += target - line["reversed"]
+        line["refunded"], line["reversed"] = refunded, target
+    if all(line["refunded"] == line["quantity"] for line in kept["lines"]):
+        points += kept["bonus"] - kept["bonusReversed"]
+        kept["bonusReversed"] = kept["bonus"]
+        # Every line back: the whole order is (cents lost converting lines included).
+        amount = purchase.amount - purchase.refunded_amount
+    purchase.lines = kept
+    return min(amount, purchase.amount - purchase.refunded_amount), points
+
+
+def _share(amount: Decimal, quantity: int, units: int) -> Decimal:
+    """The part of a line's amount `units` of its `quantity` make, to the cent (all of it with
+    the last unit)."""
+    if units >= quantity:
+        return amount
+    return (amount * units / quantity).quantize(CENT, ROUND_DOWN)

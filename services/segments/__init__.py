@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Member, Segment
+from models import EarningRule, Member, Segment
 from services.errors import AlreadyExists, NotFound
 from services.program import clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
@@ -27,6 +27,7 @@ __all__ = [
     "is_member",
     "locked_segment",
     "member_count",
+    "member_of",
     "members_page",
     "segments_of",
     "update_segment",
@@ -104,11 +105,18 @@ async def update_segment(
     return segment
 
 
-async def users_of(session: AsyncSession, segment_id: int) -> list[Segment]:
-    """What refers to the segment (and keeps it from being deleted): other segments' rules."""
-    return [
+async def users_of(session: AsyncSession, segment_id: int) -> list[Segment | EarningRule]:
+    """What refers to the segment (and keeps it from being deleted): other segments' rules,
+    earning rules."""
+    users: list[Segment | EarningRule] = [
         s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
     ]
+    users.extend(
+        await session.scalars(
+            select(EarningRule).where(EarningRule.segment_id == segment_id).order_by(EarningRule.id)
+        )
+    )
+    return users
 
 
 async def delete_segment(session: AsyncSession, segment: Segment) -> None:
@@ -165,6 +173,20 @@ async def is_member(session: AsyncSession, segment_id: int, member_id: int, now:
         return False
     row = (await session.execute(membership(sql, member_id, [(segment.id, segment.rule)]))).one()
     return bool(row[0])
+
+
+async def member_of(
+    session: AsyncSession, segment_ids: Sequence[int], member_id: int, now: datetime
+) -> set[int]:
+    """Which of `segment_ids` the member is in, exactly, now: one statement for them all."""
+    if not segment_ids:
+        return set()
+    sql = await _sql(session, now)
+    wanted = [(i, sql.rules[i]) for i in dict.fromkeys(segment_ids) if i in sql.rules]
+    if not wanted:
+        return set()
+    row = (await session.execute(membership(sql, member_id, wanted))).one()
+    return {segment_id for (segment_id, _), inside in zip(wanted, row, strict=True) if inside}
 
 
 class CountCache:
