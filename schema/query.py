@@ -6,6 +6,7 @@ import strawberry
 
 from resolvers import access as access_resolvers
 from resolvers import audit as audit_resolvers
+from resolvers import experiments as experiment_resolvers
 from resolvers import (
     gamification,
     leaderboards,
@@ -23,6 +24,7 @@ from resolvers import webhooks as webhook_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
 from schema.types.audit import AuditEntryConnection
+from schema.types.experiments import PromotionResults
 from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
@@ -100,4 +102,9 @@ class Query:
     )
     segment: Segment | None = strawberry.field(
         resolver=segment_resolvers.segment, permission_classes=[AdminOnly]
+    )
+    promotion_results: PromotionResults | None = strawberry.field(
+        resolver=experiment_resolvers.promotion_results,
+        permission_classes=[AdminOnly],
+        description="Admin; null for an unknown promotion",
     )

@@ -36,6 +36,7 @@ from models import EntryKind, EventKind
 from services.catalog import Catalog
 from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
 from services.events import balances
+from services.experiments import treated
 from services.ledger.earning import quote_purchase
 from services.ledger.entries import apply_posting, check_posting, credit_terms, opens_lot
 from services.ledger.idempotency import fingerprint
@@ -168,7 +169,8 @@ async def _attempt(
 
     program = catalog.program
     tier = catalog.tier(member.tier_id)
-    quote = quote_purchase(purchase.amount, program, tier, catalog.active_promotions(occurred))
+    promotions = [p for p in catalog.active_promotions(occurred) if treated(p, member.id)]
+    quote = quote_purchase(purchase.amount, program, tier, promotions)
     points = quote.points
     status, available_at, expires_at = credit_terms(
         program, occurred + timedelta(days=program.pending_days), now

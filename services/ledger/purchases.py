@@ -25,6 +25,7 @@ from models.records import MemberRecord
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, NotFound
 from services.events import record_event
+from services.experiments import treated
 from services.gamification import challenges
 from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
@@ -70,7 +71,9 @@ def quote_for_member(
 ) -> EarnQuote:
     """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
     tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
-    return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
+    promotions = catalog.active_promotions(at)
+    promotions = [p for p in promotions if member is None or treated(p, member.id)]
+    return quote_purchase(amount, catalog.program, tier, promotions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ async def record_purchase(
         if catalog.covers(occurred)
         else await active_promotions(session, occurred)
     )
+    promotions = [p for p in promotions if treated(p, member.id)]
     quote = quote_purchase(purchase.amount, program, catalog.tier(member.tier_id), promotions)
     available_at = occurred + timedelta(days=program.pending_days)
     entry = credit(
