@@ -1,8 +1,8 @@
 """Promotion experiments: which eligible members are held out (CONTROL) and what each group did.
 
 Assignment: the first 8 bytes of SHA-256 of "<promotion id>:<member id>" (decimal, UTF-8), read
-as a big-endian unsigned integer and divided by 2^64, give the member a position in [0, 1); a
-position below the promotion's control share is CONTROL, else TREATMENT. It depends on nothing
+as a big-endian unsigned integer, are the member's position; a position below controlShare x 2^64
+(position / 2^64 < controlShare) is CONTROL, else TREATMENT. It depends on nothing
 but the two ids, so every process and every restart assigns the same way, and a member's group
 for one promotion says nothing about its group for another.
 
@@ -55,16 +55,34 @@ def check_control_share(value: float, field: list[str]) -> float:
     return float(value)
 
 
-def position(promotion_id: int, member_id: int) -> float:
-    """The member's place in [0, 1) for this promotion (see the module docstring)."""
+def position(promotion_id: int, member_id: int) -> int:
+    """The member's 64-bit place for this promotion (see the module docstring)."""
     digest = hashlib.sha256(f"{promotion_id}:{member_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return int.from_bytes(digest[:8], "big")
+
+
+class Assignment:
+    """One promotion's split: CONTROL when position < controlShare x 2^64, compared exactly
+    in integers (floor(share x 2^64) is exact: a float times a power of two). Hashes from a
+    copy of the promotion's prefix: a million members take about a second."""
+
+    __slots__ = ("_cut", "_prefix")
+
+    def __init__(self, promotion_id: int, control_share: float | None) -> None:
+        self._prefix = hashlib.sha256(f"{promotion_id}:".encode())
+        self._cut = 0 if control_share is None else int(control_share * 2**64)
+
+    def group(self, member_id: int) -> ExperimentGroup:
+        if self._cut:
+            digest = self._prefix.copy()
+            digest.update(b"%d" % member_id)
+            if int.from_bytes(digest.digest()[:8], "big") < self._cut:
+                return ExperimentGroup.CONTROL
+        return ExperimentGroup.TREATMENT
 
 
 def assigned(control_share: float | None, promotion_id: int, member_id: int) -> ExperimentGroup:
-    if control_share is not None and position(promotion_id, member_id) < control_share:
-        return ExperimentGroup.CONTROL
-    return ExperimentGroup.TREATMENT
+    return Assignment(promotion_id, control_share).group(member_id)
 
 
 def treated(promotion: Promotion, member_id: int) -> bool:
@@ -237,14 +255,17 @@ async def promotion_results(
     PostgreSQL the session must be in a transaction (its cursors need one)."""
     share = promotion.experiment_control_share
     groups = {g: GroupResult(g) for g in ExperimentGroup}
+    assignment = Assignment(promotion.id, share)
     eligible = await eligible_members(session, promotion, now)
     # Purchases are recorded as happening no later than when they are recorded: the promotion's
     # own dates are the window "so far".
     stmt = _per_member(eligible, promotion.starts_at, promotion.ends_at)
-    result = await session.stream(stmt.execution_options(yield_per=BATCH))
+    # Core rows on the session's connection: the ORM's streaming costs 3x as much a row.
+    connection = await session.connection()
+    result = await connection.stream(stmt.execution_options(yield_per=BATCH))
     async for rows in result.partitions():
         for member_id, purchases, revenue, points, reversed_points in rows:
-            group = groups[assigned(share, promotion.id, member_id)]
+            group = groups[assignment.group(member_id)]
             group.members += 1
             if not purchases:
                 continue  # no purchase: adds 0 to every sum

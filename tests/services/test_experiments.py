@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -104,8 +105,12 @@ async def buy(
 
 def test_position_is_the_documented_hash() -> None:
     digest = hashlib.sha256(b"7:12345").digest()
-    assert position(7, 12345) == int.from_bytes(digest[:8], "big") / 2**64
-    assert 0 <= position(7, 12345) < 1
+    assert position(7, 12345) == int.from_bytes(digest[:8], "big")
+    # CONTROL exactly when position / 2^64 < controlShare (compared without rounding).
+    for share in (0.1, 0.3, 0.5, 0.77):
+        for member_id in range(1, 300):
+            below = Fraction(position(7, member_id), 2**64) < Fraction(share)
+            assert (assigned(share, 7, member_id) is ExperimentGroup.CONTROL) == below
 
 
 def test_assignment_is_stable_and_close_to_the_control_share_on_1000_members() -> None:
