@@ -1,6 +1,7 @@
-"""promotionResults on a large program, timed as the API computes it (services.experiments: one
-streamed statement, members assigned in Python as they arrive), next to baselines measured in
-the same run: streaming every member id alone, and assigning a million ids with no database.
+"""promotionResults on a large program, timed as the API computes it on PostgreSQL
+(services.experiments: members assigned and summed per group by the database), next to
+baselines measured in the same run: streaming every member id to Python alone, and assigning
+every id in Python with no database (what the streaming path, SQLite's, adds to it).
 
     python -m bench.experiments                         # 1,000,000 members, 20% buyers
     python -m bench.experiments --members 200000 --rounds 3

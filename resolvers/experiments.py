@@ -18,12 +18,9 @@ async def promotion_results(info: Info, id: strawberry.ID) -> PromotionResults |
         raise BadUserInput("`id` is not a Promotion ID")
     runtime = info.context.runtime
     now = runtime.clock.now()
-    on_sqlite = runtime.read_engine.dialect.name == "sqlite"
-    # A transaction (PostgreSQL's cursors need one, never committed; SQLite's without the
-    # write lock), in one snapshot so the groups add up to the same ledger.
-    async with (runtime.read_sessions if on_sqlite else runtime.sessions)() as session:
-        if not on_sqlite:
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    # One statement reads the results: a consistent snapshot on either backend (SQLite's read
+    # sessions are transactions, which its streaming needs).
+    async with runtime.read_sessions() as session:
         promotion = await session.get(models.Promotion, decoded[1])
         if promotion is None:
             return None

@@ -6,10 +6,12 @@ as a big-endian unsigned integer, are the member's position; a position below co
 but the two ids, so every process and every restart assigns the same way, and a member's group
 for one promotion says nothing about its group for another.
 
-Results are read from the ledger (purchases in the promotion's window, their PURCHASE entries and
-the REVERSAL entries of their refunds) grouped by member in the database; the eligible members'
-ids are streamed once and assigned here, so no member row is loaded and the hash lives in one
-place (Python) instead of two dialects of SQL.
+Results are read from the ledger (purchases in the promotion's dates, their PURCHASE entries and
+the REVERSAL entries of their refunds) grouped by member in the database, one row per eligible
+member. PostgreSQL assigns and sums those rows per group itself (`held_out_in_sql`, the same
+hash, held equal to `Assignment` by the tests): one row a group reaches Python. SQLite has no
+SHA-256 in SQL, so there the rows are streamed in batches and assigned here (memory stays flat;
+the embedded database serves small programs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import BigInteger, Numeric, Select, String, case, cast, false, func, literal, select
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -90,6 +93,8 @@ def treated(promotion: Promotion, member_id: int) -> bool:
     without one; for an experiment, unless the member is held out as CONTROL (who then earns
     and sees everything as if the promotion did not exist)."""
     share = promotion.experiment_control_share
+    if share is None:
+        return True  # the common case costs no hashing
     return assigned(share, promotion.id, member_id) is ExperimentGroup.TREATMENT
 
 
@@ -239,7 +244,7 @@ def _per_member(eligible: Select[Any], start: datetime, end: datetime) -> Select
             earned.c.purchases,
             earned.c.revenue,
             earned.c.points,
-            reversed_.c.points,
+            reversed_.c.points.label("reversed"),
         )
         .select_from(members)
         .outerjoin(earned, earned.c.member_id == members.c.id)
@@ -247,22 +252,60 @@ def _per_member(eligible: Select[Any], start: datetime, end: datetime) -> Select
     )
 
 
-async def promotion_results(
-    session: AsyncSession, promotion: Promotion, now: datetime
-) -> PromotionResults:
-    """Each group's figures over the promotion's dates so far. Read it in one snapshot (a
-    transaction at REPEATABLE READ on PostgreSQL) so the groups add up to the ledger; on
-    PostgreSQL the session must be in a transaction (its cursors need one)."""
-    share = promotion.experiment_control_share
+def held_out_in_sql(promotion_id: int, control_share: float, member_id: Any) -> Any:
+    """PostgreSQL's `Assignment`: whether the member is CONTROL, computed by the database from
+    the same bytes (sha256 of "<promotion id>:<member id>", the first 8 read as an unsigned
+    64-bit integer, compared with floor(share x 2^64)); tests hold it equal to the Python one."""
+    digest = func.sha256(
+        func.convert_to(literal(f"{promotion_id}:") + cast(member_id, String), "UTF8")
+    )
+    signed = cast(
+        cast(literal("x") + func.encode(func.substring(digest, 1, 8), "hex"), BIT(64)), BigInteger
+    )
+    unsigned = cast(signed, Numeric) + case((signed < 0, literal(2**64, Numeric)), else_=0)
+    return unsigned < literal(int(control_share * 2**64), Numeric)
+
+
+async def _grouped_in_sql(
+    session: AsyncSession, per_member: Select[Any], promotion_id: int, share: float | None
+) -> dict[ExperimentGroup, GroupResult]:
+    """PostgreSQL: the database assigns and sums per group (one row a group, nothing per
+    member reaches Python)."""
+    members = per_member.subquery()
+    held_out = held_out_in_sql(promotion_id, share, members.c.id) if share is not None else false()
+    # Assigned in a subquery, grouped by its column (a GROUP BY repeating the expression would
+    # not match it: its parameters are bound apart).
+    rows = select(*members.c, held_out.label("held_out")).subquery()
+    revenue, purchases = func.coalesce(rows.c.revenue, 0), func.coalesce(rows.c.purchases, 0)
+    stmt = select(
+        rows.c.held_out,
+        func.count(),
+        func.count(rows.c.purchases),
+        func.sum(purchases),
+        func.sum(purchases * purchases),
+        func.sum(revenue),
+        func.sum(revenue * revenue),
+        func.coalesce(func.sum(rows.c.points), 0) + func.coalesce(func.sum(rows.c.reversed), 0),
+    ).group_by(rows.c.held_out)
     groups = {g: GroupResult(g) for g in ExperimentGroup}
-    assignment = Assignment(promotion.id, share)
-    eligible = await eligible_members(session, promotion, now)
-    # Purchases are recorded as happening no later than when they are recorded: the promotion's
-    # own dates are the window "so far".
-    stmt = _per_member(eligible, promotion.starts_at, promotion.ends_at)
+    for row in (await session.execute(stmt)).tuples():
+        control, members, buyers, bought, bought_sq, spent, spent_sq, points = row
+        group = groups[ExperimentGroup.CONTROL if control else ExperimentGroup.TREATMENT]
+        group.members, group.buyers, group.points_cost = members, buyers, int(points)
+        group.purchases = _Moments(float(bought), float(bought_sq))
+        group.revenue = _Moments(float(spent), float(spent_sq))
+    return groups
+
+
+async def _grouped_streaming(
+    session: AsyncSession, per_member: Select[Any], promotion_id: int, share: float | None
+) -> dict[ExperimentGroup, GroupResult]:
+    """SQLite (no SHA-256 in SQL): members streamed in batches and assigned here."""
+    groups = {g: GroupResult(g) for g in ExperimentGroup}
+    assignment = Assignment(promotion_id, share)
     # Core rows on the session's connection: the ORM's streaming costs 3x as much a row.
     connection = await session.connection()
-    result = await connection.stream(stmt.execution_options(yield_per=BATCH))
+    result = await connection.stream(per_member.execution_options(yield_per=BATCH))
     async for rows in result.partitions():
         for member_id, purchases, revenue, points, reversed_points in rows:
             group = groups[assignment.group(member_id)]
@@ -273,6 +316,24 @@ async def promotion_results(
             group.points_cost += int(points) + int(reversed_points or 0)
             group.purchases.add(int(purchases))
             group.revenue.add(float(revenue))
+    return groups
+
+
+async def promotion_results(
+    session: AsyncSession, promotion: Promotion, now: datetime, *, in_sql: bool | None = None
+) -> PromotionResults:
+    """Each group's figures over the promotion's dates so far, from one statement (so they add
+    up to one state of the ledger). Streaming (SQLite's) needs the session in a transaction.
+    `in_sql`: group in the database (default: on PostgreSQL)."""
+    share = promotion.experiment_control_share
+    eligible = await eligible_members(session, promotion, now)
+    # Purchases are recorded as happening no later than when they are recorded: the promotion's
+    # own dates are the window "so far".
+    per_member = _per_member(eligible, promotion.starts_at, promotion.ends_at)
+    if in_sql is None:
+        in_sql = session.get_bind().dialect.name == "postgresql"
+    grouped = _grouped_in_sql if in_sql else _grouped_streaming
+    groups = await grouped(session, per_member, promotion.id, share)
     treatment, control = groups[ExperimentGroup.TREATMENT], groups[ExperimentGroup.CONTROL]
     if share is None:
         return PromotionResults(promotion, [treatment], None, None)

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, ColumnClause, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import EntryKind, LedgerEntry, Member, Promotion, Purchase
@@ -145,6 +145,21 @@ def test_another_process_assigns_every_member_the_same_way() -> None:
     assert other == here and set(here) == {"T", "C"}
 
 
+@pytest.mark.parametrize("share", [0.3, 0.77])
+async def test_postgresql_assigns_every_member_as_python_does(
+    pg: AsyncEngine, share: float
+) -> None:
+    ids = [*range(1, 1001), 2**40 + 7, 2**62 + 1]
+    member: ColumnClause[int] = literal_column("n", BigInteger)
+    stmt = select(member, experiments.held_out_in_sql(9, share, member)).select_from(
+        text(f"unnest(ARRAY{ids}::bigint[]) AS n")
+    )
+    async with session_factory(pg)() as session:
+        in_sql = {n: held_out for n, held_out in (await session.execute(stmt)).tuples()}
+    here = {n: assigned(share, 9, n) is ExperimentGroup.CONTROL for n in ids}
+    assert in_sql == here and set(here.values()) == {True, False}
+
+
 @pytest.mark.parametrize("share", [0.0, 1.0, -0.1, 1.5, float("nan")])
 async def test_a_control_share_outside_0_and_1_is_refused_and_nothing_written(
     engine: AsyncEngine, clock: ManualClock, share: float
@@ -273,6 +288,21 @@ async def test_results_add_up_to_the_ledger(engine: AsyncEngine, clock: ManualCl
     assert sum(g.members for g in found.groups) == everyone
     assert earned is not None and reversed_ is not None
     assert sum(g.points_cost for g in found.groups) == earned + reversed_ == 400
+
+
+async def test_postgresql_groups_in_sql_exactly_what_streaming_members_gives(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    promotion, _, _ = await results_scenario(sessions, clock)
+    await members(sessions, clock, 40, "more")
+    async with sessions() as session:
+        in_sql = await experiments.promotion_results(session, promotion, clock.now(), in_sql=True)
+        streamed = await experiments.promotion_results(
+            session, promotion, clock.now(), in_sql=False
+        )
+    assert in_sql == streamed
+    assert sum(g.members for g in in_sql.groups) == 45
 
 
 async def test_without_an_experiment_everyone_is_treatment_and_there_is_no_uplift(
