@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Numeric, Select, String, case, cast, false, func, literal, select
-from sqlalchemy.dialects.postgresql import BIT
+from sqlalchemy import LargeBinary, Select, String, cast, false, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -254,16 +253,13 @@ def _per_member(eligible: Select[Any], start: datetime, end: datetime) -> Select
 
 def held_out_in_sql(promotion_id: int, control_share: float, member_id: Any) -> Any:
     """PostgreSQL's `Assignment`: whether the member is CONTROL, computed by the database from
-    the same bytes (sha256 of "<promotion id>:<member id>", the first 8 read as an unsigned
-    64-bit integer, compared with floor(share x 2^64)); tests hold it equal to the Python one."""
-    digest = func.sha256(
-        func.convert_to(literal(f"{promotion_id}:") + cast(member_id, String), "UTF8")
-    )
-    signed = cast(
-        cast(literal("x") + func.encode(func.substring(digest, 1, 8), "hex"), BIT(64)), BigInteger
-    )
-    unsigned = cast(signed, Numeric) + case((signed < 0, literal(2**64, Numeric)), else_=0)
-    return unsigned < literal(int(control_share * 2**64), Numeric)
+    the same bytes: the first 8 of sha256("<promotion id>:<member id>") below floor(share x
+    2^64) as 8 big-endian bytes (bytea compares bytewise, unsigned: the integers' order).
+    Tests hold it equal to the Python one."""
+    key = literal(f"{promotion_id}:") + cast(member_id, String)
+    position = func.substring(func.sha256(func.convert_to(key, "UTF8")), 1, 8)
+    cut = int(control_share * 2**64).to_bytes(8, "big")
+    return position < literal(cut, LargeBinary)
 
 
 async def _grouped_in_sql(
