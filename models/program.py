@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, Numeric, String, text
+from sqlalchemy import JSON, CheckConstraint, Float, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -81,3 +81,6 @@ class Promotion(Base):
     multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Run as an experiment: this share of eligible members is held out as CONTROL (see
+    # services.experiments). Null: no experiment, everyone eligible is treated.
+    experiment_control_share: Mapped[float | None] = mapped_column(Float)

@@ -19,6 +19,7 @@ from schema.types.program import Promotion, Tier
 from schema.types.redemption import Redemption
 from schema.types.reward import Partner, Reward
 from schema.types.webhooks import WebhookEndpoint, WebhookEvent
+from services import experiments
 
 
 async def node(info: Info, id: strawberry.ID) -> Node | None:
@@ -44,6 +45,8 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
     if type_name == "Promotion":
         async with ctx.runtime.read_sessions() as session:
             promotion = await session.get(models.Promotion, pk)
+        if promotion and viewer.member_id and not experiments.treated(promotion, viewer.member_id):
+            return None  # a control member does not see its experiment
         return Promotion.from_row(promotion) if promotion else None
     if type_name == "Reward":
         reward = await ctx.loaders.rewards.reward.load(pk)

@@ -34,8 +34,8 @@ from schema.payloads import (
 )
 from schema.types.program import Program, Promotion, Tier
 from schema.types.stats import ProgramStats
+from services import experiments, program_edits, stats
 from services import program as programs
-from services import program_edits, stats
 from services import tiers as tier_service
 from services.audit import fields
 from services.errors import DomainError
@@ -80,6 +80,8 @@ async def promotions(info: Info) -> list[Promotion]:
         rows = await programs.current_and_upcoming_promotions(
             session, info.context.runtime.clock.now()
         )
+    member_id = info.context.viewer.member_id  # a control member does not see its experiment
+    rows = [r for r in rows if member_id is None or experiments.treated(r, member_id)]
     return [Promotion.from_row(row) for row in rows]
 
 
@@ -130,9 +132,13 @@ async def create_promotion(info: Info, input: CreatePromotionInput) -> CreatePro
                 multiplier=input.multiplier,
                 starts_at=input.starts_at,
                 ends_at=input.ends_at,
+                control_share=input.experiment.control_share if input.experiment else None,
             )
             target = encode_id("Promotion", row.id)
-            audit_trail(info, session, target, None, fields(row, PROMOTION_FIELDS))
+            created = fields(row, PROMOTION_FIELDS)
+            if row.experiment_control_share is not None:
+                created["experiment"] = {"controlShare": row.experiment_control_share}
+            audit_trail(info, session, target, None, created)
     except DomainError as error:
         return CreatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

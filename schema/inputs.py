@@ -116,12 +116,22 @@ class CreateTierInput:
     benefits: list[str] = strawberry.field(default_factory=list)
 
 
+@strawberry.input(
+    description="controlShare in (0, 1): the share of eligible members held out as CONTROL, "
+    "by a hash of member and promotion ids (stable across processes); CONTROL members earn "
+    "as if the promotion did not exist and do not see it"
+)
+class ExperimentInput:
+    control_share: float
+
+
 @strawberry.input
 class CreatePromotionInput:
     name: str
     multiplier: float
     starts_at: datetime
     ends_at: datetime
+    experiment: ExperimentInput | None = None
 
 
 @flat_input

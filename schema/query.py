@@ -7,6 +7,7 @@ import strawberry
 from resolvers import access as access_resolvers
 from resolvers import audit as audit_resolvers
 from resolvers import earning as earning_resolvers
+from resolvers import experiments as experiment_resolvers
 from resolvers import (
     gamification,
     leaderboards,
@@ -25,6 +26,7 @@ from schema.permissions import AdminOnly, MemberOnly, MemberOrStaff, PartnerOrAd
 from schema.types.access import ApiKeyConnection
 from schema.types.audit import AuditEntryConnection
 from schema.types.earning import CurrencyRate, EarningRule
+from schema.types.experiments import PromotionResults
 from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
 from schema.types.ledger import PurchasePreview
@@ -114,4 +116,9 @@ class Query:
         permission_classes=[MemberOrStaff],
         description="What recordPurchase with this input would earn now; the breakdown names "
         "every rule that paid",
+    )
+    promotion_results: PromotionResults | None = strawberry.field(
+        resolver=experiment_resolvers.promotion_results,
+        permission_classes=[AdminOnly],
+        description="Admin; null for an unknown promotion",
     )

@@ -226,12 +226,25 @@ async def current_and_upcoming_promotions(session: AsyncSession, now: datetime) 
 
 
 async def create_promotion(
-    session: AsyncSession, *, name: str, multiplier: float, starts_at: datetime, ends_at: datetime
+    session: AsyncSession,
+    *,
+    name: str,
+    multiplier: float,
+    starts_at: datetime,
+    ends_at: datetime,
+    control_share: float | None = None,
 ) -> Promotion:
+    """control_share: run it as an experiment holding out this share (services.experiments)."""
     fields = clean_promotion_fields(
         {"name": name, "multiplier": multiplier, "starts_at": starts_at, "ends_at": ends_at}
     )
     promotion = Promotion(**fields)
+    if control_share is not None:
+        # Imported here: services.experiments reads segments, which read this module.
+        from services.experiments import check_control_share
+
+        field = ["input", "experiment", "controlShare"]
+        promotion.experiment_control_share = check_control_share(control_share, field)
     check_promotion_window(promotion)
     session.add(promotion)
     await session.flush()

@@ -12,9 +12,10 @@ from strawberry.scalars import JSON
 import models
 from models.records import MemberRecord
 from schema.context import Info, Role
-from schema.exceptions import Forbidden
-from schema.ids import encode_id
+from schema.exceptions import BadUserInput, Forbidden
+from schema.ids import decode_id, encode_id
 from schema.pagination import after_id, page_size
+from schema.types.experiments import ExperimentGroup
 from schema.types.gamification import ChallengeProgress, MemberBadge, badges_of, challenges_of
 from schema.types.leaderboard import LeaderboardEntry
 from schema.types.ledger import PointsTransactionConnection
@@ -22,6 +23,7 @@ from schema.types.node import Node
 from schema.types.program import Tier, TierProgress
 from schema.types.redemption import RedemptionConnection
 from schema.types.reward import Reward
+from services import experiments as experiment_service
 from services import rewards
 from services import segments as segment_service
 from services.leaderboards import Period
@@ -133,6 +135,23 @@ class Member(Node):
         async with runtime.read_sessions() as session:
             found = await segment_service.segments_of(session, self.row.id, runtime.clock.now())
         return [Segment.from_row(row) for row in found]
+
+    # Admin only (FORBIDDEN otherwise); null when the promotion is no experiment or the member
+    # is not eligible (a member never learns its group: a control member just lacks the offer).
+    @strawberry.field
+    async def experiment_group(
+        self, info: Info, promotion_id: strawberry.ID
+    ) -> ExperimentGroup | None:
+        if info.context.viewer.role is not Role.ADMIN:
+            raise Forbidden("only admins read experiment groups")
+        decoded = decode_id(promotion_id)
+        if decoded is None or decoded[0] != "Promotion":
+            raise BadUserInput("`promotionId` is not a Promotion ID")
+        runtime = info.context.runtime
+        async with runtime.read_sessions() as session:
+            return await experiment_service.experiment_group(
+                session, decoded[1], self.row.id, runtime.clock.now()
+            )
 
     @strawberry.field
     async def tier(self, info: Info) -> Tier:

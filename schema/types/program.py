@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 import models
+from schema.context import Info, Role
 from schema.ids import encode_id
 from schema.types.node import Node
+
+if TYPE_CHECKING:
+    from schema.types.experiments import Experiment
 
 
 @strawberry.type
@@ -103,6 +108,7 @@ class Promotion(Node):
     multiplier: float
     starts_at: datetime
     ends_at: datetime
+    control_share: strawberry.Private[float | None] = None
 
     @classmethod
     def from_row(cls, row: models.Promotion) -> Promotion:
@@ -112,4 +118,15 @@ class Promotion(Node):
             multiplier=float(row.multiplier),
             starts_at=row.starts_at,
             ends_at=row.ends_at,
+            control_share=row.experiment_control_share,
         )
+
+    @strawberry.field  # admin only: null for any other caller
+    def experiment(
+        self, info: Info
+    ) -> Annotated[Experiment, strawberry.lazy("schema.types.experiments")] | None:
+        if self.control_share is None or info.context.viewer.role is not Role.ADMIN:
+            return None
+        from schema.types.experiments import Experiment
+
+        return Experiment(control_share=self.control_share)

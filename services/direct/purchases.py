@@ -37,6 +37,7 @@ from models import EarningRule, EntryKind, EventKind
 from services.catalog import Catalog
 from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
 from services.events import balances
+from services.experiments import treated
 from services.ledger.entries import apply_posting, check_posting, credit_terms, opens_lot
 from services.ledger.idempotency import fingerprint
 from services.ledger.purchases import PurchaseInput, program_amount, recorded_lines
@@ -179,7 +180,7 @@ async def _attempt(
     quote = terms.quote(
         catalog,
         tier=tier,
-        promotions=catalog.active_promotions(occurred),
+        promotions=[p for p in catalog.active_promotions(occurred) if treated(p, member.id)],
         rules=rules,
         first_purchase=member.last_purchase_at is None,
     )

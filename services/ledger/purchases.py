@@ -32,6 +32,7 @@ from services.catalog import Catalog, current_catalog
 from services.currencies import currency_code
 from services.errors import Invalid, NotFound
 from services.events import record_event
+from services.experiments import treated
 from services.gamification import challenges
 from services.ledger.earning import (
     CENT,
@@ -195,10 +196,11 @@ async def preview_order(
     else:
         tier = catalog.tier(member.tier_id)
         rules = await rules_for_member(session, catalog, member.id, now, now)
+    promotions = catalog.active_promotions(now)
     return order.quote(
         catalog,
         tier=tier,
-        promotions=catalog.active_promotions(now),
+        promotions=[p for p in promotions if member is None or treated(p, member.id)],
         rules=rules,
         first_purchase=member is not None and member.last_purchase_at is None,
     )
@@ -300,7 +302,7 @@ async def record_purchase(
     quote = terms.quote(
         catalog,
         tier=catalog.tier(member.tier_id),
-        promotions=promotions,
+        promotions=[p for p in promotions if treated(p, member.id)],
         rules=await rules_for_member(session, catalog, member.id, occurred, now),
         first_purchase=first_purchase,
     )
