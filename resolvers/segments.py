@@ -23,11 +23,15 @@ from schema.inputs import (
     UpdateSegmentInput,
 )
 from schema.payloads import CreateSegmentPayload, DeleteSegmentPayload, UpdateSegmentPayload
+from schema.types.activity import ActivityType
+from schema.types.node import Node
 from schema.types.segments import Segment
 from services import segments as service
 from services.errors import DomainError, InUse
 
 AUDITED = {"name": "name", "rule": "rule"}
+# How an IN_USE message names each kind of user.
+_KINDS: dict[type, str] = {models.Segment: "segment", models.ActivityType: "activity type"}
 
 
 def _camel(name: str) -> str:
@@ -116,7 +120,7 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         segment_id = expect_id(input.id, "Segment", ["input", "id"])
     except DomainError as error:
         return DeleteSegmentPayload(user_errors=[UserError.from_domain(error)])
-    users: list[models.Segment] = []
+    users: list[models.Segment | models.ActivityType] = []
 
     async def work(session: AsyncSession) -> None:
         row = await service.locked_segment(session, segment_id)
@@ -124,15 +128,20 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         for user in users:
             session.expunge(user)  # read after the rollback: keep what was loaded
         if users:
-            names = ", ".join(repr(u.name) for u in users)
-            raise InUse(f"in use by segment {names}", field=["input", "id"])
+            names = ", ".join(f"{_KINDS[type(u)]} {u.name!r}" for u in users)
+            raise InUse(f"in use by {names}", field=["input", "id"])
         before = {"name": row.name, "rule": row.rule}
         await service.delete_segment(session, row)
         audit_trail(info, session, input.id, before, None)
 
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
-        return DeleteSegmentPayload(
-            used_by=[Segment.from_row(u) for u in users], user_errors=[result]
-        )
+        program = await info.context.loaders.program()
+        used_by: list[Node] = [
+            Segment.from_row(u)
+            if isinstance(u, models.Segment)
+            else ActivityType.from_row(u, program)
+            for u in users
+        ]
+        return DeleteSegmentPayload(used_by=used_by, user_errors=[result])
     return DeleteSegmentPayload(deleted_segment_id=input.id)

@@ -50,6 +50,8 @@ class RecordActivityInput:
     reference: str
     member_id: strawberry.ID | None = None
     external_id: str | None = None
+    # The key of an ActivityType, with kind CUSTOM (REVIEW / SOCIAL_SHARE may name their own).
+    activity_type: str | None = None
 
 
 @strawberry.input
@@ -416,3 +418,38 @@ class UpdateSegmentInput:
 @strawberry.input
 class DeleteSegmentInput:
     id: strawberry.ID
+
+
+# ---------------------------------------------------------------- activity types
+
+
+@strawberry.input(description="Each cap >= 1 when given; null: no cap")
+class ActivityCapsInput:
+    per_day: int | None = strawberry.UNSET
+    per_week: int | None = strawberry.UNSET
+    per_month: int | None = strawberry.UNSET
+    lifetime: int | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateActivityTypeInput:
+    key: str
+    name: str
+    points: int
+    caps: ActivityCapsInput | None = None
+    segment_id: strawberry.ID | None = None
+    tier_multiplier_applies: bool = False
+
+
+@strawberry.input(
+    description="Only the fields given change; an explicit null clears segmentId or a cap. "
+    "An inactive type pays nothing (NOT_ELIGIBLE)"
+)
+class UpdateActivityTypeInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    points: int | None = strawberry.UNSET
+    caps: ActivityCapsInput | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.UNSET
+    tier_multiplier_applies: bool | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET

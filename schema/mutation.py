@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import access as access_resolvers
+from resolvers import activity_types as activity_type_resolvers
 from resolvers import (
     gamification,
     ledger,
@@ -20,6 +21,7 @@ from resolvers import segments as segment_resolvers
 from schema.payloads import (
     AdjustPointsPayload,
     CancelRedemptionPayload,
+    CreateActivityTypePayload,
     CreateApiKeyPayload,
     CreateBadgePayload,
     CreateChallengePayload,
@@ -46,6 +48,7 @@ from schema.payloads import (
     RevokeApiKeyPayload,
     RotateWebhookSecretPayload,
     SetMemberStatusPayload,
+    UpdateActivityTypePayload,
     UpdateBadgePayload,
     UpdateChallengePayload,
     UpdateMemberPayload,
@@ -198,4 +201,10 @@ class Mutation:
     )
     delete_segment: DeleteSegmentPayload = strawberry.mutation(
         resolver=segment_resolvers.delete_segment, permission_classes=[AdminOnly]
+    )
+    create_activity_type: CreateActivityTypePayload = strawberry.mutation(
+        resolver=activity_type_resolvers.create_activity_type, permission_classes=[AdminOnly]
+    )
+    update_activity_type: UpdateActivityTypePayload = strawberry.mutation(
+        resolver=activity_type_resolvers.update_activity_type, permission_classes=[AdminOnly]
     )

@@ -7,6 +7,7 @@ from strawberry.scalars import JSON
 
 from schema.errors import UserError
 from schema.types.access import ApiKey
+from schema.types.activity import ActivityType
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
 from schema.types.member import Member
@@ -286,4 +287,19 @@ class UpdateSegmentPayload:
 class DeleteSegmentPayload:
     deleted_segment_id: strawberry.ID | None = None
     used_by: list[Node] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# ---------------------------------------------------------------- activity types
+
+
+@strawberry.type
+class CreateActivityTypePayload:
+    activity_type: ActivityType | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateActivityTypePayload:
+    activity_type: ActivityType | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

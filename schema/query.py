@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import access as access_resolvers
+from resolvers import activity_types as activity_type_resolvers
 from resolvers import audit as audit_resolvers
 from resolvers import (
     gamification,
@@ -22,6 +23,7 @@ from resolvers import timeline as timeline_resolvers
 from resolvers import webhooks as webhook_resolvers
 from schema.permissions import AdminOnly, MemberOnly, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
+from schema.types.activity import ActivityType
 from schema.types.audit import AuditEntryConnection
 from schema.types.gamification import Badge, Challenge
 from schema.types.leaderboard import Leaderboard
@@ -100,4 +102,9 @@ class Query:
     )
     segment: Segment | None = strawberry.field(
         resolver=segment_resolvers.segment, permission_classes=[AdminOnly]
+    )
+    activity_types: list[ActivityType] = strawberry.field(
+        resolver=activity_type_resolvers.activity_types,
+        permission_classes=[StaffOnly],
+        description="Built-ins included",
     )

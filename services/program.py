@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +46,10 @@ async def ensure_program(session: AsyncSession, **overrides: Any) -> Program:
     entry = await session.scalar(select(Tier).where(Tier.threshold == 0))
     if entry is None:
         session.add(Tier(name=ENTRY_TIER_NAME, threshold=0, multiplier=Decimal(1), benefits=[]))
+    # Imported here: services.activity_types builds on this module's checks.
+    from services.activity_types import ensure_builtins
+
+    await ensure_builtins(session, datetime.now(UTC))
     await session.flush()
     return program
 

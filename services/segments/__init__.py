@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Member, Segment
+from models import ActivityType, Member, Segment
 from services.errors import AlreadyExists, NotFound
 from services.program import clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
@@ -104,11 +104,20 @@ async def update_segment(
     return segment
 
 
-async def users_of(session: AsyncSession, segment_id: int) -> list[Segment]:
-    """What refers to the segment (and keeps it from being deleted): other segments' rules."""
-    return [
+async def users_of(session: AsyncSession, segment_id: int) -> list[Segment | ActivityType]:
+    """What refers to the segment (and keeps it from being deleted): other segments' rules,
+    activity types."""
+    users: list[Segment | ActivityType] = [
         s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
     ]
+    users.extend(
+        await session.scalars(
+            select(ActivityType)
+            .where(ActivityType.segment_id == segment_id)
+            .order_by(ActivityType.key)
+        )
+    )
+    return users
 
 
 async def delete_segment(session: AsyncSession, segment: Segment) -> None:
