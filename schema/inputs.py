@@ -81,6 +81,8 @@ class UpdateProgramInput:
     tier_window_days: int | None = strawberry.UNSET
     daily_activity_cap: int | None = strawberry.UNSET
     expiry_reminder_days: int | None = strawberry.UNSET
+    referral_welcome_points: int | None = strawberry.UNSET  # >= 0
+    referral_welcome_reward_id: strawberry.ID | None = strawberry.UNSET  # explicit null clears
 
 
 @strawberry.input

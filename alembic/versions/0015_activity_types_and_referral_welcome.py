@@ -1,6 +1,6 @@
 """activity types: admin-defined activities that earn points, with caps, an optional segment
 and tier multipliers; the built-ins `review` and `social_share` as rows; the type an ACTIVITY
-entry paid
+entry paid; the referral welcome (points and a reward) in the program's settings
 
 Revision ID: 0015
 Revises: 0013
@@ -61,6 +61,18 @@ def upgrade() -> None:
             for key, name in BUILT_INS
         ],
     )
+    op.add_column(
+        'program',
+        sa.Column('referral_welcome_points', sa.Integer(), server_default='0', nullable=False),
+    )
+    op.add_column(
+        'program',
+        sa.Column(
+            'referral_welcome_reward_id',
+            sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+            nullable=True,
+        ),
+    )
     with op.batch_alter_table('ledger_entries') as batch:
         batch.add_column(
             sa.Column(
@@ -83,5 +95,8 @@ def downgrade() -> None:
             op.f('fk_ledger_entries_activity_type_id_activity_types'), type_='foreignkey'
         )
         batch.drop_column('activity_type_id')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch would rebuild the program table.
+    op.drop_column('program', 'referral_welcome_reward_id')
+    op.drop_column('program', 'referral_welcome_points')
     op.drop_index('ix_activity_types_segment_id', table_name='activity_types')
     op.drop_table('activity_types')
