@@ -79,7 +79,9 @@ class ActivityType(Node):
     ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
         from schema.types.segments import Segment
 
-        if self.row.segment_id is None:
+        # Segments are for admins and services: a member reading its own transactions does
+        # not reach a segment (its rule and its members) through the type it was paid.
+        if self.row.segment_id is None or not info.context.viewer.is_staff:
             return None
         found = await info.context.loaders.segments.load(self.row.segment_id)
         return Segment.from_row(found) if found is not None else None

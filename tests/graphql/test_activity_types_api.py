@@ -248,3 +248,25 @@ async def test_twenty_concurrent_awards_never_pay_past_a_cap(pg_api: Api) -> Non
     async with pg_api.sessions() as session:
         kinds = select(func.count()).where(models.LedgerEntry.kind == models.EntryKind.ACTIVITY)
         assert await session.scalar(kinds) == 3
+
+
+async def test_a_member_sees_the_type_it_was_paid_but_not_its_segment(api: Api) -> None:
+    admin, service = await api.key(KeyRole.ADMIN), await api.key(KeyRole.SERVICE)
+    ann = await enroll(api, service, "ann@example.com")
+    everyone = await create_segment(
+        api, admin, "Everyone", {"all": [{"availablePoints": {"min": 0}}]}
+    )
+    await create(api, admin, segmentId=everyone["id"])
+    paid = ok(
+        await gql(api, RECORD, activity(ann["id"], "s-1", "survey_completed"), token=service),
+        "recordActivity",
+    )
+    document = """query($id: ID!) { node(id: $id) { ... on PointsTransaction {
+        activityType { key segment { name members { totalCount } } } } } }"""
+    variables = {"id": paid["transaction"]["id"]}
+
+    as_member = await gql(api, document, variables, token=api.member_token(pk(ann["id"])))
+    as_service = await gql(api, document, variables, token=service)
+
+    assert as_member["data"]["node"]["activityType"] == {"key": "survey_completed", "segment": None}
+    assert as_service["data"]["node"]["activityType"]["segment"]["name"] == "Everyone"
