@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ActivityType, EntryKind, LedgerEntry, Member, Program
-from services.activity_types import BUILT_IN_KEY, BUILT_INS, CAPS, by_key
+from services.activity_types import BUILT_INS, CAPS, by_key
 from services.catalog import Catalog, current_catalog
 from services.errors import Invalid, LimitReached, NotEligible
 from services.gamification import challenges
@@ -204,6 +204,3 @@ async def _pay_custom(
     )
     entry.activity_type_id = activity_type.id
     return entry
-
-
-__all__ = ["ACTIVITY_KINDS", "BUILT_IN_KEY", "period_starts", "record_activity"]
