@@ -25,7 +25,7 @@ from models.ledger import (
 from models.member import Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
-from models.targeting import CurrencyRate, EarningRule, EarningRuleKind, Segment
+from models.targeting import ActivityType, CurrencyRate, EarningRule, EarningRuleKind, Segment
 from models.webhooks import (
     PARTNER_EVENT_TYPES,
     DeliveryStatus,
@@ -41,6 +41,7 @@ __all__ = [
     "PARTNER_EVENT_TYPES",
     "PROGRAM_ID",
     "QUALIFYING_KINDS",
+    "ActivityType",
     "ApiKey",
     "AuditEntry",
     "Badge",

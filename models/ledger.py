@@ -43,6 +43,7 @@ class EntryKind(enum.StrEnum):
     REDEMPTION = "REDEMPTION"
     REVERSAL = "REVERSAL"
     EXPIRATION = "EXPIRATION"
+    ACTIVITY = "ACTIVITY"  # an admin-defined activity type paid (models.targeting.ActivityType)
 
 
 # Kinds whose points count as *earned* (tiers, leaderboards); REVERSAL entries count against them.
@@ -58,6 +59,7 @@ EARNING_KINDS = frozenset(
         EntryKind.CHALLENGE,
         EntryKind.PROMOTION,
         EntryKind.PARTNER,
+        EntryKind.ACTIVITY,
     }
 )
 QUALIFYING_KINDS = EARNING_KINDS | {EntryKind.REVERSAL}
@@ -120,6 +122,8 @@ class LedgerEntry(Base):
     breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Who caused it (an API key id, "member:<id>", "system"): the audit trail of adjustments.
     actor: Mapped[str] = mapped_column(String(100), default="system")
+    # The admin-defined activity type an ACTIVITY entry paid (built-ins are named by the kind).
+    activity_type_id: Mapped[int | None] = mapped_column(ForeignKey("activity_types.id"))
 
 
 class Purchase(Base):

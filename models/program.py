@@ -38,6 +38,11 @@ class Program(Base):
     # Bumped by every change of settings, tiers or promotions: processes that cache the catalog
     # compare it before they earn, so no purchase is priced with a stale one.
     catalog_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What a member enrolling with a referral code gets (0 / null: none). No foreign key to
+    # rewards: adding one would rebuild this table on SQLite, and rewards are never deleted
+    # (updateProgram checks the reward exists).
+    referral_welcome_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    referral_welcome_reward_id: Mapped[int | None] = mapped_column(BigId)
 
 
 _LIVE_TIER = "deleted_at IS NULL"

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Integer, Numeric, String
+from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -66,3 +66,26 @@ class CurrencyRate(Base):
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     rate: Mapped[Decimal] = mapped_column(Numeric(18, 8))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ActivityType(Base):
+    """An activity that earns points (services.activity_types). The built-ins `review` and
+    `social_share` are rows too (so entries, IDs and segments name them like any other), but
+    their points and cap follow the program's settings, not these columns."""
+
+    __tablename__ = "activity_types"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    points: Mapped[int] = mapped_column(Integer)
+    # Awards per member per UTC day, ISO week, calendar month and ever (null: no cap).
+    per_day: Mapped[int | None] = mapped_column(Integer)
+    per_week: Mapped[int | None] = mapped_column(Integer)
+    per_month: Mapped[int | None] = mapped_column(Integer)
+    lifetime: Mapped[int | None] = mapped_column(Integer)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), index=True)
+    tier_multiplier_applies: Mapped[bool] = mapped_column(Boolean, default=False)
+    built_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

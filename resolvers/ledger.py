@@ -32,7 +32,7 @@ from schema.payloads import (
     RefundPurchasePayload,
 )
 from schema.permissions import MemberOrStaff, require
-from schema.types.ledger import PointsComponent, PointsTransaction, PurchasePreview
+from schema.types.ledger import ActivityKind, PointsComponent, PointsTransaction, PurchasePreview
 from schema.types.member import Member
 from services.catalog import Catalog
 from services.direct import purchases as direct_purchases
@@ -153,10 +153,12 @@ async def record_activity(info: Info, input: RecordActivityInput) -> RecordActiv
         member_id = await target_member_id(
             session, member_id=input.member_id, external_id=input.external_id
         )
+        custom = input.kind is ActivityKind.CUSTOM
         return await activity.record_activity(
             session,
             member_id=member_id,
-            kind=models.EntryKind(input.kind.value),
+            kind=None if custom else models.EntryKind(input.kind.value),
+            activity_type=input.activity_type,
             reference=input.reference,
             now=now,
             actor=ctx.viewer.actor,

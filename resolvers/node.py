@@ -9,6 +9,7 @@ from resolvers.common import fresh_member
 from schema.context import Context, Info, Role
 from schema.ids import decode_id
 from schema.types.access import ApiKey
+from schema.types.activity import ActivityType
 from schema.types.audit import AuditEntry
 from schema.types.earning import EarningRule
 from schema.types.gamification import Badge, Challenge
@@ -72,6 +73,13 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
                 else None
             )
         return EarningRule.from_row(rule, segment, ctx.runtime.clock.now()) if rule else None
+    if type_name == "ActivityType":
+        if not viewer.is_staff:  # admin or service, as `activityTypes`
+            return None
+        async with ctx.runtime.read_sessions() as session:
+            activity_type = await session.get(models.ActivityType, pk)
+        program = await ctx.loaders.program()
+        return ActivityType.from_row(activity_type, program) if activity_type else None
     if type_name in ("WebhookEndpoint", "WebhookEvent", "ApiKey", "AuditEntry"):
         return await _admin_object(ctx, type_name, pk)
     if type_name == "Redemption":

@@ -56,6 +56,8 @@ PROGRAM_FIELDS = {
     "anniversaryPoints": "anniversary_points",
     "tierWindowDays": "tier_window_days",
     "dailyActivityCap": "daily_activity_cap",
+    "referralWelcomePoints": "referral_welcome_points",
+    "referralWelcomeRewardId": "referral_welcome_reward_id",
 }
 TIER_FIELDS = {name: name for name in ("name", "threshold", "multiplier", "benefits")}
 PROMOTION_FIELDS = {
@@ -89,6 +91,12 @@ async def update_program(info: Info, input: UpdateProgramInput) -> UpdateProgram
     changes = {name: value for name, value in vars(input).items() if value is not strawberry.UNSET}
     now = info.context.runtime.clock.now()
     try:
+        if changes.get("referral_welcome_reward_id") is not None:
+            changes["referral_welcome_reward_id"] = expect_id(
+                changes["referral_welcome_reward_id"],
+                "Reward",
+                ["input", "referralWelcomeRewardId"],
+            )
         async with info.context.runtime.sessions.begin() as session:
             before = fields(await programs.get_program(session), PROGRAM_FIELDS)
             row = await programs.update_program(session, changes)

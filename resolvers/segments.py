@@ -4,7 +4,6 @@ member's own segments."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -24,6 +23,7 @@ from schema.inputs import (
     UpdateSegmentInput,
 )
 from schema.payloads import CreateSegmentPayload, DeleteSegmentPayload, UpdateSegmentPayload
+from schema.types.activity import ActivityType
 from schema.types.earning import EarningRule
 from schema.types.node import Node
 from schema.types.segments import Segment
@@ -31,6 +31,12 @@ from services import segments as service
 from services.errors import DomainError, InUse
 
 AUDITED = {"name": "name", "rule": "rule"}
+# How an IN_USE message names each kind of user.
+_KINDS: dict[type, str] = {
+    models.Segment: "segment",
+    models.ActivityType: "activity type",
+    models.EarningRule: "earning rule",
+}
 
 
 def _camel(name: str) -> str:
@@ -119,7 +125,7 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         segment_id = expect_id(input.id, "Segment", ["input", "id"])
     except DomainError as error:
         return DeleteSegmentPayload(user_errors=[UserError.from_domain(error)])
-    users: list[models.Segment | models.EarningRule] = []
+    users: list[service.SegmentUser] = []
 
     async def work(session: AsyncSession) -> None:
         row = await service.locked_segment(session, segment_id)
@@ -127,7 +133,7 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         for user in users:
             session.expunge(user)  # read after the rollback: keep what was loaded
         if users:
-            names = ", ".join(f"{_kind(u)} {u.name!r}" for u in users)
+            names = ", ".join(f"{_KINDS[type(u)]} {u.name!r}" for u in users)
             raise InUse(f"in use by {names}", field=["input", "id"])
         before = {"name": row.name, "rule": row.rule}
         await service.delete_segment(session, row)
@@ -135,17 +141,15 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
 
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
-        now = info.context.runtime.clock.now()
-        return DeleteSegmentPayload(used_by=[_user(u, now) for u in users], user_errors=[result])
+        used_by = [await _user(info, u) for u in users]
+        return DeleteSegmentPayload(used_by=used_by, user_errors=[result])
     return DeleteSegmentPayload(deleted_segment_id=input.id)
 
 
-def _kind(user: models.Segment | models.EarningRule) -> str:
-    return "segment" if isinstance(user, models.Segment) else "earning rule"
-
-
-def _user(user: models.Segment | models.EarningRule, now: datetime) -> Node:
+async def _user(info: Info, user: service.SegmentUser) -> Node:
     """What uses a segment, as the Node deleteSegment lists."""
     if isinstance(user, models.Segment):
         return Segment.from_row(user)
-    return EarningRule.from_row(user, None, now)
+    if isinstance(user, models.ActivityType):
+        return ActivityType.from_row(user, await info.context.loaders.program())
+    return EarningRule.from_row(user, None, info.context.runtime.clock.now())

@@ -77,6 +77,8 @@ class RecordActivityInput:
     reference: str
     member_id: strawberry.ID | None = None
     external_id: str | None = None
+    # The key of an ActivityType, with kind CUSTOM (REVIEW / SOCIAL_SHARE may name their own).
+    activity_type: str | None = None
 
 
 @strawberry.input
@@ -106,6 +108,8 @@ class UpdateProgramInput:
     tier_window_days: int | None = strawberry.UNSET
     daily_activity_cap: int | None = strawberry.UNSET
     expiry_reminder_days: int | None = strawberry.UNSET
+    referral_welcome_points: int | None = strawberry.UNSET  # >= 0
+    referral_welcome_reward_id: strawberry.ID | None = strawberry.UNSET  # explicit null clears
 
 
 @strawberry.input
@@ -518,3 +522,38 @@ class PreviewOrderInput:
     amount: float
     lines: list[PurchaseLineInput] | None = None
     currency: str | None = None
+
+
+# ---------------------------------------------------------------- activity types
+
+
+@strawberry.input(description="Each cap >= 1 when given; null: no cap")
+class ActivityCapsInput:
+    per_day: int | None = strawberry.UNSET
+    per_week: int | None = strawberry.UNSET
+    per_month: int | None = strawberry.UNSET
+    lifetime: int | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateActivityTypeInput:
+    key: str
+    name: str
+    points: int
+    caps: ActivityCapsInput | None = None
+    segment_id: strawberry.ID | None = None
+    tier_multiplier_applies: bool = False
+
+
+@strawberry.input(
+    description="Only the fields given change; an explicit null clears segmentId or a cap. "
+    "An inactive type pays nothing (NOT_ELIGIBLE)"
+)
+class UpdateActivityTypeInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    points: int | None = strawberry.UNSET
+    caps: ActivityCapsInput | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.UNSET
+    tier_multiplier_applies: bool | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET

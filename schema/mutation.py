@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import access as access_resolvers
+from resolvers import activity_types as activity_type_resolvers
 from resolvers import earning as earning_resolvers
 from resolvers import (
     gamification,
@@ -21,6 +22,7 @@ from resolvers import segments as segment_resolvers
 from schema.payloads import (
     AdjustPointsPayload,
     CancelRedemptionPayload,
+    CreateActivityTypePayload,
     CreateApiKeyPayload,
     CreateBadgePayload,
     CreateChallengePayload,
@@ -50,6 +52,7 @@ from schema.payloads import (
     RotateWebhookSecretPayload,
     SetCurrencyRatePayload,
     SetMemberStatusPayload,
+    UpdateActivityTypePayload,
     UpdateBadgePayload,
     UpdateChallengePayload,
     UpdateEarningRulePayload,
@@ -215,4 +218,10 @@ class Mutation:
     )
     set_currency_rate: SetCurrencyRatePayload = strawberry.mutation(
         resolver=earning_resolvers.set_currency_rate, permission_classes=[AdminOnly]
+    )
+    create_activity_type: CreateActivityTypePayload = strawberry.mutation(
+        resolver=activity_type_resolvers.create_activity_type, permission_classes=[AdminOnly]
+    )
+    update_activity_type: UpdateActivityTypePayload = strawberry.mutation(
+        resolver=activity_type_resolvers.update_activity_type, permission_classes=[AdminOnly]
     )

@@ -7,6 +7,7 @@ from strawberry.scalars import JSON
 
 from schema.errors import UserError
 from schema.types.access import ApiKey
+from schema.types.activity import ActivityType
 from schema.types.earning import CurrencyRate, EarningRule
 from schema.types.gamification import Badge, Challenge
 from schema.types.ledger import PointsTransaction
@@ -311,4 +312,19 @@ class EndEarningRulePayload:
 @strawberry.type
 class SetCurrencyRatePayload:
     currency_rate: CurrencyRate | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# ---------------------------------------------------------------- activity types
+
+
+@strawberry.type
+class CreateActivityTypePayload:
+    activity_type: ActivityType | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class UpdateActivityTypePayload:
+    activity_type: ActivityType | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import access as access_resolvers
+from resolvers import activity_types as activity_type_resolvers
 from resolvers import audit as audit_resolvers
 from resolvers import earning as earning_resolvers
 from resolvers import experiments as experiment_resolvers
@@ -24,6 +25,7 @@ from resolvers import timeline as timeline_resolvers
 from resolvers import webhooks as webhook_resolvers
 from schema.permissions import AdminOnly, MemberOnly, MemberOrStaff, PartnerOrAdmin, StaffOnly
 from schema.types.access import ApiKeyConnection
+from schema.types.activity import ActivityType
 from schema.types.audit import AuditEntryConnection
 from schema.types.earning import CurrencyRate, EarningRule
 from schema.types.experiments import PromotionResults
@@ -121,4 +123,9 @@ class Query:
         resolver=experiment_resolvers.promotion_results,
         permission_classes=[AdminOnly],
         description="Admin; null for an unknown promotion",
+    )
+    activity_types: list[ActivityType] = strawberry.field(
+        resolver=activity_type_resolvers.activity_types,
+        permission_classes=[StaffOnly],
+        description="Built-ins included",
     )

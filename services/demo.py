@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import EntryKind, LedgerEntry, Member, MemberStatus
-from services import audit, demo_rewards, member_profile, members
+from services import activity_types, audit, demo_rewards, member_profile, members
 from services.clock import Clock, ManualClock
 from services.demo_gamification import create_gamification
 from services.ledger.activity import record_activity
@@ -117,6 +117,8 @@ PRODUCTS = [
     "oat-milk-latte",
 ]
 SHARE_CHANNELS = ["instagram", "facebook", "x", "pinterest"]
+# An admin-defined activity: a monthly customer survey (services.activity_types).
+SURVEY_KEY = "survey_completed"
 HISTORY_DAYS = 300
 SEED = 42
 
@@ -262,6 +264,16 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
             session, tiers=tier_ids, now=now - timedelta(days=HISTORY_DAYS + 1)
         )
         await create_gamification(session, now=now, since=now - timedelta(days=HISTORY_DAYS + 1))
+        await activity_types.create_activity_type(
+            session,
+            key=SURVEY_KEY,
+            name="Customer survey",
+            points=50,
+            caps={"per_month": 1},
+            segment_id=None,
+            tier_multiplier_applies=False,
+            now=now - timedelta(days=HISTORY_DAYS + 1),
+        )
 
     people = _people(rng, now)
     ids: dict[int, int] = {}
@@ -314,6 +326,19 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
 
         return run
 
+    def survey(person: _Person, reference: str) -> Action:
+        async def run(session: AsyncSession, at: datetime) -> None:
+            await record_activity(
+                session,
+                member_id=ids[person.index],
+                activity_type=SURVEY_KEY,
+                reference=reference,
+                now=at,
+            )
+            counts["activities"] += 1
+
+        return run
+
     def adjustment(person: _Person, points: int, reason: str, key: str) -> Action:
         async def run(session: AsyncSession, at: datetime) -> None:
             await adjust_points(
@@ -357,6 +382,11 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
                 timeline.add(
                     at, activity(person, EntryKind.SOCIAL_SHARE, f"{channel}-post-{n + 1}")
                 )
+        # Every third member answers the survey a week after joining (no draw from `rng`:
+        # the rest of the demo stays as it was).
+        answered = person.joined_at + timedelta(days=7)
+        if person.index % 3 == 0 and answered < last_moment:
+            timeline.add(answered, survey(person, f"survey-{answered:%Y-%m}"))
 
     # Members spend their points: the best reward they can afford, a voucher used at checkout
     # a few days later (now and then cancelled instead), and donations to the charity.

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EntryKind, EventKind, Member
+from models import EntryKind, EventKind, Member, Program
+from services import redemptions
 from services.errors import AlreadyExists, Invalid, NotFound
 from services.events import record_event
 from services.gamification import challenges
@@ -92,9 +93,19 @@ async def enroll(
     referrer_id: int | None = None
     if referral_code is not None and referral_code.strip():
         code = referral_code.strip().upper()
-        referrer_id = await session.scalar(select(Member.id).where(Member.referral_code == code))
-        if referrer_id is None:
+        found = (
+            await session.execute(
+                select(Member.id, Member.email).where(Member.referral_code == code)
+            )
+        ).first()
+        if found is None:
             raise Invalid("unknown referral code", field=["input", "referralCode"])
+        if mailbox(found.email) == mailbox(email):
+            # The same person under a +tag: a referral pays both sides, so it must be another's.
+            raise Invalid(
+                "a member cannot use its own referral code", field=["input", "referralCode"]
+            )
+        referrer_id = found.id
 
     program = await get_program(session)
     tiers = await list_tiers(session)
@@ -136,12 +147,50 @@ async def enroll(
             now=now,
             description="Welcome bonus",
         )
+    # Written with the member, in its transaction: once per member, whatever the retries.
+    welcomed = referrer_id is not None and await _welcome_referred(session, member, program, now)
+    if program.signup_bonus > 0 or welcomed:
         if await gamified(session, now):  # the bonus counts for POINTS_EARNED goals, badges
             await session.flush()
             await challenges.after_change(session, member, program, now)
         await refresh_tier(session, member, program, tiers, now)
     await session.flush()
     return member
+
+
+def mailbox(email: str) -> str:
+    """The mailbox an address delivers to, for telling a person from another: case-folded,
+    without a +tag (ann+2@example.com is ann@example.com)."""
+    local, _, domain = email.strip().lower().partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+async def _welcome_referred(
+    session: AsyncSession, member: Member, program: Program, now: datetime
+) -> bool:
+    """The referral welcome: referralWelcomePoints as a REFERRAL entry and a voucher of
+    referralWelcomeRewardId at 0 points (skipped when the reward cannot be had now, e.g. out
+    of stock: the enrolment never fails for it). Whether points were earned."""
+    if program.referral_welcome_reward_id is not None:
+        await redemptions.give(
+            session,
+            member,
+            reward_id=program.referral_welcome_reward_id,
+            description="Referral welcome gift",
+            now=now,
+        )
+    if program.referral_welcome_points <= 0:
+        return False
+    credit(
+        session,
+        member,
+        program,
+        kind=EntryKind.REFERRAL,
+        points=program.referral_welcome_points,
+        now=now,
+        description="Referral welcome",
+    )
+    return True
 
 
 async def find_member(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +12,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PROGRAM_ID, Program, Promotion, Tier
-from services.errors import AlreadyExists, Invalid
+from models import PROGRAM_ID, Program, Promotion, Reward, Tier
+from services.errors import AlreadyExists, Invalid, NotFound
 
 DEFAULT_PROGRAM: dict[str, Any] = {
     "name": "Laurel Rewards",
@@ -31,6 +31,8 @@ DEFAULT_PROGRAM: dict[str, Any] = {
     "tier_window_days": None,
     "daily_activity_cap": 10,
     "expiry_reminder_days": None,
+    "referral_welcome_points": 0,
+    "referral_welcome_reward_id": None,
 }
 ENTRY_TIER_NAME = "Member"
 MAX_POINTS = 1_000_000_000  # any single setting or award above this is a typo, not a program
@@ -46,6 +48,10 @@ async def ensure_program(session: AsyncSession, **overrides: Any) -> Program:
     entry = await session.scalar(select(Tier).where(Tier.threshold == 0))
     if entry is None:
         session.add(Tier(name=ENTRY_TIER_NAME, threshold=0, multiplier=Decimal(1), benefits=[]))
+    # Imported here: services.activity_types builds on this module's checks.
+    from services.activity_types import ensure_builtins
+
+    await ensure_builtins(session, datetime.now(UTC))
     await session.flush()
     return program
 
@@ -69,8 +75,14 @@ _INT_SETTINGS = {
     "tier_window_days": (1, 36500),
     "daily_activity_cap": (0, 10_000),
     "expiry_reminder_days": (1, 365),
+    "referral_welcome_points": (0, MAX_POINTS),
 }
-_NULLABLE = {"expiry_days", "tier_window_days", "expiry_reminder_days"}
+_NULLABLE = {
+    "expiry_days",
+    "tier_window_days",
+    "expiry_reminder_days",
+    "referral_welcome_reward_id",
+}
 
 
 async def update_program(session: AsyncSession, changes: Mapping[str, Any]) -> Program:
@@ -90,6 +102,10 @@ async def update_program(session: AsyncSession, changes: Mapping[str, Any]) -> P
             program.points_per_currency_unit = positive_decimal(value, field, maximum=10_000)
         elif name == "point_value":
             program.point_value = positive_decimal(value, field, maximum=1_000_000)
+        elif name == "referral_welcome_reward_id":
+            if value is not None and await session.get(Reward, value) is None:
+                raise NotFound("no such reward", field=field)
+            program.referral_welcome_reward_id = value
         elif name in _INT_SETTINGS:
             low, high = _INT_SETTINGS[name]
             if value is not None and not low <= value <= high:

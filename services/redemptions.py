@@ -21,6 +21,7 @@ from models import (
     EntryKind,
     EntryStatus,
     EventKind,
+    LedgerEntry,
     Member,
     MemberStatus,
     Partner,
@@ -139,23 +140,10 @@ async def redeem(
         reference=reward_reference(reward.id),
         actor=actor,
     )
-    is_donation = reward.kind is RewardKind.DONATION
-    redemption = Redemption(
-        member_id=member.id,
-        reward_id=reward.id,
-        partner_id=reward.partner_id,
-        entry=entry,
-        points=reward.cost,
-        value=reward.value,
-        settlement_amount=reward.settlement_amount,
-        status=RedemptionStatus.ISSUED,
-        code=None if is_donation else new_code(),
-        receipt_number=new_code("R-", groups=3),
-        took_stock=took_stock,
-        drawn=drawn_json(drawn),
-        created_at=now,
-        actor=actor,
+    redemption = _issued(
+        member, reward, entry, points=reward.cost, drawn=drawn, took_stock=took_stock, now=now
     )
+    redemption.actor = actor
     session.add(redemption)
     await session.flush()
     await record_result(session, claimed, entry_id=entry.id)
@@ -173,6 +161,84 @@ async def redeem(
             raise OutOfStock("this reward is out of stock", field=["input", "rewardId"])
         set_committed_value(reward, "stock", left)
     return RedemptionResult(redemption=redemption, member=member)
+
+
+def _issued(
+    member: Member,
+    reward: Reward,
+    entry: LedgerEntry,
+    *,
+    points: int,
+    drawn: list[Drawn],
+    took_stock: bool,
+    now: datetime,
+) -> Redemption:
+    """An ISSUED redemption of the reward, with the reward's terms copied onto it."""
+    is_donation = reward.kind is RewardKind.DONATION
+    return Redemption(
+        member_id=member.id,
+        reward_id=reward.id,
+        partner_id=reward.partner_id,
+        entry=entry,
+        points=points,
+        value=reward.value,
+        settlement_amount=reward.settlement_amount,
+        status=RedemptionStatus.ISSUED,
+        code=None if is_donation else new_code(),
+        receipt_number=new_code("R-", groups=3),
+        took_stock=took_stock,
+        drawn=drawn_json(drawn),
+        created_at=now,
+    )
+
+
+async def give(
+    session: AsyncSession,
+    member: Member,
+    *,
+    reward_id: int,
+    description: str,
+    now: datetime,
+    actor: str = "system",
+) -> Redemption | None:
+    """Issue the reward to the member at 0 points (a gift, e.g. the referral welcome), or None
+    when it cannot be had now: no such reward or partner, outside its dates, or out of stock.
+    A gift never refuses what it comes with (an enrolment); its minimum tier and per-member
+    limit do not apply (the admin chose to give it). Stock is taken with the same guarded
+    update as a redemption, first, so an empty stock gives nothing and writes nothing."""
+    reward = await session.get(Reward, reward_id)
+    if reward is None or not await partner_active(session, reward.partner_id):
+        return None
+    if (reward.starts_at is not None and now < reward.starts_at) or (
+        reward.ends_at is not None and now >= reward.ends_at
+    ):
+        return None
+    took_stock = reward.stock is not None
+    if took_stock:
+        left = await session.scalar(
+            update(Reward)
+            .where(Reward.id == reward.id, Reward.stock > 0)
+            .values(stock=Reward.stock - 1)
+            .returning(Reward.stock)
+        )
+        if left is None:
+            return None
+        set_committed_value(reward, "stock", left)
+    entry = post(
+        session,
+        member,
+        kind=EntryKind.REDEMPTION,
+        points=0,
+        now=now,
+        description=description,
+        reference=reward_reference(reward.id),
+        actor=actor,
+    )
+    redemption = _issued(member, reward, entry, points=0, drawn=[], took_stock=took_stock, now=now)
+    redemption.actor = actor
+    session.add(redemption)
+    await session.flush()
+    return redemption
 
 
 async def _check_eligible(

@@ -16,11 +16,11 @@ from typing import Any
 import jwt
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import cli
-from models import AuditEntry, KeyRole, Member
+from models import AuditEntry, EntryKind, KeyRole, LedgerEntry, Member
 from models.engine import create_engine, session_factory
 from schema.ids import encode_id
 from services import access, members
@@ -290,3 +290,6 @@ async def test_load_demo_keeps_every_balance_equal_to_its_ledger(
     assert len(member_ids) == summary.members
     for member_id in member_ids:
         await assert_balances_match_ledger(sessions, member_id)
+    async with sessions() as session:  # the survey activity type paid some members
+        surveys = select(func.count()).where(LedgerEntry.kind == EntryKind.ACTIVITY)
+        assert (await session.scalar(surveys) or 0) > 0

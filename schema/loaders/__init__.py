@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from models import Badge, EntryStatus, LedgerEntry, Member, Program, Tier
+from models import ActivityType, Badge, EntryStatus, LedgerEntry, Member, Program, Segment, Tier
 from models.records import MemberRecord
 from schema.loaders.rewards import RewardLoaders
 from services.catalog import Catalog, CatalogCache
@@ -89,6 +89,43 @@ class Loaders:
                 rows = await connection.execute(_MEMBERS, {"ids": list(ids)})
             by_id: dict[int, MemberRecord] = {row.id: row for row in rows}
         return [by_id.get(i) for i in ids]
+
+    # ---------------------------------------------------------------- activity types
+
+    @cached_property
+    def entry_activity_types(self) -> DataLoader[int, ActivityType | None]:
+        """The admin-defined type an ACTIVITY entry paid, by entry id."""
+        return DataLoader[int, ActivityType | None](self._load_entry_activity_types)
+
+    async def _load_entry_activity_types(self, ids: Sequence[int]) -> list[ActivityType | None]:
+        stmt = (
+            select(LedgerEntry.id, ActivityType)
+            .join(ActivityType, ActivityType.id == LedgerEntry.activity_type_id)
+            .where(LedgerEntry.id.in_(ids))
+        )
+        async with self._sessions() as session:
+            found = {entry_id: row for entry_id, row in await session.execute(stmt)}
+        return [found.get(i) for i in ids]
+
+    @cached_property
+    def activity_type_by_key(self) -> DataLoader[str, ActivityType | None]:
+        return DataLoader[str, ActivityType | None](self._load_activity_types_by_key)
+
+    async def _load_activity_types_by_key(self, keys: Sequence[str]) -> list[ActivityType | None]:
+        stmt = select(ActivityType).where(ActivityType.key.in_(keys))
+        async with self._sessions() as session:
+            found = {row.key: row for row in await session.scalars(stmt)}
+        return [found.get(k) for k in keys]
+
+    @cached_property
+    def segments(self) -> DataLoader[int, Segment | None]:
+        return DataLoader[int, Segment | None](self._load_segments)
+
+    async def _load_segments(self, ids: Sequence[int]) -> list[Segment | None]:
+        async with self._sessions() as session:
+            stmt = select(Segment).where(Segment.id.in_(ids))
+            found = {row.id: row for row in await session.scalars(stmt)}
+        return [found.get(i) for i in ids]
 
     async def _load_expiring(self, ids: Sequence[int]) -> list[list[tuple[int, datetime]]]:
         """Unspent points by expiry moment, soonest first, a few per member."""

@@ -5,13 +5,19 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 import models
 from models.records import EntryRecord
+from schema.context import Info
 from schema.ids import encode_id
 from schema.types.node import Node, PageInfo, page_of
+from services.activity_types import BUILT_IN_KEY
+
+if TYPE_CHECKING:
+    from schema.types.activity import ActivityType
 
 # The ledger's own enums, exposed under the contract's names.
 strawberry.enum(models.EntryKind, name="TransactionKind")
@@ -22,6 +28,7 @@ strawberry.enum(models.EntryStatus, name="TransactionStatus")
 class ActivityKind(enum.Enum):
     REVIEW = "REVIEW"
     SOCIAL_SHARE = "SOCIAL_SHARE"
+    CUSTOM = "CUSTOM"  # named by RecordActivityInput.activityType
 
 
 @strawberry.type
@@ -47,6 +54,21 @@ class PointsTransaction(Node):
     def breakdown(self) -> list[PointsComponent]:
         # Built only when asked for: dashboards list transactions without it.
         return [PointsComponent(label=c["label"], points=c["points"]) for c in self.row.breakdown]
+
+    @strawberry.field  # for ACTIVITY, REVIEW and SOCIAL_SHARE entries
+    async def activity_type(
+        self, info: Info
+    ) -> Annotated[ActivityType, strawberry.lazy("schema.types.activity")] | None:
+        from schema.types.activity import ActivityType
+
+        loaders = info.context.loaders
+        if self.row.kind is models.EntryKind.ACTIVITY:
+            found = await loaders.entry_activity_types.load(self.row.id)
+        elif self.row.kind in BUILT_IN_KEY:
+            found = await loaders.activity_type_by_key.load(BUILT_IN_KEY[self.row.kind])
+        else:
+            return None
+        return ActivityType.from_row(found, await loaders.program()) if found else None
 
     @classmethod
     def from_row(cls, row: EntryRecord) -> PointsTransaction:

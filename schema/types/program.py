@@ -39,6 +39,12 @@ class Program:
     expiry_reminder_days: int | None = strawberry.field(
         description="points.expiring webhooks go out this many days before a lot expires"
     )
+    referral_welcome_points: int = strawberry.field(
+        description="To a member enrolling with a referral code, as a REFERRAL entry (0: none)"
+    )
+    referral_welcome_reward_id: strawberry.ID | None = strawberry.field(
+        description="Issued at 0 points to a member enrolling with a referral code (null: none)"
+    )
 
     @classmethod
     def from_row(cls, row: models.Program) -> Program:
@@ -58,6 +64,12 @@ class Program:
             tier_window_days=row.tier_window_days,
             daily_activity_cap=row.daily_activity_cap,
             expiry_reminder_days=row.expiry_reminder_days,
+            referral_welcome_points=row.referral_welcome_points,
+            referral_welcome_reward_id=strawberry.ID(
+                encode_id("Reward", row.referral_welcome_reward_id)
+            )
+            if row.referral_welcome_reward_id is not None
+            else None,
         )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import EarningRule, Member, Segment
+from models import ActivityType, EarningRule, Member, Segment
 from services.errors import AlreadyExists, NotFound
 from services.program import clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
@@ -22,6 +22,7 @@ from services.segments.sql import RuleSql, members_matching, membership
 
 __all__ = [
     "CountCache",
+    "SegmentUser",
     "create_segment",
     "delete_segment",
     "is_member",
@@ -105,17 +106,23 @@ async def update_segment(
     return segment
 
 
-async def users_of(session: AsyncSession, segment_id: int) -> list[Segment | EarningRule]:
+# What may name a segment: another segment's rule, an activity type, an earning rule.
+SegmentUser = Segment | ActivityType | EarningRule
+_TARGETING: tuple[type[ActivityType] | type[EarningRule], ...] = (ActivityType, EarningRule)
+
+
+async def users_of(session: AsyncSession, segment_id: int) -> list[SegmentUser]:
     """What refers to the segment (and keeps it from being deleted): other segments' rules,
-    earning rules."""
-    users: list[Segment | EarningRule] = [
+    and every object targeted at it (one query each)."""
+    users: list[SegmentUser] = [
         s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
     ]
-    users.extend(
-        await session.scalars(
-            select(EarningRule).where(EarningRule.segment_id == segment_id).order_by(EarningRule.id)
+    for model in _TARGETING:
+        users.extend(
+            await session.scalars(
+                select(model).where(model.segment_id == segment_id).order_by(model.id)
+            )
         )
-    )
     return users
 
 

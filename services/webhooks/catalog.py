@@ -19,11 +19,12 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     EARNING_KINDS,
+    ActivityType,
     Badge,
     Challenge,
     EntryKind,
@@ -38,6 +39,7 @@ from models import (
     WebhookEvent,
     WebhookEventType,
 )
+from services.activity_types import BUILT_IN_KEY
 from services.global_ids import encode_id
 
 API_VERSION = "2026-12"
@@ -125,6 +127,7 @@ class Loaded:
         self.live_thresholds: list[int] = []
         self.challenges: dict[int, Challenge] = {}
         self.badges: dict[int, Badge] = {}
+        self.activity_types: dict[int | str, ActivityType] = {}  # by id, built-ins by key too
 
     @classmethod
     async def entries_of(
@@ -177,6 +180,21 @@ class Loaded:
         self.badges = await _by_id(
             session, Badge, {e.data["badge"] for e in events if e.kind is EventKind.BADGE_AWARDED}
         )
+        paid = {e.activity_type_id for e in entries.values() if e.activity_type_id is not None}
+        built_in = {BUILT_IN_KEY[e.kind] for e in entries.values() if e.kind in BUILT_IN_KEY}
+        if paid or built_in:
+            for row in await session.scalars(
+                select(ActivityType).where(
+                    or_(ActivityType.id.in_(paid), ActivityType.key.in_(built_in))
+                )
+            ):
+                self.activity_types[row.id] = self.activity_types[row.key] = row
+
+    def transaction(self, entry: LedgerEntry) -> dict[str, Any]:
+        """The entry as the API shows it, with the activity type it paid (if any)."""
+        named_by: int | str | None = entry.activity_type_id or BUILT_IN_KEY.get(entry.kind)
+        found = self.activity_types.get(named_by) if named_by is not None else None
+        return _transaction(entry, found)
 
     def redemption_of(self, event: MemberEvent) -> Redemption:
         if event.entry_id is not None:
@@ -217,10 +235,10 @@ def program_payload(event: MemberEvent, type_: WebhookEventType, loaded: Loaded)
         WebhookEventType.POINTS_EXPIRED,
     ):
         assert event.entry_id is not None
-        data["transaction"] = _transaction(loaded.entries[event.entry_id])
+        data["transaction"] = loaded.transaction(loaded.entries[event.entry_id])
         data["balance"] = _balance(event.data)
     elif type_ is WebhookEventType.POINTS_ACTIVATED:
-        data["transaction"] = _transaction(loaded.entries[event.data["entry"]])
+        data["transaction"] = loaded.transaction(loaded.entries[event.data["entry"]])
         data["balance"] = _balance(event.data["balance"])
     elif type_ is WebhookEventType.POINTS_EXPIRING:
         data["points"] = event.data["points"]
@@ -232,7 +250,7 @@ def program_payload(event: MemberEvent, type_: WebhookEventType, loaded: Loaded)
         data.update(_redemption_objects(event, loaded, code=True))
         if type_ is WebhookEventType.REWARD_REDEEMED:
             assert event.entry_id is not None
-            data["transaction"] = _transaction(loaded.entries[event.entry_id])
+            data["transaction"] = loaded.transaction(loaded.entries[event.entry_id])
             data["balance"] = _balance(event.data)
         elif type_ is WebhookEventType.REDEMPTION_CANCELLED:
             data["balance"] = _balance(event.data["balance"])
@@ -305,8 +323,10 @@ def _member(member: Member, *, full: bool) -> dict[str, Any]:
     return found
 
 
-def _transaction(entry: LedgerEntry) -> dict[str, Any]:
-    return {
+def _transaction(entry: LedgerEntry, activity_type: ActivityType | None = None) -> dict[str, Any]:
+    """`activityType` only on entries that paid one (ACTIVITY, REVIEW, SOCIAL_SHARE): other
+    events' bodies stay as they were."""
+    shown: dict[str, Any] = {
         "id": encode_id("PointsTransaction", entry.id),
         "kind": entry.kind.value,
         "status": entry.status.value,
@@ -318,6 +338,13 @@ def _transaction(entry: LedgerEntry) -> dict[str, Any]:
         "expiresAt": _at(entry.expires_at),
         "breakdown": [{"label": c["label"], "points": c["points"]} for c in entry.breakdown],
     }
+    if activity_type is not None:
+        shown["activityType"] = {
+            "id": encode_id("ActivityType", activity_type.id),
+            "key": activity_type.key,
+            "name": activity_type.name,
+        }
+    return shown
 
 
 def _balance(data: dict[str, Any]) -> dict[str, int]:

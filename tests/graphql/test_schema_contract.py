@@ -47,8 +47,6 @@ CONTRACT = CONTRACT_DIR / "core.graphql"
 # (test_not_yet_built_lists_only_missing_pieces says so).
 # What issue 14 adds that is not built yet (segments are).
 NOT_YET_BUILT_TARGETING = (
-    "TransactionKind.ACTIVITY",
-    "ActivityKind.CUSTOM",
     "CreatePromotionInput.segmentId",
     "CreateRewardInput.segmentId",
     "CreateRewardInput.earlyAccessStartsAt",
@@ -63,22 +61,6 @@ NOT_YET_BUILT_TARGETING = (
     "Challenge.segment",
     "Offers",
     "Member.offers",
-    "ActivityCaps",
-    "ActivityCapsInput",
-    "ActivityType",
-    "CreateActivityTypeInput",
-    "CreateActivityTypePayload",
-    "UpdateActivityTypeInput",
-    "UpdateActivityTypePayload",
-    "RecordActivityInput.activityType",
-    "PointsTransaction.activityType",
-    "Program.referralWelcomePoints",
-    "Program.referralWelcomeRewardId",
-    "UpdateProgramInput.referralWelcomePoints",
-    "UpdateProgramInput.referralWelcomeRewardId",
-    "Query.activityTypes",
-    "Mutation.createActivityType",
-    "Mutation.updateActivityType",
 )
 TARGETING = "issue 14 (targeting.graphql)"
 NOT_YET_BUILT: dict[str, str] = dict.fromkeys(NOT_YET_BUILT_TARGETING, TARGETING)

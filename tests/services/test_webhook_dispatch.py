@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import (
     DeliveryStatus,
+    EntryKind,
     MemberEvent,
     WebhookDelivery,
     WebhookEndpoint,
@@ -21,9 +22,10 @@ from models import (
     WebhookEventType,
 )
 from models.engine import session_factory
-from services import audit, member_profile, members, privacy, redemptions
+from services import activity_types, audit, member_profile, members, privacy, redemptions
 from services.clock import ManualClock
 from services.global_ids import encode_id
+from services.ledger.activity import record_activity
 from services.ledger.purchases import record_purchase, refund_purchase
 from services.ledger.sweeps import sweep
 from services.partners import create_partner
@@ -355,3 +357,44 @@ async def test_one_dispatcher_at_a_time_and_each_event_once(
     assert sum(handled) == 40  # 20 enrolments and 20 purchases, each once
     bodies = await sent(sessions, hook)
     assert len(bodies) == 20 and len({b["id"] for b in bodies}) == 20
+
+
+async def test_a_custom_activity_is_points_earned_naming_its_activity_type(
+    sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    await configure(sessions, review_points=5)
+    hook = await endpoint(sessions, clock, T.POINTS_EARNED)
+    ann = await new_member(sessions, clock)
+    async with sessions.begin() as session:
+        survey = await activity_types.create_activity_type(
+            session,
+            key="survey_completed",
+            name="Survey completed",
+            points=10,
+            caps={},
+            segment_id=None,
+            tier_multiplier_applies=False,
+            now=clock.now(),
+        )
+        await record_activity(
+            session, member_id=ann, reference="s-1", now=clock.now(), activity_type=survey.key
+        )
+        await record_activity(
+            session, member_id=ann, reference="r-1", now=clock.now(), kind=EntryKind.REVIEW
+        )
+    await purchase(sessions, clock, ann, "o-1")
+    await run_dispatch(sessions, clock)
+
+    custom, review, bought = (event["data"]["transaction"] for event in await sent(sessions, hook))
+    assert (custom["kind"], custom["points"], custom["description"]) == (
+        "ACTIVITY",
+        10,
+        "Survey completed s-1",
+    )
+    assert custom["activityType"] == {
+        "id": encode_id("ActivityType", survey.id),
+        "key": "survey_completed",
+        "name": "Survey completed",
+    }
+    assert (review["kind"], review["activityType"]["key"]) == ("REVIEW", "review")
+    assert "activityType" not in bought
