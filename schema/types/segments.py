@@ -9,8 +9,8 @@ from typing import Any
 import strawberry
 
 import models
-from schema.context import Info
-from schema.exceptions import BadUserInput
+from schema.context import Info, Role
+from schema.exceptions import BadUserInput, Forbidden
 from schema.ids import decode_cursor, encode_id
 from schema.pagination import page_size
 from schema.types.gamification import Badge
@@ -168,8 +168,11 @@ class Segment(Node):
             row=row,
         )
 
+    # Who else is in a segment is the program's business: a member reading its own segments
+    # (Member.segments, or a targeted promotion's) sees names and rules, never the members.
     @strawberry.field
     async def member_count(self, info: Info) -> int:
+        _admins_only(info)
         runtime = info.context.runtime
         async with runtime.read_sessions() as session:
             return await runtime.segment_counts.count(session, self.row, runtime.clock.now())
@@ -178,6 +181,7 @@ class Segment(Node):
     async def members(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> SegmentMemberConnection:
+        _admins_only(info)
         size = page_size(first)
         position = _position(after)
         runtime = info.context.runtime
@@ -217,3 +221,8 @@ def _position(after: str | None) -> tuple[datetime, int] | None:
     except (DomainError, ValueError, OverflowError) as exc:
         raise BadUserInput("`after` is not a cursor of this connection") from exc
     return joined_at, member_id
+
+
+def _admins_only(info: Info) -> None:
+    if info.context.viewer.role is not Role.ADMIN:
+        raise Forbidden("only admins read who is in a segment")

@@ -79,6 +79,11 @@ async def test_admins_create_count_list_and_change_segments(api: Api) -> None:
     token = api.member_token(pk(members[2]["id"]))
     mine = await gql(api, "{ me { segments { name } } }", token=token)
     assert [s["name"] for s in mine["data"]["me"]["segments"]] == ["Bigger buyers", "Buyers"]
+    # ... but never who else is in them.
+    for field in ("memberCount", "members { edges { node { email } } }"):
+        peek = await gql(api, f"{{ me {{ segments {{ {field} }} }} }}", token=token)
+        assert graphql_error_code(peek) == "FORBIDDEN", peek
+        assert "m0@example.com" not in str(peek)
     other = api.member_token(pk(members[4]["id"]))
     assert (await gql(api, "{ me { segments { name } } }", token=other))["data"]["me"] == {
         "segments": []
