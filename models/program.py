@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, Numeric, String, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -81,3 +81,5 @@ class Promotion(Base):
     multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Only the segment's members earn it and see it (services.targeting).
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))

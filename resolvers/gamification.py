@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 import models
 from resolvers.common import audit_trail, given
+from resolvers.targeting import global_id, optional_pk, visible
 from schema.context import Info
 from schema.errors import UserError
 from schema.ids import encode_id, expect_id
@@ -55,7 +56,7 @@ async def challenges(info: Info) -> list[Challenge]:
     now = info.context.runtime.clock.now()
     async with info.context.runtime.read_sessions() as session:
         rows = await challenge_service.running(session, now)
-    return [Challenge.from_row(row) for row in rows]
+    return [Challenge.from_row(row) for row in await visible(info, rows)]
 
 
 async def badges(info: Info) -> list[Badge]:
@@ -105,9 +106,12 @@ async def create_challenge(info: Info, input: CreateChallengeInput) -> CreateCha
                 ends_at=input.ends_at,
                 recurrence=input.recurrence,
                 now=now,
+                segment_id=optional_pk(input.segment_id, "Segment", ["input", "segmentId"]),
             )
             badge = encode_id("Badge", row.badge_id) if row.badge_id is not None else None
             after = {**fields(row, CHALLENGE_FIELDS), "badge": badge}
+            if row.segment_id is not None:
+                after["segment"] = global_id("Segment", row.segment_id)
             audit_trail(info, session, _id(row), None, after)
     except DomainError as error:
         return CreateChallengePayload(user_errors=[UserError.from_domain(error)])

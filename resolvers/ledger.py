@@ -205,7 +205,12 @@ async def preview_purchase(
     if pk is not None and member is None:
         raise BadUserInput("no such member")
     catalog = await ctx.loaders.catalog(tier_id=member.tier_id if member else None)
-    quote = purchases.quote_for_member(catalog, member, exact, ctx.runtime.clock.now())
+    now = ctx.runtime.clock.now()
+    segments: frozenset[int] = frozenset()
+    if member is not None and any(p.segment_id is not None for p in catalog.promotions):
+        async with ctx.runtime.read_sessions() as session:
+            segments = await purchases.promotion_segments(session, catalog, member.id, now, now)
+    quote = purchases.quote_for_member(catalog, member, exact, now, segments=segments)
     return PurchasePreview(
         points=quote.points,
         breakdown=[PointsComponent(label=c.label, points=c.points) for c in quote.components],

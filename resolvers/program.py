@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
 from resolvers.common import audit_trail, given
+from resolvers.targeting import global_id, optional_pk, visible
 from schema.context import Info
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
@@ -80,7 +81,7 @@ async def promotions(info: Info) -> list[Promotion]:
         rows = await programs.current_and_upcoming_promotions(
             session, info.context.runtime.clock.now()
         )
-    return [Promotion.from_row(row) for row in rows]
+    return [Promotion.from_row(row) for row in await visible(info, rows)]
 
 
 async def update_program(info: Info, input: UpdateProgramInput) -> UpdateProgramPayload:
@@ -130,9 +131,13 @@ async def create_promotion(info: Info, input: CreatePromotionInput) -> CreatePro
                 multiplier=input.multiplier,
                 starts_at=input.starts_at,
                 ends_at=input.ends_at,
+                segment_id=optional_pk(input.segment_id, "Segment", ["input", "segmentId"]),
             )
             target = encode_id("Promotion", row.id)
-            audit_trail(info, session, target, None, fields(row, PROMOTION_FIELDS))
+            after = fields(row, PROMOTION_FIELDS)
+            if row.segment_id is not None:
+                after["segment"] = global_id("Segment", row.segment_id)
+            audit_trail(info, session, target, None, after)
     except DomainError as error:
         return CreatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

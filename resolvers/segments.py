@@ -4,6 +4,7 @@ member's own segments."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -23,6 +24,10 @@ from schema.inputs import (
     UpdateSegmentInput,
 )
 from schema.payloads import CreateSegmentPayload, DeleteSegmentPayload, UpdateSegmentPayload
+from schema.types.gamification import Challenge
+from schema.types.node import Node
+from schema.types.program import Promotion
+from schema.types.reward import Reward
 from schema.types.segments import Segment
 from services import segments as service
 from services.errors import DomainError, InUse
@@ -108,15 +113,17 @@ async def update_segment(info: Info, input: UpdateSegmentInput) -> UpdateSegment
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
         return UpdateSegmentPayload(user_errors=[result])
+    info.context.runtime.catalog.invalidate()  # targeted promotions price with the rules
     return UpdateSegmentPayload(segment=Segment.from_row(result))
 
 
 async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegmentPayload:
+    now = info.context.runtime.clock.now()
     try:
         segment_id = expect_id(input.id, "Segment", ["input", "id"])
     except DomainError as error:
         return DeleteSegmentPayload(user_errors=[UserError.from_domain(error)])
-    users: list[models.Segment] = []
+    users: list[models.Segment | models.Promotion | models.Reward | models.Challenge] = []
 
     async def work(session: AsyncSession) -> None:
         row = await service.locked_segment(session, segment_id)
@@ -124,8 +131,8 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
         for user in users:
             session.expunge(user)  # read after the rollback: keep what was loaded
         if users:
-            names = ", ".join(repr(u.name) for u in users)
-            raise InUse(f"in use by segment {names}", field=["input", "id"])
+            names = ", ".join(f"{type(u).__name__.lower()} {u.name!r}" for u in users)
+            raise InUse(f"in use by {names}", field=["input", "id"])
         before = {"name": row.name, "rule": row.rule}
         await service.delete_segment(session, row)
         audit_trail(info, session, input.id, before, None)
@@ -133,6 +140,19 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
         return DeleteSegmentPayload(
-            used_by=[Segment.from_row(u) for u in users], user_errors=[result]
+            used_by=[_user_node(u, now) for u in users], user_errors=[result]
         )
     return DeleteSegmentPayload(deleted_segment_id=input.id)
+
+
+def _user_node(
+    user: models.Segment | models.Promotion | models.Reward | models.Challenge, now: datetime
+) -> Node:
+    """What refers to a segment, as the API shows it."""
+    if isinstance(user, models.Promotion):
+        return Promotion.from_row(user)
+    if isinstance(user, models.Reward):
+        return Reward.from_row(user, now)
+    if isinstance(user, models.Challenge):
+        return Challenge.from_row(user)
+    return Segment.from_row(user)

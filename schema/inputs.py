@@ -95,6 +95,9 @@ class CreatePromotionInput:
     multiplier: float
     starts_at: datetime
     ends_at: datetime
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members earn it and see it"
+    )
 
 
 @flat_input
@@ -131,6 +134,16 @@ class CreateRewardInput:
     per_member_limit: int | None = strawberry.field(
         default=None, description="How many times one member may redeem it; null: no limit"
     )
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members see and redeem it"
+    )
+    early_access_starts_at: datetime | None = strawberry.field(
+        default=None,
+        description="Requires startsAt, before it: from then the early-access audience "
+        "(earlyAccessTierId or earlyAccessSegmentId) may redeem it",
+    )
+    early_access_tier_id: strawberry.ID | None = None
+    early_access_segment_id: strawberry.ID | None = None
 
 
 @strawberry.input(
@@ -182,6 +195,9 @@ class CreateChallengeInput:
     ends_at: datetime | None = None
     recurrence: models.Recurrence | None = strawberry.field(
         default=None, description="WEEKLY or MONTHLY: progress starts again each period"
+    )
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members see it and make progress on it"
     )
 
 

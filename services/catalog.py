@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Program, Promotion, Tier
 from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
+from services.targeting import all_rules
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -37,6 +40,9 @@ class Catalog:
     # Deleted tiers: members are moved off them, but history (and a member not moved yet)
     # still names them.
     retired: tuple[Tier, ...] = ()
+    # Every segment's rule by id, when a promotion is targeted (what deciding its points needs;
+    # a rule change bumps the catalog version, so a write never prices with a stale rule).
+    segment_rules: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
@@ -73,21 +79,25 @@ class Catalog:
 
 async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
     since = now - PROMOTION_LOOKBACK
-    promotions = await session.scalars(
-        select(Promotion)
-        .where(Promotion.ends_at > since)
-        .order_by(Promotion.starts_at, Promotion.id)
+    promotions = tuple(
+        await session.scalars(
+            select(Promotion)
+            .where(Promotion.ends_at > since)
+            .order_by(Promotion.starts_at, Promotion.id)
+        )
     )
     program = await get_program(session)
+    targeted = any(p.segment_id is not None for p in promotions)
     return Catalog(
         program=program,
         version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
-        promotions=tuple(promotions),
+        promotions=promotions,
         promotions_from=since,
         threshold_badges=await threshold_badges(session),
         challenge_windows=tuple(await challenge_windows(session, since)),
         retired=tuple(await retired_tiers(session)),
+        segment_rules=await all_rules(session) if targeted else {},
     )
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PROGRAM_ID, Program, Promotion, Tier
-from services.errors import AlreadyExists, Invalid
+from models import PROGRAM_ID, Program, Promotion, Segment, Tier
+from services.errors import AlreadyExists, Invalid, NotFound
 
 DEFAULT_PROGRAM: dict[str, Any] = {
     "name": "Laurel Rewards",
@@ -226,12 +226,20 @@ async def current_and_upcoming_promotions(session: AsyncSession, now: datetime) 
 
 
 async def create_promotion(
-    session: AsyncSession, *, name: str, multiplier: float, starts_at: datetime, ends_at: datetime
+    session: AsyncSession,
+    *,
+    name: str,
+    multiplier: float,
+    starts_at: datetime,
+    ends_at: datetime,
+    segment_id: int | None = None,
 ) -> Promotion:
     fields = clean_promotion_fields(
         {"name": name, "multiplier": multiplier, "starts_at": starts_at, "ends_at": ends_at}
     )
-    promotion = Promotion(**fields)
+    if segment_id is not None and await session.get(Segment, segment_id) is None:
+        raise NotFound("no such segment", field=["input", "segmentId"])
+    promotion = Promotion(**fields, segment_id=segment_id)
     check_promotion_window(promotion)
     session.add(promotion)
     await session.flush()

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from models import Badge, EntryStatus, LedgerEntry, Member, Program, Tier
+from models import Badge, EntryStatus, LedgerEntry, Member, Program, Segment, Tier
 from models.records import MemberRecord
 from schema.loaders.rewards import RewardLoaders
 from services.catalog import Catalog, CatalogCache
@@ -63,6 +63,17 @@ class Loaders:
     async def _load_badges(self, ids: Sequence[int]) -> list[Badge | None]:
         async with self._sessions() as session:
             found = {b.id: b for b in await session.scalars(select(Badge).where(Badge.id.in_(ids)))}
+        return [found.get(i) for i in ids]
+
+    @cached_property
+    def segments(self) -> DataLoader[int, Segment | None]:
+        """Segments by id: what targeted promotions, rewards and challenges name."""
+        return DataLoader[int, Segment | None](self._load_segments)
+
+    async def _load_segments(self, ids: Sequence[int]) -> list[Segment | None]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Segment).where(Segment.id.in_(ids)))
+            found = {s.id: s for s in rows}
         return [found.get(i) for i in ids]
 
     @cached_property

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 import models
+from schema.context import Info
 from schema.ids import encode_id
 from schema.types.node import Node
+
+if TYPE_CHECKING:
+    from schema.types.segments import Segment
 
 
 @strawberry.type
@@ -103,6 +108,7 @@ class Promotion(Node):
     multiplier: float
     starts_at: datetime
     ends_at: datetime
+    segment_pk: strawberry.Private[int | None] = None
 
     @classmethod
     def from_row(cls, row: models.Promotion) -> Promotion:
@@ -112,4 +118,13 @@ class Promotion(Node):
             multiplier=float(row.multiplier),
             starts_at=row.starts_at,
             ends_at=row.ends_at,
+            segment_pk=row.segment_id,
         )
+
+    @strawberry.field  # null when untargeted
+    async def segment(
+        self, info: Info
+    ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
+        from schema.types.segments import segment_by_pk
+
+        return await segment_by_pk(info, self.segment_pk)

@@ -217,3 +217,11 @@ def _position(after: str | None) -> tuple[datetime, int] | None:
     except (DomainError, ValueError, OverflowError) as exc:
         raise BadUserInput("`after` is not a cursor of this connection") from exc
     return joined_at, member_id
+
+
+async def segment_by_pk(info: Info, pk: int | None) -> Segment | None:
+    """The segment a targeted object names (batched per request), or None."""
+    if pk is None:
+        return None
+    row = await info.context.loaders.segments.load(pk)
+    return Segment.from_row(row) if row is not None else None

@@ -5,7 +5,8 @@ referral to pay), there are no goals to count for (no challenge running, no badg
 a threshold), the program has no rolling tier window, and the cached catalog is the
 database's, a purchase is:
 
-1. read the member (and the catalog's version), unlocked;
+1. read the member (and the catalog's version), unlocked; while a segment-targeted promotion
+   runs, a second read decides the member's membership of its segments (services.targeting);
 2. work out the entry, the balances, the tier and the events with the general path's own
    functions, from what was read;
 3. write it all in one statement (autocommit, so one round trip and no BEGIN/COMMIT):
@@ -41,6 +42,7 @@ from services.ledger.entries import apply_posting, check_posting, credit_terms, 
 from services.ledger.idempotency import fingerprint
 from services.ledger.purchases import PurchaseInput
 from services.program import tier_for
+from services.targeting import MembershipQuery, applicable_promotions, segment_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,24 @@ DECLINED = "LD001"
 ATTEMPTS = 3
 
 
+# Segment membership for targeted promotions: compiled once per catalog version.
+_MEMBERSHIP = MembershipQuery()
+
+
+async def _memberships(
+    driver: Any, catalog: Catalog, member_id: int, ids: frozenset[int], now: datetime
+) -> frozenset[int]:
+    """The member's segments among `ids`, exactly as of the write (and before this purchase):
+    read after the member row, and the write goes ahead only if that row (which every
+    purchase, refund and attribute change of the member updates) and the catalog (whose
+    version every rule change bumps) are still the versions read."""
+    sql, order, arguments = _MEMBERSHIP.statement(catalog.version, catalog.segment_rules, ids)
+    if not order:
+        return frozenset()
+    row = await driver.fetchrow(sql, *arguments(member_id, now))
+    return frozenset(i for i, inside in zip(order, tuple(row), strict=True) if inside)
+
+
 async def member_with_external_id(writer: DirectWriter, external_id: str) -> int | None:
     """The id of the member the merchant knows by `external_id` (its claim's fingerprint names
     the member by id), or None."""
@@ -168,7 +188,11 @@ async def _attempt(
 
     program = catalog.program
     tier = catalog.tier(member.tier_id)
-    quote = quote_purchase(purchase.amount, program, tier, catalog.active_promotions(occurred))
+    active = catalog.active_promotions(occurred)
+    targeted = segment_ids(active)
+    segments = await _memberships(driver, catalog, member.id, targeted, now) if targeted else ()
+    promotions = applicable_promotions(active, member_id=member.id, segments=segments)
+    quote = quote_purchase(purchase.amount, program, tier, promotions)
     points = quote.points
     status, available_at, expires_at = credit_terms(
         program, occurred + timedelta(days=program.pending_days), now

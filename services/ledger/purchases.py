@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,7 @@ from services.ledger.earning import EarnQuote, purchase_amount, quote_purchase
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
 from services.program import active_promotions
+from services.targeting import applicable_promotions, segment_ids, segments_containing
 from services.tiers import refresh_tier
 
 MAX_REFERENCE_LENGTH = 200
@@ -66,11 +68,31 @@ async def replay(session: AsyncSession, entry_id: int | None) -> LedgerResult:
 
 
 def quote_for_member(
-    catalog: Catalog, member: MemberRecord | None, amount: Decimal, at: datetime
+    catalog: Catalog,
+    member: MemberRecord | None,
+    amount: Decimal,
+    at: datetime,
+    *,
+    segments: Collection[int] = frozenset(),
 ) -> EarnQuote:
-    """What a purchase of `amount` at `at` earns this member (or an entry-tier member)."""
+    """What a purchase of `amount` at `at` earns this member (or an entry-tier member, whom no
+    targeted promotion pays); `segments`: the member's segments among the active promotions'
+    (`promotion_segments`)."""
     tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
-    return quote_purchase(amount, catalog.program, tier, catalog.active_promotions(at))
+    promotions = applicable_promotions(
+        catalog.active_promotions(at),
+        member_id=member.id if member is not None else None,
+        segments=segments,
+    )
+    return quote_purchase(amount, catalog.program, tier, promotions)
+
+
+async def promotion_segments(
+    session: AsyncSession, catalog: Catalog, member_id: int, at: datetime, now: datetime
+) -> frozenset[int]:
+    """The member's segments among those the promotions active at `at` target, now."""
+    ids = segment_ids(catalog.active_promotions(at))
+    return await segments_containing(session, member_id, ids, now, rules=catalog.segment_rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +163,25 @@ async def record_purchase(
     catalog = await current_catalog(session, catalog, now)
     program, tiers = catalog.program, catalog.tiers
     occurred = purchase.occurred(now)
-    if member.last_purchase_at is None or occurred > member.last_purchase_at:
-        member.last_purchase_at = occurred
-    promotions = (
+    covered = catalog.covers(occurred)
+    active = (
         catalog.active_promotions(occurred)
-        if catalog.covers(occurred)
+        if covered
         else await active_promotions(session, occurred)
     )
+    # Segment membership decides points: computed here, in this transaction with the member
+    # locked, as of before this purchase (its rules count purchases and the last one's date,
+    # so the order that makes a member qualify earns the promotion from the next order on).
+    segments = await segments_containing(
+        session,
+        member.id,
+        segment_ids(active),
+        now,
+        rules=catalog.segment_rules if covered else None,
+    )
+    promotions = applicable_promotions(active, member_id=member.id, segments=segments)
+    if member.last_purchase_at is None or occurred > member.last_purchase_at:
+        member.last_purchase_at = occurred
     quote = quote_purchase(purchase.amount, program, catalog.tier(member.tier_id), promotions)
     available_at = occurred + timedelta(days=program.pending_days)
     entry = credit(

@@ -14,9 +14,9 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Member, Segment
+from models import Challenge, Member, Promotion, Reward, Segment
 from services.errors import AlreadyExists, NotFound
-from services.program import clean_text
+from services.program import bump_catalog_version, clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
 from services.segments.sql import RuleSql, members_matching, membership
 
@@ -99,16 +99,43 @@ async def update_segment(
     if rule is not None:
         checker = RuleChecker(session, segment_id=segment.id)
         segment.rule = await checker.check(rule, ["input", "rule"])
+        # Targeted promotions price with the catalog's copy of the rules: a write must see
+        # the new rule (services.catalog compares the version in the write).
+        await bump_catalog_version(session)
     segment.updated_at = now
     await _flush(session)
     return segment
 
 
-async def users_of(session: AsyncSession, segment_id: int) -> list[Segment]:
-    """What refers to the segment (and keeps it from being deleted): other segments' rules."""
-    return [
+async def users_of(
+    session: AsyncSession, segment_id: int
+) -> list[Segment | Promotion | Reward | Challenge]:
+    """What refers to the segment (and keeps it from being deleted): other segments' rules,
+    and the promotions, rewards (targeted, or opening early to it) and challenges targeted
+    at it."""
+    users: list[Segment | Promotion | Reward | Challenge] = [
         s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
     ]
+    users.extend(
+        await session.scalars(
+            select(Promotion).where(Promotion.segment_id == segment_id).order_by(Promotion.id)
+        )
+    )
+    users.extend(
+        await session.scalars(
+            select(Reward)
+            .where(
+                (Reward.segment_id == segment_id) | (Reward.early_access_segment_id == segment_id)
+            )
+            .order_by(Reward.id)
+        )
+    )
+    users.extend(
+        await session.scalars(
+            select(Challenge).where(Challenge.segment_id == segment_id).order_by(Challenge.id)
+        )
+    )
+    return users
 
 
 async def delete_segment(session: AsyncSession, segment: Segment) -> None:
