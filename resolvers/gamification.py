@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 import models
 from resolvers.common import audit_trail, given
-from resolvers.targeting import global_id, optional_pk, visible
+from resolvers.targeting import global_id, optional_pk, retarget_from, visible
 from schema.context import Info
 from schema.errors import UserError
 from schema.ids import encode_id, expect_id
@@ -126,8 +128,12 @@ async def update_challenge(info: Info, input: UpdateChallengeInput) -> UpdateCha
         async with info.context.runtime.sessions.begin() as session:
             row = await edits.locked_challenge(session, challenge_id)
             before = fields(row, CHALLENGE_FIELDS)
-            await edits.update_challenge(session, row, given(input), now)
-            audit_trail(info, session, _id(row), before, fields(row, CHALLENGE_FIELDS))
+            changes = given(input)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
+            await edits.update_challenge(session, row, changes, now)
+            after = {**fields(row, CHALLENGE_FIELDS), **retargeted}
+            audit_trail(info, session, _id(row), before, after)
     except DomainError as error:
         return UpdateChallengePayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
 from resolvers.common import audit_trail, given
-from resolvers.targeting import global_id, optional_pk, visible
+from resolvers.targeting import global_id, optional_pk, retarget_from, visible
 from schema.context import Info
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
@@ -181,10 +181,12 @@ async def update_promotion(info: Info, input: UpdatePromotionInput) -> UpdatePro
         async with info.context.runtime.sessions.begin() as session:
             row = await program_edits.locked_promotion(session, promotion_id)
             before = fields(row, PROMOTION_FIELDS)
-            await program_edits.update_promotion(session, row, given(input))
-            audit_trail(
-                info, session, encode_id("Promotion", row.id), before, fields(row, PROMOTION_FIELDS)
-            )
+            changes = given(input)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
+            await program_edits.update_promotion(session, row, changes)
+            after = {**fields(row, PROMOTION_FIELDS), **retargeted}
+            audit_trail(info, session, encode_id("Promotion", row.id), before, after)
     except DomainError as error:
         return UpdatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

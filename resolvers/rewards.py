@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, select
 
 import models
 from resolvers.common import audit_trail, fresh_member
-from resolvers.targeting import global_id, optional_pk
+from resolvers.targeting import global_id, optional_pk, retarget_from
 from schema.context import Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
@@ -129,9 +129,12 @@ async def update_reward(info: Info, input: UpdateRewardInput) -> UpdateRewardPay
         async with info.context.runtime.sessions.begin() as session:
             row = await reward_service.locked_reward(session, reward_id)
             before = fields(row, REWARD_FIELDS)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
             await reward_service.update_reward(session, row, changes)
             target = encode_id("Reward", row.id)
-            audit_trail(info, session, target, before, fields(row, REWARD_FIELDS))
+            after = {**fields(row, REWARD_FIELDS), **retargeted}
+            audit_trail(info, session, target, before, after)
     except DomainError as error:
         return UpdateRewardPayload(user_errors=[UserError.from_domain(error)])
     return UpdateRewardPayload(reward=Reward.from_row(row, now))

@@ -5,10 +5,12 @@ nothing targeted)."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
+import models
 from schema.context import Info, Role
 from schema.ids import encode_id, expect_id
 from services import targeting
@@ -22,6 +24,23 @@ def optional_pk(value: strawberry.ID | None, type_name: str, field: list[str]) -
 
 def global_id(type_name: str, pk: int | None) -> str | None:
     return encode_id(type_name, pk) if pk is not None else None
+
+
+async def retarget_from(
+    session: AsyncSession,
+    row: models.Promotion | models.Reward | models.Challenge,
+    changes: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Apply an update input's `segmentId` (taken out of `changes`; explicit null: everyone),
+    recording it for the audit trail in `before` and `after`."""
+    if "segment_id" not in changes:
+        return
+    pk = optional_pk(changes.pop("segment_id"), "Segment", ["input", "segmentId"])
+    before["segment"] = global_id("Segment", row.segment_id)
+    await targeting.retarget(session, row, pk)
+    after["segment"] = global_id("Segment", row.segment_id)
 
 
 async def viewer_segments(info: Info, ids: Collection[int]) -> Collection[int] | None:

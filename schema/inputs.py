@@ -157,6 +157,9 @@ class UpdateRewardInput:
     stock: int | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input
@@ -278,6 +281,9 @@ class UpdatePromotionInput:
     multiplier: float | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input(
@@ -296,6 +302,9 @@ class UpdateChallengeInput:
     reward_points: int | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input(description="endsAt becomes now; progress and completions stay")

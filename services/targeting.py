@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, DateTime, bindparam, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Promotion, Segment, Tier
+from models import Challenge, Promotion, Reward, Segment, Tier
 from services.errors import NotFound
 from services.segments.sql import RuleSql, membership
 
@@ -161,6 +161,14 @@ async def early_access_for(
             session, member_id, [early_segment_id], now
         )
     return False
+
+
+async def retarget(
+    session: AsyncSession, target: Promotion | Reward | Challenge, segment_id: int | None
+) -> None:
+    """Target `target` at another segment (None: at everyone), from an update input."""
+    await check_segment(session, segment_id, ["input", "segmentId"])
+    target.segment_id = segment_id
 
 
 async def check_segment(session: AsyncSession, segment_id: int | None, field: list[str]) -> None:

@@ -363,3 +363,51 @@ async def test_offers_come_most_valuable_first_and_delete_segment_lists_what_use
     assert [e["code"] for e in refused["userErrors"]] == ["IN_USE"]
     assert refused["deletedSegmentId"] is None
     assert sorted((u["__typename"], u["id"]) for u in refused["usedBy"]) == sorted(used)
+
+
+UPDATE_PROMOTION = f"""mutation($input: UpdatePromotionInput!) {{ updatePromotion(input: $input) {{
+    promotion {{ name segment {{ name }} }} {ERRORS} }} }}"""
+UPDATE_REWARD = f"""mutation($input: UpdateRewardInput!) {{ updateReward(input: $input) {{
+    reward {{ name segment {{ name }} }} {ERRORS} }} }}"""
+
+
+async def test_updates_retarget_and_an_explicit_null_targets_everyone_again(api: Api) -> None:
+    admin, service = await api.key(KeyRole.ADMIN), await api.key(KeyRole.SERVICE)
+    await update_program(api, admin, pointsPerCurrencyUnit=1, pendingDays=0)
+    bob = await enroll(api, service, "bob@example.com")
+    coffee = await create(api, admin, CREATE_SEGMENT, "createSegment", name="Coffee", rule=COFFEE)
+    promotion = await create(
+        api,
+        admin,
+        CREATE_PROMOTION,
+        "createPromotion",
+        name="x2",
+        multiplier=2,
+        segmentId=coffee["id"],
+        **window(api),
+    )
+    reward = await create(
+        api, admin, CREATE_REWARD, "createReward", name="Mug", kind="FREE_PRODUCT", cost=5
+    )
+    assert await buy(api, service, bob, "bob-1", 10) == 10
+
+    cleared = await gql(
+        api, UPDATE_PROMOTION, {"input": {"id": promotion["id"], "segmentId": None}}, token=admin
+    )
+    assert ok(cleared, "updatePromotion")["promotion"] == {"name": "x2", "segment": None}
+    assert await buy(api, service, bob, "bob-2", 10) == 20  # everyone's promotion now
+
+    body = await gql(
+        api, UPDATE_REWARD, {"input": {"id": reward["id"], "segmentId": coffee["id"]}}, token=admin
+    )
+    assert ok(body, "updateReward")["reward"]["segment"] == {"name": "Coffee"}
+    listed = await gql(api, LISTS, token=api.member_token(pk(bob["id"])))
+    assert listed["data"]["rewards"]["totalCount"] == 0
+    unknown = await gql(
+        api,
+        UPDATE_REWARD,
+        {"input": {"id": reward["id"], "segmentId": encode_id("Segment", 987654)}},
+        token=admin,
+    )
+    errors = unknown["data"]["updateReward"]["userErrors"]
+    assert [(e["field"], e["code"]) for e in errors] == [(["input", "segmentId"], "NOT_FOUND")]
