@@ -6,9 +6,13 @@ the segment."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, cast
 
+from sqlalchemy import select
+
+import models
 from models import KeyRole
 from schema.ids import encode_id
 from tests.conftest import Api
@@ -411,3 +415,38 @@ async def test_updates_retarget_and_an_explicit_null_targets_everyone_again(api:
     )
     errors = unknown["data"]["updateReward"]["userErrors"]
     assert [(e["field"], e["code"]) for e in errors] == [(["input", "segmentId"], "NOT_FOUND")]
+
+
+async def test_concurrent_purchases_each_see_exactly_the_purchases_before_them(
+    pg_api: Api,
+) -> None:
+    """Ten purchases of one member at once, a promotion for members with 3 purchases in the
+    last 30 days: whatever the interleaving (direct path, its retries, the general path's
+    lock), each purchase is priced with the purchases committed before it."""
+    api = pg_api
+    admin, service = await api.key(KeyRole.ADMIN), await api.key(KeyRole.SERVICE)
+    await update_program(api, admin, pointsPerCurrencyUnit=1, pendingDays=0)
+    ann = await enroll(api, service, "ann@example.com")
+    regulars = {"all": [{"purchaseCount": {"lastDays": 30, "min": 3}}]}
+    segment = await create(
+        api, admin, CREATE_SEGMENT, "createSegment", name="Regulars", rule=regulars
+    )
+    await create(
+        api,
+        admin,
+        CREATE_PROMOTION,
+        "createPromotion",
+        name="Regulars x3",
+        multiplier=3,
+        segmentId=segment["id"],
+        **window(api),
+    )
+    points = await asyncio.gather(*(buy(api, service, ann, f"o-{n}", 10) for n in range(10)))
+    assert sorted(points) == [10, 10, 10] + [30] * 7
+    async with api.sessions() as session:
+        entries = await session.scalars(
+            select(models.LedgerEntry.points)
+            .where(models.LedgerEntry.kind == models.EntryKind.PURCHASE)
+            .order_by(models.LedgerEntry.id)
+        )
+        assert list(entries) == [10, 10, 10] + [30] * 7  # in the order they were written

@@ -213,3 +213,37 @@ async def test_only_segment_members_make_progress_on_a_targeted_challenge(
             select(LedgerEntry.member_id).where(LedgerEntry.kind == EntryKind.CHALLENGE)
         )
         assert list(paid) == [ann]
+
+
+async def test_an_early_access_segment_opens_a_reward_to_its_members_only(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(engine)
+    await configure(sessions, points_per_currency_unit=1, pending_days=0)
+    ann, bob = await new_member(sessions, clock, "ann"), await new_member(sessions, clock, "bob")
+    await general(sessions, clock, ann, "ann-0", 100.0)  # a buyer
+    await fund(sessions, clock, bob, 100)
+    now = clock.now()
+    reward = await new_reward(
+        sessions,
+        clock,
+        starts_at=now + timedelta(days=1),
+        early_access_starts_at=now,
+        early_access_segment_id=await segment(sessions, clock, BUYERS),
+    )
+    outcomes = {}
+    for member_id in (ann, bob):
+        try:
+            async with sessions.begin() as session:
+                await redemptions.redeem(
+                    session,
+                    member_id=member_id,
+                    reward_id=reward,
+                    idempotency_key="early",
+                    now=clock.now(),
+                    actor="test",
+                )
+            outcomes[member_id] = "redeemed"
+        except NotEligible:
+            outcomes[member_id] = "not eligible"
+    assert outcomes == {ann: "redeemed", bob: "not eligible"}
