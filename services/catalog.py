@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Program, Promotion, Tier
 from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
-from services.targeting import all_rules
+from services.targeting import MembershipQuery, all_rules
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -43,6 +43,8 @@ class Catalog:
     # Every segment's rule by id, when a promotion is targeted (what deciding its points needs;
     # a rule change bumps the catalog version, so a write never prices with a stale rule).
     segment_rules: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # Those rules compiled for the direct path's membership read (as they are asked for).
+    membership: MembershipQuery = field(default_factory=lambda: MembershipQuery({}))
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
@@ -88,6 +90,7 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
     )
     program = await get_program(session)
     targeted = any(p.segment_id is not None for p in promotions)
+    rules = await all_rules(session) if targeted else {}
     return Catalog(
         program=program,
         version=program.catalog_version,
@@ -97,7 +100,8 @@ async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
         threshold_badges=await threshold_badges(session),
         challenge_windows=tuple(await challenge_windows(session, since)),
         retired=tuple(await retired_tiers(session)),
-        segment_rules=await all_rules(session) if targeted else {},
+        segment_rules=rules,
+        membership=MembershipQuery(rules),
     )
 
 

@@ -88,40 +88,37 @@ async def segments_containing(
 
 class MembershipQuery:
     """The membership of one member in a few segments as one asyncpg statement (the direct
-    path's extra read): compiled once per catalog version and set of segments, with the member
-    and `now` as parameters, since compiling a rule costs ~1-2 ms a purchase. Bounded in
+    path's extra read), for a catalog snapshot's rules: compiled once per set of segments,
+    with the member and `now` as parameters, since compiling a rule costs ~1-2 ms. Kept with
+    the snapshot it compiles (services.catalog), so never older than its rules; bounded in
     entries."""
 
-    def __init__(self, *, size: int = 64) -> None:
+    def __init__(self, rules: Mapping[int, Mapping[str, Any]], *, size: int = 64) -> None:
+        self._rules = rules
         self._size = size
-        self._compiled: OrderedDict[tuple[int, tuple[int, ...]], _Compiled] = OrderedDict()
-        self._dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+        self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
 
-    def statement(
-        self, version: int, rules: Mapping[int, Mapping[str, Any]], ids: Collection[int]
-    ) -> tuple[str, list[int], Any]:
+    def statement(self, ids: Collection[int]) -> tuple[str, list[int], Any]:
         """(SQL, the segment ids its columns answer for in order, an argument builder)."""
-        wanted = tuple(sorted(i for i in ids if i in rules))
-        key = (version, wanted)
-        found = self._compiled.get(key)
+        wanted = tuple(sorted(i for i in ids if i in self._rules))
+        found = self._compiled.get(wanted)
         if found is None:
-            found = self._compile(rules, wanted)
-            self._compiled[key] = found
+            found = self._compile(wanted)
+            self._compiled[wanted] = found
             while len(self._compiled) > self._size:
                 self._compiled.popitem(last=False)
-        self._compiled.move_to_end(key)
+        self._compiled.move_to_end(wanted)
         return found.sql, list(wanted), found.arguments
 
-    def _compile(
-        self, rules: Mapping[int, Mapping[str, Any]], wanted: tuple[int, ...]
-    ) -> _Compiled:
+    def _compile(self, wanted: tuple[int, ...]) -> _Compiled:
         # RuleSql only ever subtracts whole days from `now` and compares the member's id, which
         # SQL parameters support as well as Python values: so both stay parameters.
         now = bindparam("now", value=datetime.min, type_=DateTime(timezone=True))
         member = bindparam("member_id", value=0, type_=BigInteger())
-        sql = RuleSql(dialect="postgresql", now=cast(datetime, now), rules=rules)
-        stmt = membership(sql, cast(int, member), [(i, rules[i]) for i in wanted])
-        compiled = stmt.compile(dialect=self._dialect, compile_kwargs={"render_postcompile": True})
+        sql = RuleSql(dialect="postgresql", now=cast(datetime, now), rules=self._rules)
+        stmt = membership(sql, cast(int, member), [(i, self._rules[i]) for i in wanted])
+        dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         constants = dict(compiled.construct_params())
         names = list(compiled.positiontup or ())
         return _Compiled(sql=compiled.string, names=names, constants=constants)

@@ -42,7 +42,7 @@ from services.ledger.entries import apply_posting, check_posting, credit_terms, 
 from services.ledger.idempotency import fingerprint
 from services.ledger.purchases import PurchaseInput
 from services.program import tier_for
-from services.targeting import MembershipQuery, applicable_promotions, segment_ids
+from services.targeting import applicable_promotions, segment_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +112,14 @@ DECLINED = "LD001"
 ATTEMPTS = 3
 
 
-# Segment membership for targeted promotions: compiled once per catalog version.
-_MEMBERSHIP = MembershipQuery()
-
-
 async def _memberships(
     driver: Any, catalog: Catalog, member_id: int, ids: frozenset[int], now: datetime
 ) -> frozenset[int]:
     """The member's segments among `ids`, exactly as of the write (and before this purchase):
-    read after the member row, and the write goes ahead only if that row (which every
-    purchase, refund and attribute change of the member updates) and the catalog (whose
-    version every rule change bumps) are still the versions read."""
-    sql, order, arguments = _MEMBERSHIP.statement(catalog.version, catalog.segment_rules, ids)
+    read after the member row, and the write goes ahead only if that row (which the member's
+    purchases, balance, tier and attribute changes update) and the catalog (whose version
+    every rule change bumps) are still the versions read."""
+    sql, order, arguments = catalog.membership.statement(ids)
     if not order:
         return frozenset()
     row = await driver.fetchrow(sql, *arguments(member_id, now))

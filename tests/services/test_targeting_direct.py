@@ -68,7 +68,7 @@ async def test_the_direct_statement_agrees_with_the_general_path_on_every_condit
             name: await targeting.segments_containing(session, pk, ids, NOW)
             for name, pk in seeded.ids.items()
         }
-    sql, order, arguments = targeting.MembershipQuery().statement(1, every_rule, ids)
+    sql, order, arguments = targeting.MembershipQuery(every_rule).statement(ids)
     pooled = await pg.raw_connection()
     try:
         found = {}
