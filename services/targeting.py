@@ -101,6 +101,8 @@ class MembershipQuery:
     def statement(self, ids: Collection[int]) -> tuple[str, list[int], Any]:
         """(SQL, the segment ids its columns answer for in order, an argument builder)."""
         wanted = tuple(sorted(i for i in ids if i in self._rules))
+        if not wanted:
+            return "", [], None
         found = self._compiled.get(wanted)
         if found is None:
             found = self._compile(wanted)
@@ -121,6 +123,9 @@ class MembershipQuery:
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         constants = dict(compiled.construct_params())
         names = list(compiled.positiontup or ())
+        # Every column starts `members.id = <member>`: the member's id is $1, which lets the
+        # direct path put this statement in its own read of the member (also $1).
+        assert names[0] == "member_id", names
         return _Compiled(sql=compiled.string, names=names, constants=constants)
 
 

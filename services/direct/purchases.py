@@ -6,7 +6,7 @@ a threshold), the program has no rolling tier window, and the cached catalog is 
 database's, a purchase is:
 
 1. read the member (and the catalog's version), unlocked; while a segment-targeted promotion
-   runs, a second read decides the member's membership of its segments (services.targeting);
+   runs, the same read decides the member's membership of its segments (services.targeting);
 2. work out the entry, the balances, the tier and the events with the general path's own
    functions, from what was read;
 3. write it all in one statement (autocommit, so one round trip and no BEGIN/COMMIT):
@@ -112,18 +112,25 @@ DECLINED = "LD001"
 ATTEMPTS = 3
 
 
-async def _memberships(
+async def _read(
     driver: Any, catalog: Catalog, member_id: int, ids: frozenset[int], now: datetime
-) -> frozenset[int]:
-    """The member's segments among `ids`, exactly as of the write (and before this purchase):
-    read after the member row, and the write goes ahead only if that row (which the member's
-    purchases, balance, tier and attribute changes update) and the catalog (whose version
-    every rule change bumps) are still the versions read."""
+) -> tuple[Any, frozenset[int]]:
+    """The member row and, when segment-targeted promotions run (`ids`), the member's segments
+    among them, in one statement (one snapshot): exact as of the write, and before this
+    purchase, since the write goes ahead only if that row (which the member's purchases,
+    balance, tier and attribute changes update) and the catalog (whose version every rule
+    change bumps) are still the versions read."""
     sql, order, arguments = catalog.membership.statement(ids)
     if not order:
-        return frozenset()
-    row = await driver.fetchrow(sql, *arguments(member_id, now))
-    return frozenset(i for i, inside in zip(order, tuple(row), strict=True) if inside)
+        return await driver.fetchrow(_READ, member_id), frozenset()
+    # The membership statement's $1 is the member's id too (MembershipQuery sees to it).
+    row = await driver.fetchrow(
+        f"SELECT r.*, s.* FROM ({_READ}) AS r, ({sql}) AS s",  # noqa: S608 (compiled SQL)
+        *arguments(member_id, now),
+    )
+    if row is None:
+        return None, frozenset()
+    return row, frozenset(i for i in order if row[f"s{i}"])
 
 
 async def member_with_external_id(writer: DirectWriter, external_id: str) -> int | None:
@@ -168,7 +175,8 @@ async def _attempt(
     actor: str,
     catalog: Catalog,
 ) -> RecordedPurchase | None:
-    row = await driver.fetchrow(_READ, purchase.member_id)
+    active = catalog.active_promotions(occurred)
+    row, segments = await _read(driver, catalog, purchase.member_id, segment_ids(active), now)
     if row is None or row["catalog_version"] != catalog.version:
         return None  # no such member, or a catalog changed since it was cached
     member = LockedMember.from_record(row)
@@ -184,9 +192,6 @@ async def _attempt(
 
     program = catalog.program
     tier = catalog.tier(member.tier_id)
-    active = catalog.active_promotions(occurred)
-    targeted = segment_ids(active)
-    segments = await _memberships(driver, catalog, member.id, targeted, now) if targeted else ()
     promotions = applicable_promotions(active, member_id=member.id, segments=segments)
     quote = quote_purchase(purchase.amount, program, tier, promotions)
     points = quote.points
