@@ -227,12 +227,15 @@ async def test_early_access_opens_a_reward_to_gold_members_before_its_public_sta
     assert reward["earlyAccessTier"] == {"name": "Gold"}
 
     ann_token, bob_token = api.member_token(pk(ann["id"])), api.member_token(pk(bob["id"]))
-    assert [
-        r["name"]
-        for r in (await gql(api, OFFERS, token=ann_token))["data"]["me"]["offers"]["rewards"]
-    ] == ["Preview tasting"]
+    ann_view = (await gql(api, OFFERS, token=ann_token))["data"]["me"]
+    assert [r["name"] for r in ann_view["offers"]["rewards"]] == ["Preview tasting"]
+    assert [r["name"] for r in ann_view["recommendedRewards"]] == ["Preview tasting"]
+    bob_view = (await gql(api, OFFERS, token=bob_token))["data"]["me"]
+    assert bob_view["offers"]["rewards"] == bob_view["recommendedRewards"] == []
     bob_rewards = await gql(api, LISTS, token=bob_token)
     assert bob_rewards["data"]["rewards"]["totalCount"] == 0  # not his yet
+    ann_rewards = await gql(api, LISTS, token=ann_token)
+    assert ann_rewards["data"]["rewards"]["totalCount"] == 1
 
     assert not (await redeem(api, ann_token, reward["id"], "ann-early"))["userErrors"]
     refused = await redeem(api, bob_token, reward["id"], "bob-early")
@@ -240,6 +243,8 @@ async def test_early_access_opens_a_reward_to_gold_members_before_its_public_sta
 
     api.clock.advance(timedelta(days=2))
     bob_token = api.member_token(pk(bob["id"]))  # the old one has expired
+    public = await gql(api, LISTS, token=bob_token)
+    assert public["data"]["rewards"]["totalCount"] == 1
     assert not (await redeem(api, bob_token, reward["id"], "bob-public"))["userErrors"]
 
 
