@@ -42,9 +42,13 @@ class Catalog:
     retired: tuple[Tier, ...] = ()
     # Every segment's rule by id, when a promotion is targeted (what deciding its points needs;
     # a rule change bumps the catalog version, so a write never prices with a stale rule).
-    segment_rules: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    segment_rules: Mapping[int, Mapping[str, Any]] = field(
+        default_factory=dict, compare=False, hash=False
+    )
     # Those rules compiled for the direct path's membership read (as they are asked for).
-    membership: MembershipQuery = field(default_factory=lambda: MembershipQuery({}))
+    membership: MembershipQuery = field(
+        default_factory=lambda: MembershipQuery({}), compare=False, hash=False
+    )
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
