@@ -72,6 +72,8 @@ class Challenge(Base):
         Enum(Recurrence, native_enum=False, length=10)
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Only the segment's members see it and make progress on it (services.targeting).
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
 
 
 class ChallengeCompletion(Base):

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, Float, Index, Integer, Numeric, String, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UtcDateTime
@@ -89,3 +99,5 @@ class Promotion(Base):
     # Run as an experiment: this share of eligible members is held out as CONTROL (see
     # services.experiments). Null: no experiment, everyone eligible is treated.
     experiment_control_share: Mapped[float | None] = mapped_column(Float)
+    # Only the segment's members earn it and see it (services.targeting).
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))

@@ -63,6 +63,13 @@ class Reward(Base):
     # Co-branded rewards: what one redemption settles with the partner.
     settlement_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Only the segment's members see and redeem it (services.targeting).
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
+    # VIP early access: from early_access_starts_at until starts_at, members at or above the
+    # tier (by threshold) or in the segment may redeem it, nobody else.
+    early_access_starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    early_access_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
+    early_access_segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
 
 
 class Redemption(Base):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 import models
 from resolvers.common import audit_trail, given
+from resolvers.targeting import global_id, optional_pk, retarget_from, visible
 from schema.context import Info
 from schema.errors import UserError
 from schema.ids import encode_id, expect_id
@@ -55,7 +58,7 @@ async def challenges(info: Info) -> list[Challenge]:
     now = info.context.runtime.clock.now()
     async with info.context.runtime.read_sessions() as session:
         rows = await challenge_service.running(session, now)
-    return [Challenge.from_row(row) for row in rows]
+    return [Challenge.from_row(row) for row in await visible(info, rows)]
 
 
 async def badges(info: Info) -> list[Badge]:
@@ -105,9 +108,12 @@ async def create_challenge(info: Info, input: CreateChallengeInput) -> CreateCha
                 ends_at=input.ends_at,
                 recurrence=input.recurrence,
                 now=now,
+                segment_id=optional_pk(input.segment_id, "Segment", ["input", "segmentId"]),
             )
             badge = encode_id("Badge", row.badge_id) if row.badge_id is not None else None
             after = {**fields(row, CHALLENGE_FIELDS), "badge": badge}
+            if row.segment_id is not None:
+                after["segment"] = global_id("Segment", row.segment_id)
             audit_trail(info, session, _id(row), None, after)
     except DomainError as error:
         return CreateChallengePayload(user_errors=[UserError.from_domain(error)])
@@ -122,8 +128,12 @@ async def update_challenge(info: Info, input: UpdateChallengeInput) -> UpdateCha
         async with info.context.runtime.sessions.begin() as session:
             row = await edits.locked_challenge(session, challenge_id)
             before = fields(row, CHALLENGE_FIELDS)
-            await edits.update_challenge(session, row, given(input), now)
-            audit_trail(info, session, _id(row), before, fields(row, CHALLENGE_FIELDS))
+            changes = given(input)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
+            await edits.update_challenge(session, row, changes, now)
+            after = {**fields(row, CHALLENGE_FIELDS), **retargeted}
+            audit_trail(info, session, _id(row), before, after)
     except DomainError as error:
         return UpdateChallengePayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

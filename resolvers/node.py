@@ -6,6 +6,7 @@ import strawberry
 
 import models
 from resolvers.common import fresh_member
+from resolvers.targeting import visible, visible_promotions
 from schema.context import Context, Info, Role
 from schema.ids import decode_id
 from schema.types.access import ApiKey
@@ -18,9 +19,8 @@ from schema.types.member import Member
 from schema.types.node import Node
 from schema.types.program import Promotion, Tier
 from schema.types.redemption import Redemption
-from schema.types.reward import Partner, Reward
+from schema.types.reward import Partner, visible_reward
 from schema.types.webhooks import WebhookEndpoint, WebhookEvent
-from services import experiments
 
 
 async def node(info: Info, id: strawberry.ID) -> Node | None:
@@ -46,12 +46,12 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
     if type_name == "Promotion":
         async with ctx.runtime.read_sessions() as session:
             promotion = await session.get(models.Promotion, pk)
-        if promotion and viewer.member_id and not experiments.treated(promotion, viewer.member_id):
-            return None  # a control member does not see its experiment
-        return Promotion.from_row(promotion) if promotion else None
+        # A targeted promotion does not exist for callers outside its segment, nor an
+        # experiment's for the members it holds out.
+        shown = await visible_promotions(info, [promotion]) if promotion else []
+        return Promotion.from_row(shown[0]) if shown else None
     if type_name == "Reward":
-        reward = await ctx.loaders.rewards.reward.load(pk)
-        return Reward.from_row(reward, ctx.runtime.clock.now()) if reward else None
+        return await visible_reward(info, pk)
     if type_name == "Partner":
         partner = await ctx.loaders.rewards.partner.load(pk)
         return Partner.from_row(partner) if partner else None
@@ -61,7 +61,8 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
     if type_name == "Challenge":
         async with ctx.runtime.read_sessions() as session:
             challenge = await session.get(models.Challenge, pk)
-        return Challenge.from_row(challenge) if challenge else None
+        seen = await visible(info, [challenge]) if challenge else []
+        return Challenge.from_row(seen[0]) if seen else None
     if type_name == "EarningRule":
         if viewer.role is not Role.ADMIN:
             return None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import models
 from resolvers.common import audit_trail, given
+from resolvers.targeting import global_id, optional_pk, retarget_from, visible_promotions
 from schema.context import Info
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
@@ -34,8 +35,8 @@ from schema.payloads import (
 )
 from schema.types.program import Program, Promotion, Tier
 from schema.types.stats import ProgramStats
-from services import experiments, program_edits, stats
 from services import program as programs
+from services import program_edits, stats
 from services import tiers as tier_service
 from services.audit import fields
 from services.errors import DomainError
@@ -82,9 +83,7 @@ async def promotions(info: Info) -> list[Promotion]:
         rows = await programs.current_and_upcoming_promotions(
             session, info.context.runtime.clock.now()
         )
-    member_id = info.context.viewer.member_id  # a control member does not see its experiment
-    rows = [r for r in rows if member_id is None or experiments.treated(r, member_id)]
-    return [Promotion.from_row(row) for row in rows]
+    return [Promotion.from_row(row) for row in await visible_promotions(info, rows)]
 
 
 async def update_program(info: Info, input: UpdateProgramInput) -> UpdateProgramPayload:
@@ -141,12 +140,15 @@ async def create_promotion(info: Info, input: CreatePromotionInput) -> CreatePro
                 starts_at=input.starts_at,
                 ends_at=input.ends_at,
                 control_share=input.experiment.control_share if input.experiment else None,
+                segment_id=optional_pk(input.segment_id, "Segment", ["input", "segmentId"]),
             )
             target = encode_id("Promotion", row.id)
-            created = fields(row, PROMOTION_FIELDS)
+            after = fields(row, PROMOTION_FIELDS)
             if row.experiment_control_share is not None:
-                created["experiment"] = {"controlShare": row.experiment_control_share}
-            audit_trail(info, session, target, None, created)
+                after["experiment"] = {"controlShare": row.experiment_control_share}
+            if row.segment_id is not None:
+                after["segment"] = global_id("Segment", row.segment_id)
+            audit_trail(info, session, target, None, after)
     except DomainError as error:
         return CreatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()
@@ -190,10 +192,12 @@ async def update_promotion(info: Info, input: UpdatePromotionInput) -> UpdatePro
         async with info.context.runtime.sessions.begin() as session:
             row = await program_edits.locked_promotion(session, promotion_id)
             before = fields(row, PROMOTION_FIELDS)
-            await program_edits.update_promotion(session, row, given(input))
-            audit_trail(
-                info, session, encode_id("Promotion", row.id), before, fields(row, PROMOTION_FIELDS)
-            )
+            changes = given(input)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
+            await program_edits.update_promotion(session, row, changes)
+            after = {**fields(row, PROMOTION_FIELDS), **retargeted}
+            audit_trail(info, session, encode_id("Promotion", row.id), before, after)
     except DomainError as error:
         return UpdatePromotionPayload(user_errors=[UserError.from_domain(error)])
     info.context.runtime.catalog.invalidate()

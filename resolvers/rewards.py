@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, select
 
 import models
 from resolvers.common import audit_trail, fresh_member
+from resolvers.targeting import global_id, optional_pk, retarget_from
 from schema.context import Info, Role
 from schema.errors import UserError
 from schema.exceptions import BadUserInput
@@ -88,6 +89,14 @@ async def create_reward(info: Info, input: CreateRewardInput) -> CreateRewardPay
                 per_member_limit=input.per_member_limit,
                 settlement_amount=input.settlement_amount,
                 now=now,
+                segment_id=optional_pk(input.segment_id, "Segment", ["input", "segmentId"]),
+                early_access_starts_at=input.early_access_starts_at,
+                early_access_tier_id=optional_pk(
+                    input.early_access_tier_id, "Tier", ["input", "earlyAccessTierId"]
+                ),
+                early_access_segment_id=optional_pk(
+                    input.early_access_segment_id, "Segment", ["input", "earlyAccessSegmentId"]
+                ),
             )
             after = {
                 **fields(row, REWARD_FIELDS),
@@ -95,6 +104,13 @@ async def create_reward(info: Info, input: CreateRewardInput) -> CreateRewardPay
                 "minimumTier": _global("Tier", row.minimum_tier_id),
                 "settlementAmount": jsonable(row.settlement_amount),
             }
+            targeting = {
+                "segment": global_id("Segment", row.segment_id),
+                "earlyAccessStartsAt": jsonable(row.early_access_starts_at),
+                "earlyAccessTier": global_id("Tier", row.early_access_tier_id),
+                "earlyAccessSegment": global_id("Segment", row.early_access_segment_id),
+            }
+            after.update({name: value for name, value in targeting.items() if value is not None})
             audit_trail(info, session, encode_id("Reward", row.id), None, after)
     except DomainError as error:
         return CreateRewardPayload(user_errors=[UserError.from_domain(error)])
@@ -113,9 +129,12 @@ async def update_reward(info: Info, input: UpdateRewardInput) -> UpdateRewardPay
         async with info.context.runtime.sessions.begin() as session:
             row = await reward_service.locked_reward(session, reward_id)
             before = fields(row, REWARD_FIELDS)
+            retargeted: dict[str, Any] = {}
+            await retarget_from(session, row, changes, before, retargeted)
             await reward_service.update_reward(session, row, changes)
             target = encode_id("Reward", row.id)
-            audit_trail(info, session, target, before, fields(row, REWARD_FIELDS))
+            after = {**fields(row, REWARD_FIELDS), **retargeted}
+            audit_trail(info, session, target, before, after)
     except DomainError as error:
         return UpdateRewardPayload(user_errors=[UserError.from_domain(error)])
     return UpdateRewardPayload(reward=Reward.from_row(row, now))

@@ -25,7 +25,10 @@ from schema.inputs import (
 from schema.payloads import CreateSegmentPayload, DeleteSegmentPayload, UpdateSegmentPayload
 from schema.types.activity import ActivityType
 from schema.types.earning import EarningRule
+from schema.types.gamification import Challenge
 from schema.types.node import Node
+from schema.types.program import Promotion
+from schema.types.reward import Reward
 from schema.types.segments import Segment
 from services import segments as service
 from services.errors import DomainError, InUse
@@ -34,6 +37,9 @@ AUDITED = {"name": "name", "rule": "rule"}
 # How an IN_USE message names each kind of user.
 _KINDS: dict[type, str] = {
     models.Segment: "segment",
+    models.Promotion: "promotion",
+    models.Reward: "reward",
+    models.Challenge: "challenge",
     models.ActivityType: "activity type",
     models.EarningRule: "earning rule",
 }
@@ -117,6 +123,7 @@ async def update_segment(info: Info, input: UpdateSegmentInput) -> UpdateSegment
     result = await unit_of_work(info.context, work)
     if isinstance(result, UserError):
         return UpdateSegmentPayload(user_errors=[result])
+    info.context.runtime.catalog.invalidate()  # targeted promotions price with the rules
     return UpdateSegmentPayload(segment=Segment.from_row(result))
 
 
@@ -148,8 +155,15 @@ async def delete_segment(info: Info, input: DeleteSegmentInput) -> DeleteSegment
 
 async def _user(info: Info, user: service.SegmentUser) -> Node:
     """What uses a segment, as the Node deleteSegment lists."""
+    now = info.context.runtime.clock.now()
     if isinstance(user, models.Segment):
         return Segment.from_row(user)
+    if isinstance(user, models.Promotion):
+        return Promotion.from_row(user)
+    if isinstance(user, models.Reward):
+        return Reward.from_row(user, now)
+    if isinstance(user, models.Challenge):
+        return Challenge.from_row(user)
     if isinstance(user, models.ActivityType):
         return ActivityType.from_row(user, await info.context.loaders.program())
-    return EarningRule.from_row(user, None, info.context.runtime.clock.now())
+    return EarningRule.from_row(user, None, now)

@@ -136,6 +136,9 @@ class CreatePromotionInput:
     starts_at: datetime
     ends_at: datetime
     experiment: ExperimentInput | None = None
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members earn it and see it"
+    )
 
 
 @flat_input
@@ -172,6 +175,16 @@ class CreateRewardInput:
     per_member_limit: int | None = strawberry.field(
         default=None, description="How many times one member may redeem it; null: no limit"
     )
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members see and redeem it"
+    )
+    early_access_starts_at: datetime | None = strawberry.field(
+        default=None,
+        description="Requires startsAt, before it: from then the early-access audience "
+        "(earlyAccessTierId or earlyAccessSegmentId) may redeem it",
+    )
+    early_access_tier_id: strawberry.ID | None = None
+    early_access_segment_id: strawberry.ID | None = None
 
 
 @strawberry.input(
@@ -185,6 +198,9 @@ class UpdateRewardInput:
     stock: int | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input
@@ -223,6 +239,9 @@ class CreateChallengeInput:
     ends_at: datetime | None = None
     recurrence: models.Recurrence | None = strawberry.field(
         default=None, description="WEEKLY or MONTHLY: progress starts again each period"
+    )
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only the segment's members see it and make progress on it"
     )
 
 
@@ -303,6 +322,9 @@ class UpdatePromotionInput:
     multiplier: float | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input(
@@ -321,6 +343,9 @@ class UpdateChallengeInput:
     reward_points: int | None = strawberry.UNSET
     starts_at: datetime | None = strawberry.UNSET
     ends_at: datetime | None = strawberry.UNSET
+    segment_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An explicit null targets everyone again"
+    )
 
 
 @strawberry.input(description="endsAt becomes now; progress and completions stay")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +24,7 @@ from services.earning_rules import rule_active
 from services.errors import Invalid
 from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
+from services.targeting import MembershipQuery, all_rules
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -46,6 +48,16 @@ class Catalog:
     # table of its own per purchase.
     earning_rules: tuple[EarningRule, ...] = ()
     currency_rates: Mapping[str, Decimal] = field(default_factory=dict)
+    # Every segment's rule by id, when a promotion or an earning rule is targeted (what
+    # deciding its points needs; a rule change bumps the catalog version, so a write never
+    # prices with a stale rule).
+    segment_rules: Mapping[int, Mapping[str, Any]] = field(
+        default_factory=dict, compare=False, hash=False
+    )
+    # Those rules compiled for the direct path's membership read (as they are asked for).
+    membership: MembershipQuery = field(
+        default_factory=lambda: MembershipQuery({}), compare=False, hash=False
+    )
 
     def has_tier(self, tier_id: int) -> bool:
         return any(t.id == tier_id for t in self.tiers) or self.is_retired(tier_id)
@@ -95,29 +107,39 @@ class Catalog:
 
 async def load_catalog(session: AsyncSession, now: datetime) -> Catalog:
     since = now - PROMOTION_LOOKBACK
-    promotions = await session.scalars(
-        select(Promotion)
-        .where(Promotion.ends_at > since)
-        .order_by(Promotion.starts_at, Promotion.id)
+    promotions = tuple(
+        await session.scalars(
+            select(Promotion)
+            .where(Promotion.ends_at > since)
+            .order_by(Promotion.starts_at, Promotion.id)
+        )
     )
     program = await get_program(session)
-    rules = await session.scalars(
-        select(EarningRule)
-        .where(or_(EarningRule.ends_at.is_(None), EarningRule.ends_at > since))
-        .order_by(EarningRule.id)
+    earning = tuple(
+        await session.scalars(
+            select(EarningRule)
+            .where(or_(EarningRule.ends_at.is_(None), EarningRule.ends_at > since))
+            .order_by(EarningRule.id)
+        )
     )
     rates = await session.execute(select(CurrencyRate.currency, CurrencyRate.rate))
+    targeted = any(p.segment_id is not None for p in promotions) or any(
+        r.segment_id is not None for r in earning
+    )
+    rules = await all_rules(session) if targeted else {}
     return Catalog(
         program=program,
         version=program.catalog_version,
         tiers=tuple(await list_tiers(session)),
-        promotions=tuple(promotions),
+        promotions=promotions,
         promotions_from=since,
         threshold_badges=await threshold_badges(session),
         challenge_windows=tuple(await challenge_windows(session, since)),
         retired=tuple(await retired_tiers(session)),
-        earning_rules=tuple(rules),
+        earning_rules=earning,
         currency_rates={currency: rate for currency, rate in rates},
+        segment_rules=rules,
+        membership=MembershipQuery(rules),
     )
 
 

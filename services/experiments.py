@@ -100,19 +100,13 @@ def treated(promotion: Promotion, member_id: int) -> bool:
 # ---------------------------------------------------------------- eligibility
 
 
-def _segment_id(promotion: Promotion) -> int | None:
-    # promotions.segment_id comes with segment targeting; until then no promotion has one.
-    segment_id: int | None = getattr(promotion, "segment_id", None)
-    return segment_id
-
-
 async def eligible_members(
     session: AsyncSession, promotion: Promotion, now: datetime
 ) -> Select[Any]:
     """`SELECT members.id` of the members the promotion is for: its segment's, or every member.
     The one place that decides who an experiment's results count."""
     stmt = select(Member.id)
-    segment_id = _segment_id(promotion)
+    segment_id = promotion.segment_id
     if segment_id is not None:
         segments = {s.id: s.rule for s in await session.scalars(select(Segment))}
         sql = RuleSql(dialect=session.get_bind().dialect.name, now=now, rules=segments)
@@ -126,7 +120,7 @@ async def is_eligible(
     """Whether `eligible_members` holds the member (the same rule, for one member)."""
     if await session.get(Member, member_id) is None:
         return False
-    segment_id = _segment_id(promotion)
+    segment_id = promotion.segment_id
     return segment_id is None or await is_member(session, segment_id, member_id, now)
 
 

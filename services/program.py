@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PROGRAM_ID, Program, Promotion, Reward, Tier
+from models import PROGRAM_ID, Program, Promotion, Reward, Segment, Tier
 from services.errors import AlreadyExists, Invalid, NotFound
 
 DEFAULT_PROGRAM: dict[str, Any] = {
@@ -249,12 +249,15 @@ async def create_promotion(
     starts_at: datetime,
     ends_at: datetime,
     control_share: float | None = None,
+    segment_id: int | None = None,
 ) -> Promotion:
     """control_share: run it as an experiment holding out this share (services.experiments)."""
     fields = clean_promotion_fields(
         {"name": name, "multiplier": multiplier, "starts_at": starts_at, "ends_at": ends_at}
     )
-    promotion = Promotion(**fields)
+    if segment_id is not None and await session.get(Segment, segment_id) is None:
+        raise NotFound("no such segment", field=["input", "segmentId"])
+    promotion = Promotion(**fields, segment_id=segment_id)
     if control_share is not None:
         # Imported here: services.experiments reads segments, which read this module.
         from services.experiments import check_control_share

@@ -44,6 +44,7 @@ from services.events import balances, record_event
 from services.ledger.entries import Drawn, lock_member, post, settle, spend
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import reference_key
+from services.targeting import early_access_for, segments_containing
 
 # Unambiguous characters (no 0/O, 1/I/L): read aloud at a till, typed from a screen.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -119,6 +120,11 @@ async def redeem(
     await settle(session, member, now)
     reward = await session.get(Reward, reward_id)
     if reward is None or not await partner_active(session, reward.partner_id):
+        raise NotFound("no such reward", field=["input", "rewardId"])
+    if reward.segment_id is not None and not await segments_containing(
+        session, member.id, [reward.segment_id], now
+    ):
+        # A targeted reward does not exist for members outside its segment.
         raise NotFound("no such reward", field=["input", "rewardId"])
     await _check_eligible(session, member, reward, now)
     if member.available < reward.cost:
@@ -241,10 +247,32 @@ async def give(
     return redemption
 
 
+async def _early(session: AsyncSession, member: Member, reward: Reward, now: datetime) -> bool:
+    """Whether the member may redeem the reward before its public start: its early access has
+    opened and the member is in its audience (decided now, under the member's lock)."""
+    opens = reward.early_access_starts_at
+    return (
+        opens is not None
+        and opens <= now
+        and await early_access_for(
+            session,
+            tier_id=member.tier_id,
+            member_id=member.id,
+            early_tier_id=reward.early_access_tier_id,
+            early_segment_id=reward.early_access_segment_id,
+            now=now,
+        )
+    )
+
+
 async def _check_eligible(
     session: AsyncSession, member: Member, reward: Reward, now: datetime
 ) -> None:
-    if reward.starts_at is not None and now < reward.starts_at:
+    if (
+        reward.starts_at is not None
+        and now < reward.starts_at
+        and not await _early(session, member, reward, now)
+    ):
         raise NotEligible("this reward is not available yet", field=["input", "rewardId"])
     if reward.ends_at is not None and now >= reward.ends_at:
         raise NotEligible("this reward is no longer available", field=["input", "rewardId"])

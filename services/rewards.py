@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Partner, Redemption, RedemptionStatus, Reward, RewardKind, Tier
 from services.errors import Invalid, NotFound
 from services.program import MAX_POINTS, clean_text, positive_decimal
+from services.targeting import check_segment, segments_containing
 
 MAX_MONEY = Decimal(1_000_000)
 MAX_STOCK = 100_000_000
@@ -51,6 +52,59 @@ def from_active_partner() -> ColumnElement[bool]:
     return or_(Reward.partner_id.is_(None), Reward.partner_id.not_in(deactivated))
 
 
+def for_audience(
+    segments: Collection[int] | None, tier_threshold: int | None, now: datetime
+) -> ColumnElement[bool]:
+    """SQL: rewards that exist for a caller in `segments` with a tier of `tier_threshold`
+    (None, None: a caller who is no member): untargeted ones or those of its segments, and
+    before their public start, early-access ones only for their audience."""
+    targeted = Reward.segment_id.is_(None)
+    public = or_(
+        Reward.early_access_starts_at.is_(None),
+        Reward.starts_at.is_(None),
+        Reward.starts_at <= now,
+    )
+    if segments is None or tier_threshold is None:
+        return and_(targeted, public)
+    at_or_above = select(Tier.id).where(Tier.threshold <= tier_threshold)
+    return and_(
+        or_(targeted, Reward.segment_id.in_(list(segments))),
+        or_(
+            public,
+            Reward.early_access_segment_id.in_(list(segments)),
+            Reward.early_access_tier_id.in_(at_or_above),
+        ),
+    )
+
+
+def redeemable_from(now: datetime) -> ColumnElement[bool]:
+    """SQL: rewards in stock and inside their dates, or inside their early access (whose
+    audience `for_audience` decides)."""
+    return and_(
+        or_(Reward.stock.is_(None), Reward.stock > 0),
+        or_(
+            Reward.starts_at.is_(None),
+            Reward.starts_at <= now,
+            Reward.early_access_starts_at <= now,
+        ),
+        or_(Reward.ends_at.is_(None), Reward.ends_at > now),
+    )
+
+
+async def audience_segments(session: AsyncSession, member_id: int, now: datetime) -> frozenset[int]:
+    """The member's segments among those the catalog's rewards are targeted or open early to."""
+    rows = await session.execute(
+        select(Reward.segment_id, Reward.early_access_segment_id)
+        .where(
+            or_(Reward.segment_id.is_not(None), Reward.early_access_segment_id.is_not(None)),
+            not_ended(now),
+        )
+        .distinct()
+    )
+    ids = {pk for row in rows for pk in row if pk is not None}
+    return await segments_containing(session, member_id, ids, now)
+
+
 async def create_reward(
     session: AsyncSession,
     *,
@@ -67,7 +121,19 @@ async def create_reward(
     per_member_limit: int | None,
     settlement_amount: float | None,
     now: datetime,
+    segment_id: int | None = None,
+    early_access_starts_at: datetime | None = None,
+    early_access_tier_id: int | None = None,
+    early_access_segment_id: int | None = None,
 ) -> Reward:
+    await check_segment(session, segment_id, ["input", "segmentId"])
+    await _check_early_access(
+        session,
+        starts_at=starts_at,
+        early_access_starts_at=early_access_starts_at,
+        tier_id=early_access_tier_id,
+        segment_id=early_access_segment_id,
+    )
     partner = await session.get(Partner, partner_id) if partner_id is not None else None
     if partner_id is not None and (partner is None or partner.deactivated_at is not None):
         raise NotFound("no such partner", field=["input", "partnerId"])
@@ -97,6 +163,10 @@ async def create_reward(
             else None
         ),
         created_at=now,
+        segment_id=segment_id,
+        early_access_starts_at=early_access_starts_at,
+        early_access_tier_id=early_access_tier_id,
+        early_access_segment_id=early_access_segment_id,
     )
     _apply(
         reward,
@@ -112,6 +182,34 @@ async def create_reward(
     session.add(reward)
     await session.flush()
     return reward
+
+
+async def _check_early_access(
+    session: AsyncSession,
+    *,
+    starts_at: datetime | None,
+    early_access_starts_at: datetime | None,
+    tier_id: int | None,
+    segment_id: int | None,
+) -> None:
+    """VIP early access: a start before the public one, for a tier (and above) or a segment."""
+    if early_access_starts_at is None:
+        for name, given in (("earlyAccessTierId", tier_id), ("earlyAccessSegmentId", segment_id)):
+            if given is not None:
+                raise Invalid(f"{name} needs earlyAccessStartsAt", field=["input", name])
+        return
+    field = ["input", "earlyAccessStartsAt"]
+    if starts_at is None:
+        raise Invalid("early access needs the public startsAt", field=field)
+    if early_access_starts_at >= starts_at:
+        raise Invalid("earlyAccessStartsAt must be before startsAt", field=field)
+    if tier_id is None and segment_id is None:
+        raise Invalid("early access needs earlyAccessTierId or earlyAccessSegmentId", field=field)
+    if tier_id is not None:
+        tier = await session.get(Tier, tier_id)
+        if tier is None or tier.deleted_at is not None:
+            raise NotFound("no such tier", field=["input", "earlyAccessTierId"])
+    await check_segment(session, segment_id, ["input", "earlyAccessSegmentId"])
 
 
 async def locked_reward(session: AsyncSession, reward_id: int) -> Reward:
@@ -154,6 +252,9 @@ def _apply(reward: Reward, changes: Mapping[str, Any]) -> None:
             raise AssertionError(f"not a reward field: {name}")
     if reward.starts_at and reward.ends_at and reward.ends_at <= reward.starts_at:
         raise Invalid("endsAt must be after startsAt", field=["input", "endsAt"])
+    early = reward.early_access_starts_at
+    if early is not None and (reward.starts_at is None or reward.starts_at <= early):
+        raise Invalid("startsAt must stay after earlyAccessStartsAt", field=["input", "startsAt"])
 
 
 def _value(kind: RewardKind, value: float | None) -> Decimal | None:
@@ -191,8 +292,9 @@ async def recommended(
     now: datetime,
     first: int,
 ) -> list[Reward]:
-    """Rewards the member may redeem (dates, stock, tier, per-member limit), the most valuable
-    it can afford now first (by cost), then the ones it is closest to affording."""
+    """Rewards the member may redeem (dates, stock, tier, per-member limit, its segments and
+    early access), the most valuable it can afford now first (by cost), then the ones it is
+    closest to affording."""
     minimum = Tier.__table__.alias("minimum_tier")
     redeemed = (
         select(func.count(Redemption.id))
@@ -205,11 +307,13 @@ async def recommended(
         .scalar_subquery()
     )
     affordable = Reward.cost <= available
+    segments = await audience_segments(session, member_id, now)
     stmt = (
         select(Reward)
         .outerjoin(minimum, minimum.c.id == Reward.minimum_tier_id)
         .where(
-            open_now(now),
+            redeemable_from(now),
+            for_audience(segments, tier_threshold, now),
             from_active_partner(),
             # A retired minimum tier is still the bar: its threshold.
             or_(Reward.minimum_tier_id.is_(None), minimum.c.threshold <= tier_threshold),

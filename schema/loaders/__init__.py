@@ -66,6 +66,17 @@ class Loaders:
         return [found.get(i) for i in ids]
 
     @cached_property
+    def segments(self) -> DataLoader[int, Segment | None]:
+        """Segments by id: what targeted objects (and activity types) name."""
+        return DataLoader[int, Segment | None](self._load_segments)
+
+    async def _load_segments(self, ids: Sequence[int]) -> list[Segment | None]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Segment).where(Segment.id.in_(ids)))
+            found = {s.id: s for s in rows}
+        return [found.get(i) for i in ids]
+
+    @cached_property
     def rewards(self) -> RewardLoaders:
         # Built on first use: most requests never touch the rewards catalog.
         return RewardLoaders(self._engine)
@@ -116,16 +127,6 @@ class Loaders:
         async with self._sessions() as session:
             found = {row.key: row for row in await session.scalars(stmt)}
         return [found.get(k) for k in keys]
-
-    @cached_property
-    def segments(self) -> DataLoader[int, Segment | None]:
-        return DataLoader[int, Segment | None](self._load_segments)
-
-    async def _load_segments(self, ids: Sequence[int]) -> list[Segment | None]:
-        async with self._sessions() as session:
-            stmt = select(Segment).where(Segment.id.in_(ids))
-            found = {row.id: row for row in await session.scalars(stmt)}
-        return [found.get(i) for i in ids]
 
     async def _load_expiring(self, ids: Sequence[int]) -> list[list[tuple[int, datetime]]]:
         """Unspent points by expiry moment, soonest first, a few per member."""

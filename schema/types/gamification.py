@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import select
@@ -13,6 +14,9 @@ from schema.ids import encode_id
 from schema.types.node import Node
 from services.gamification import challenges as challenge_service
 from services.gamification.challenges import Progress
+
+if TYPE_CHECKING:
+    from schema.types.segments import Segment
 
 strawberry.enum(models.ChallengeMetric, name="ChallengeMetric")
 strawberry.enum(models.Recurrence, name="ChallengeRecurrence")
@@ -61,6 +65,7 @@ class Challenge(Node):
         description="Recurring challenges start again each week or month"
     )
     badge_pk: strawberry.Private[int | None]
+    segment_pk: strawberry.Private[int | None] = None
 
     @classmethod
     def from_row(cls, row: models.Challenge) -> Challenge:
@@ -75,7 +80,16 @@ class Challenge(Node):
             ends_at=row.ends_at,
             recurrence=row.recurrence,
             badge_pk=row.badge_id,
+            segment_pk=row.segment_id,
         )
+
+    @strawberry.field  # null when untargeted
+    async def segment(
+        self, info: Info
+    ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
+        from schema.types.segments import segment_by_pk
+
+        return await segment_by_pk(info, self.segment_pk)
 
     @strawberry.field  # awarded on completion, if set
     async def badge(self, info: Info) -> Badge | None:
@@ -128,7 +142,7 @@ async def challenges_of(info: Info, member_id: int) -> list[ChallengeProgress]:
     it completed recently that have ended since."""
     now = info.context.runtime.clock.now()
     async with info.context.runtime.read_sessions() as session:
-        running = await challenge_service.running(session, now)
+        running = await challenge_service.running_for(session, member_id, now)
         states = await challenge_service.progress(session, member_id, running, now)
         ended = await challenge_service.recently_completed(
             session, member_id, now, exclude=[c.id for c in running]

@@ -16,17 +16,24 @@ from schema.exceptions import BadUserInput, Forbidden
 from schema.ids import decode_id, encode_id
 from schema.pagination import after_id, page_size
 from schema.types.experiments import ExperimentGroup
-from schema.types.gamification import ChallengeProgress, MemberBadge, badges_of, challenges_of
+from schema.types.gamification import (
+    Challenge,
+    ChallengeProgress,
+    MemberBadge,
+    badges_of,
+    challenges_of,
+)
 from schema.types.leaderboard import LeaderboardEntry
 from schema.types.ledger import PointsTransactionConnection
 from schema.types.node import Node
-from schema.types.program import Tier, TierProgress
+from schema.types.program import Promotion, Tier, TierProgress
 from schema.types.redemption import RedemptionConnection
 from schema.types.reward import Reward
 from services import experiments as experiment_service
 from services import rewards
 from services import segments as segment_service
 from services.leaderboards import Period
+from services.offers import offers_for
 
 if TYPE_CHECKING:
     from schema.types.segments import Segment
@@ -82,6 +89,17 @@ def _require_member_or_admin(info: Info) -> None:
 
 
 strawberry.enum(models.MemberStatus, name="MemberStatus")
+
+
+@strawberry.type(
+    description="What is targeted at the member now (by a segment it is in, or early access "
+    "open to it), most valuable first: promotions by multiplier, rewards by money value then "
+    "points cost, challenges by reward points"
+)
+class Offers:
+    promotions: list[Promotion]
+    rewards: list[Reward]
+    challenges: list[Challenge]
 
 
 @strawberry.type
@@ -152,6 +170,19 @@ class Member(Node):
             return await experiment_service.experiment_group(
                 session, decoded[1], self.row.id, runtime.clock.now()
             )
+
+    @strawberry.field  # the member's own token or an admin
+    async def offers(self, info: Info) -> Offers:
+        _require_member_or_admin(info)
+        runtime = info.context.runtime
+        now = runtime.clock.now()
+        async with runtime.read_sessions() as session:
+            found = await offers_for(session, self.row.id, self.row.tier_id, now)
+        return Offers(
+            promotions=[Promotion.from_row(p) for p in found.promotions],
+            rewards=[Reward.from_row(r, now) for r in found.rewards],
+            challenges=[Challenge.from_row(c) for c in found.challenges],
+        )
 
     @strawberry.field
     async def tier(self, info: Info) -> Tier:

@@ -14,6 +14,7 @@ from schema.types.node import Node
 
 if TYPE_CHECKING:
     from schema.types.experiments import Experiment
+    from schema.types.segments import Segment
 
 
 @strawberry.type
@@ -121,6 +122,7 @@ class Promotion(Node):
     starts_at: datetime
     ends_at: datetime
     control_share: strawberry.Private[float | None] = None
+    segment_pk: strawberry.Private[int | None] = None
 
     @classmethod
     def from_row(cls, row: models.Promotion) -> Promotion:
@@ -131,6 +133,7 @@ class Promotion(Node):
             starts_at=row.starts_at,
             ends_at=row.ends_at,
             control_share=row.experiment_control_share,
+            segment_pk=row.segment_id,
         )
 
     @strawberry.field  # admin only: null for any other caller
@@ -142,3 +145,11 @@ class Promotion(Node):
         from schema.types.experiments import Experiment
 
         return Experiment(control_share=self.control_share)
+
+    @strawberry.field  # null when untargeted
+    async def segment(
+        self, info: Info
+    ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
+        from schema.types.segments import segment_by_pk
+
+        return await segment_by_pk(info, self.segment_pk)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import ColumnElement, func, select
@@ -17,7 +17,16 @@ from schema.ids import encode_id
 from schema.pagination import after_id, page_size
 from schema.types.node import Node, PageInfo, page_of
 from schema.types.program import Tier
-from services.rewards import from_active_partner, is_available, not_ended
+from services.rewards import (
+    audience_segments,
+    for_audience,
+    from_active_partner,
+    is_available,
+    not_ended,
+)
+
+if TYPE_CHECKING:
+    from schema.types.segments import Segment
 
 strawberry.enum(models.RewardKind, name="RewardKind")
 
@@ -79,6 +88,33 @@ class Reward(Node):
             return None
         return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
 
+    @strawberry.field  # null when untargeted
+    async def segment(
+        self, info: Info
+    ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
+        from schema.types.segments import segment_by_pk
+
+        return await segment_by_pk(info, self.row.segment_id)
+
+    @strawberry.field
+    def early_access_starts_at(self) -> datetime | None:
+        return self.row.early_access_starts_at
+
+    @strawberry.field  # members at or above it may redeem from earlyAccessStartsAt
+    async def early_access_tier(self, info: Info) -> Tier | None:
+        tier_id = self.row.early_access_tier_id
+        if tier_id is None:
+            return None
+        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
+
+    @strawberry.field  # its members may redeem from earlyAccessStartsAt
+    async def early_access_segment(
+        self, info: Info
+    ) -> Annotated[Segment, strawberry.lazy("schema.types.segments")] | None:
+        from schema.types.segments import segment_by_pk
+
+        return await segment_by_pk(info, self.row.early_access_segment_id)
+
     @strawberry.field  # donations only: what members have given through it so far
     async def donated(self, info: Info) -> DonationTotal | None:
         if self.kind is not models.RewardKind.DONATION:
@@ -123,6 +159,9 @@ async def reward_page(
     conditions = [not_ended(now), *filters]
     if not deactivated_partners:
         conditions.append(from_active_partner())
+    audience = await viewer_audience(info, now)
+    if audience is not None:
+        conditions.append(audience)
     stmt = select(models.Reward.__table__).where(*conditions)
     if start is not None:
         stmt = stmt.where(rewards.id > start)
@@ -145,6 +184,41 @@ async def reward_page(
         has_previous=start is not None,
     )
     return RewardConnection(edges=edges, page_info=page_info, count=count)
+
+
+async def viewer_audience(info: Info, now: datetime) -> ColumnElement[bool] | None:
+    """SQL: the rewards that exist for the caller (None for an admin: every one). A targeted
+    reward exists only for its segment's members; an early-access one, before its public
+    start, only for its audience."""
+    ctx = info.context
+    viewer = ctx.viewer
+    if viewer.role is Role.ADMIN:
+        return None
+    member = (
+        await ctx.loaders.member.load(viewer.member_id)
+        if viewer.role is Role.MEMBER and viewer.member_id is not None
+        else None
+    )
+    if member is None:
+        return for_audience(None, None, now)
+    tiers = await ctx.loaders.tiers(including=member.tier_id)
+    threshold = next(t.threshold for t in tiers if t.id == member.tier_id)
+    async with ctx.runtime.read_sessions() as session:
+        segments = await audience_segments(session, member.id, now)
+    return for_audience(segments, threshold, now)
+
+
+async def visible_reward(info: Info, reward_id: int) -> Reward | None:
+    """The reward, if it exists for the caller (node(id))."""
+    now = info.context.runtime.clock.now()
+    audience = await viewer_audience(info, now)
+    table = models.Reward.__table__
+    stmt = select(table).where(table.c.id == reward_id)
+    if audience is not None:
+        stmt = stmt.where(audience)
+    async with info.context.runtime.read_engine.connect() as connection:
+        row = (await connection.execute(stmt)).first()
+    return Reward.from_row(row, now) if row is not None else None
 
 
 @strawberry.type

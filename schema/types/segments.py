@@ -226,3 +226,11 @@ def _position(after: str | None) -> tuple[datetime, int] | None:
 def _admins_only(info: Info) -> None:
     if info.context.viewer.role is not Role.ADMIN:
         raise Forbidden("only admins read who is in a segment")
+
+
+async def segment_by_pk(info: Info, pk: int | None) -> Segment | None:
+    """The segment a targeted object names (batched per request), or None."""
+    if pk is None:
+        return None
+    row = await info.context.loaders.segments.load(pk)
+    return Segment.from_row(row) if row is not None else None

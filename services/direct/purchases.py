@@ -1,11 +1,13 @@
 """recordPurchase's common case on PostgreSQL: one read, then one write, no transaction.
 
 When nothing is due for the member (no pending points to activate, no lots to expire, no
-referral to pay), no active earning rule needs a segment decided, there are no goals to count
-for (no challenge running, no badge awarded at a threshold), the program has no rolling tier
-window, and the cached catalog is the database's, a purchase is:
+referral to pay), there are no goals to count for (no challenge running, no badge awarded at
+a threshold), the program has no rolling tier window, and the cached catalog is the
+database's, a purchase is:
 
-1. read the member (and the catalog's version), unlocked;
+1. read the member (and the catalog's version), unlocked; while a segment-targeted promotion
+   or earning rule is active, the same read decides the member's membership of those
+   segments (services.targeting);
 2. work out the entry, the balances, the tier and the events with the general path's own
    functions, from what was read;
 3. write it all in one statement (autocommit, so one round trip and no BEGIN/COMMIT):
@@ -37,11 +39,11 @@ from models import EarningRule, EntryKind, EventKind
 from services.catalog import Catalog
 from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
 from services.events import balances
-from services.experiments import treated
 from services.ledger.entries import apply_posting, check_posting, credit_terms, opens_lot
 from services.ledger.idempotency import fingerprint
 from services.ledger.purchases import PurchaseInput, program_amount, recorded_lines
 from services.program import tier_for
+from services.targeting import admitted, applicable_promotions, segment_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,27 @@ DECLINED = "LD001"
 ATTEMPTS = 3
 
 
+async def _read(
+    driver: Any, catalog: Catalog, member_id: int, ids: frozenset[int], now: datetime
+) -> tuple[Any, frozenset[int]]:
+    """The member row and, when segment-targeted promotions run (`ids`), the member's segments
+    among them, in one statement (one snapshot): exact as of the write, and before this
+    purchase, since the write goes ahead only if that row (which the member's purchases,
+    balance, tier and attribute changes update) and the catalog (whose version every rule
+    change bumps) are still the versions read."""
+    sql, order, arguments = catalog.membership.statement(ids)
+    if not order:
+        return await driver.fetchrow(_READ, member_id), frozenset()
+    # The membership statement's $1 is the member's id too (MembershipQuery sees to it).
+    row = await driver.fetchrow(
+        f"SELECT r.*, s.* FROM ({_READ}) AS r, ({sql}) AS s",  # noqa: S608 (compiled SQL)
+        *arguments(member_id, now),
+    )
+    if row is None:
+        return None, frozenset()
+    return row, frozenset(i for i in order if row[f"s{i}"])
+
+
 async def member_with_external_id(writer: DirectWriter, external_id: str) -> int | None:
     """The id of the member the merchant knows by `external_id` (its claim's fingerprint names
     the member by id), or None."""
@@ -132,8 +155,6 @@ async def record_purchase(
         return None
     catalog.rate_of(purchase.terms.currency)  # an unknown currency: INVALID, nothing read
     rules = catalog.active_earning_rules(occurred)
-    if any(rule.segment_id is not None for rule in rules):
-        return None  # membership is decided exactly, in the general path's transaction
 
     async def work(driver: Any) -> RecordedPurchase | None:
         digest = fingerprint(purchase.fingerprinted())
@@ -160,7 +181,9 @@ async def _attempt(
     catalog: Catalog,
     rules: Sequence[EarningRule],
 ) -> RecordedPurchase | None:
-    row = await driver.fetchrow(_READ, purchase.member_id)
+    active = catalog.active_promotions(occurred)
+    targeted = segment_ids([*active, *rules])
+    row, segments = await _read(driver, catalog, purchase.member_id, targeted, now)
     if row is None or row["catalog_version"] != catalog.version:
         return None  # no such member, or a catalog changed since it was cached
     member = LockedMember.from_record(row)
@@ -180,8 +203,8 @@ async def _attempt(
     quote = terms.quote(
         catalog,
         tier=tier,
-        promotions=[p for p in catalog.active_promotions(occurred) if treated(p, member.id)],
-        rules=rules,
+        promotions=applicable_promotions(active, member_id=member.id, segments=segments),
+        rules=admitted(rules, segments),
         first_purchase=member.last_purchase_at is None,
     )
     points = quote.points

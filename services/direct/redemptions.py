@@ -8,10 +8,11 @@
    entry, the redemption, its POINTS_UPDATED event, the balances and the claim's result, as
    data-modifying CTEs of one statement.
 
-A redemption that is not plainly allowed (a retry, points to settle, a reward missing, outside
-its dates, above the member's tier, at its limit, too dear, out of stock, or a spend needing
-more lots than the first few) is left to the general path (`services.redemptions.redeem`),
-which refuses it with the right error or, if the world changed meanwhile, grants it.
+A redemption that is not plainly allowed (a retry, points to settle, a reward missing, targeted
+at a segment, outside its dates (early access included), above the member's tier, at its
+limit, too dear, out of stock, or a spend needing more lots than the first few) is left to the
+general path (`services.redemptions.redeem`), which refuses it with the right error or, if the
+world changed meanwhile, grants it.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ FOR UPDATE OF m
 # Lots in the general path's order: soonest-expiring first, never-expiring last, oldest first.
 _REWARD_AND_LOTS = """
 SELECT r.name, r.kind, r.cost, r.value, r.partner_id, r.minimum_tier_id, r.stock, r.starts_at,
-       r.ends_at, r.per_member_limit, r.settlement_amount,
+       r.ends_at, r.per_member_limit, r.settlement_amount, r.segment_id,
        (SELECT count(*) FROM redemptions
         WHERE r.per_member_limit IS NOT NULL AND member_id = $1 AND reward_id = r.id
           AND status <> 'CANCELLED') AS taken,
@@ -258,7 +259,8 @@ def _plainly_allowed(reward: Any, member: LockedMember, now: datetime) -> bool:
     starts_at, ends_at = reward["starts_at"], reward["ends_at"]
     limit, minimum_tier = reward["per_member_limit"], reward["minimum_tier_id"]
     return (
-        (starts_at is None or now >= starts_at)
+        reward["segment_id"] is None  # the general path decides who a targeted reward is for
+        and (starts_at is None or now >= starts_at)
         and (ends_at is None or now < ends_at)
         and (minimum_tier is None or minimum_tier == member.tier_id)
         and (limit is None or reward["taken"] < limit)

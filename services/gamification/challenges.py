@@ -27,6 +27,7 @@ from services.gamification import badges
 from services.gamification.progress import metric_value
 from services.ledger.entries import credit
 from services.program import MAX_POINTS, bump_catalog_version, clean_text
+from services.targeting import admitted, check_segment, segment_ids, segments_containing
 
 # How long a completed challenge that has ended still shows among a member's challenges.
 RECENT = timedelta(days=30)
@@ -73,6 +74,7 @@ async def create_challenge(
     ends_at: datetime | None,
     recurrence: Recurrence | None,
     now: datetime,
+    segment_id: int | None = None,
 ) -> Challenge:
     fields = clean_challenge_fields(
         {
@@ -86,8 +88,14 @@ async def create_challenge(
     )
     if badge_id is not None and await session.get(Badge, badge_id) is None:
         raise NotFound("no such badge", field=["input", "badgeId"])
+    await check_segment(session, segment_id, ["input", "segmentId"])
     challenge = Challenge(
-        **fields, metric=metric, badge_id=badge_id, recurrence=recurrence, created_at=now
+        **fields,
+        metric=metric,
+        badge_id=badge_id,
+        recurrence=recurrence,
+        created_at=now,
+        segment_id=segment_id,
     )
     check_challenge_window(challenge)
     session.add(challenge)
@@ -230,6 +238,16 @@ async def recently_completed(
     ]
 
 
+async def running_for(session: AsyncSession, member_id: int, now: datetime) -> list[Challenge]:
+    """The running challenges that exist for the member: untargeted ones, and those targeted
+    at a segment it is in now (only those make progress)."""
+    found = await running(session, now)
+    targeted = segment_ids(found)
+    if not targeted:
+        return found
+    return admitted(found, await segments_containing(session, member_id, targeted, now))
+
+
 async def after_change(
     session: AsyncSession, member: Member, program: Program, now: datetime
 ) -> int:
@@ -238,7 +256,9 @@ async def after_change(
     locked: completions of one member never race, and the unique (member, challenge, period)
     constraint stands behind that. Returns the points paid."""
     paid = 0
-    for state in await progress(session, member.id, await running(session, now), now):
+    for state in await progress(
+        session, member.id, await running_for(session, member.id, now), now
+    ):
         challenge = state.challenge
         if state.completed_at is not None or state.progress < challenge.goal:
             continue

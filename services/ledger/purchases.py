@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -27,12 +27,11 @@ from models import (
     Tier,
 )
 from models.records import MemberRecord
-from services import earning_rules, segments
+from services import earning_rules
 from services.catalog import Catalog, current_catalog
 from services.currencies import currency_code
 from services.errors import Invalid, NotFound
 from services.events import record_event
-from services.experiments import treated
 from services.gamification import challenges
 from services.ledger.earning import (
     CENT,
@@ -46,6 +45,12 @@ from services.ledger.earning import (
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
 from services.program import active_promotions
+from services.targeting import (
+    admitted,
+    applicable_promotions,
+    segment_ids,
+    segments_containing,
+)
 from services.tiers import refresh_tier
 
 MAX_REFERENCE_LENGTH = 200
@@ -166,19 +171,47 @@ def program_amount(order: Order, catalog: Catalog) -> Decimal:
     return (order.amount * catalog.rate_of(order.currency)).quantize(CENT, ROUND_HALF_EVEN)
 
 
-async def rules_for_member(
-    session: AsyncSession, catalog: Catalog, member_id: int, occurred: datetime, now: datetime
-) -> list[EarningRule]:
-    """The earning rules active at `occurred` that apply to the member: segment membership
-    decided exactly, now, in one statement."""
-    rules = (
-        catalog.active_earning_rules(occurred)
-        if catalog.covers(occurred)
-        else await earning_rules.active_rules(session, occurred)
-    )
-    wanted = [r.segment_id for r in rules if r.segment_id is not None]
-    inside = await segments.member_of(session, wanted, member_id, now) if wanted else set()
-    return [r for r in rules if r.segment_id is None or r.segment_id in inside]
+@dataclass(frozen=True, slots=True)
+class Targeting:
+    """What a member earns on at `occurred`: the promotions that pay it and the earning rules
+    that apply to it, segment membership decided exactly, now, in one statement for both."""
+
+    promotions: list[Promotion]
+    rules: list[EarningRule]
+
+    @classmethod
+    async def decide(
+        cls,
+        session: AsyncSession,
+        catalog: Catalog,
+        member_id: int | None,
+        occurred: datetime,
+        now: datetime,
+    ) -> Targeting:
+        covered = catalog.covers(occurred)
+        active = (
+            catalog.active_promotions(occurred)
+            if covered
+            else await active_promotions(session, occurred)
+        )
+        rules = (
+            catalog.active_earning_rules(occurred)
+            if covered
+            else await earning_rules.active_rules(session, occurred)
+        )
+        inside: Collection[int] = frozenset()
+        if member_id is not None:
+            inside = await segments_containing(
+                session,
+                member_id,
+                segment_ids([*active, *rules]),
+                now,
+                rules=catalog.segment_rules if covered else None,
+            )
+        return cls(
+            promotions=applicable_promotions(active, member_id=member_id, segments=inside),
+            rules=admitted(rules, inside),
+        )
 
 
 async def preview_order(
@@ -190,18 +223,15 @@ async def preview_order(
 ) -> EarnQuote:
     """What recordPurchase of `order` now would earn this member, with nothing written. With
     no member: an entry-tier member's earn, without segment rules or first-purchase bonus."""
-    if member is None:
-        tier = catalog.tiers[0]
-        rules = [r for r in catalog.active_earning_rules(now) if r.segment_id is None]
-    else:
-        tier = catalog.tier(member.tier_id)
-        rules = await rules_for_member(session, catalog, member.id, now, now)
-    promotions = catalog.active_promotions(now)
+    tier = catalog.tier(member.tier_id) if member is not None else catalog.tiers[0]
+    decided = await Targeting.decide(
+        session, catalog, member.id if member is not None else None, now, now
+    )
     return order.quote(
         catalog,
         tier=tier,
-        promotions=[p for p in promotions if member is None or treated(p, member.id)],
-        rules=rules,
+        promotions=decided.promotions,
+        rules=decided.rules,
         first_purchase=member is not None and member.last_purchase_at is None,
     )
 
@@ -293,17 +323,16 @@ async def record_purchase(
     program, tiers = catalog.program, catalog.tiers
     occurred = purchase.occurred(now)
     first_purchase = member.last_purchase_at is None
-    promotions = (
-        catalog.active_promotions(occurred)
-        if catalog.covers(occurred)
-        else await active_promotions(session, occurred)
-    )
+    # Segment membership decides points: computed here, in this transaction with the member
+    # locked, as of before this purchase (its rules count purchases and the last one's date,
+    # so the order that makes a member qualify earns the promotion from the next order on).
+    decided = await Targeting.decide(session, catalog, member.id, occurred, now)
     terms = purchase.terms
     quote = terms.quote(
         catalog,
         tier=catalog.tier(member.tier_id),
-        promotions=[p for p in promotions if treated(p, member.id)],
-        rules=await rules_for_member(session, catalog, member.id, occurred, now),
+        promotions=decided.promotions,
+        rules=decided.rules,
         first_purchase=first_purchase,
     )
     if member.last_purchase_at is None or occurred > member.last_purchase_at:

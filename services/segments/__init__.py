@@ -14,9 +14,9 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ActivityType, EarningRule, Member, Segment
+from models import ActivityType, Challenge, EarningRule, Member, Promotion, Reward, Segment
 from services.errors import AlreadyExists, NotFound
-from services.program import clean_text
+from services.program import bump_catalog_version, clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
 from services.segments.sql import RuleSql, members_matching, membership
 
@@ -28,7 +28,6 @@ __all__ = [
     "is_member",
     "locked_segment",
     "member_count",
-    "member_of",
     "members_page",
     "segments_of",
     "update_segment",
@@ -101,23 +100,36 @@ async def update_segment(
     if rule is not None:
         checker = RuleChecker(session, segment_id=segment.id)
         segment.rule = await checker.check(rule, ["input", "rule"])
+        # Targeted promotions price with the catalog's copy of the rules: a write must see
+        # the new rule (services.catalog compares the version in the write).
+        await bump_catalog_version(session)
     segment.updated_at = now
     await _flush(session)
     return segment
 
 
-# What may name a segment: another segment's rule, an activity type, an earning rule.
-SegmentUser = Segment | ActivityType | EarningRule
-_TARGETING: tuple[type[ActivityType] | type[EarningRule], ...] = (ActivityType, EarningRule)
+# What may name a segment: another segment's rule, or an object targeted at it.
+SegmentUser = Segment | Promotion | Reward | Challenge | ActivityType | EarningRule
+_TARGETED = (Promotion, Challenge, ActivityType, EarningRule)
 
 
 async def users_of(session: AsyncSession, segment_id: int) -> list[SegmentUser]:
     """What refers to the segment (and keeps it from being deleted): other segments' rules,
-    and every object targeted at it (one query each)."""
+    and every object targeted at it (rewards also when they open early to it); one query
+    each kind."""
     users: list[SegmentUser] = [
         s for s in await session.scalars(select(Segment)) if segment_id in named_segments(s.rule)
     ]
-    for model in _TARGETING:
+    users.extend(
+        await session.scalars(
+            select(Reward)
+            .where(
+                (Reward.segment_id == segment_id) | (Reward.early_access_segment_id == segment_id)
+            )
+            .order_by(Reward.id)
+        )
+    )
+    for model in _TARGETED:
         users.extend(
             await session.scalars(
                 select(model).where(model.segment_id == segment_id).order_by(model.id)
@@ -180,20 +192,6 @@ async def is_member(session: AsyncSession, segment_id: int, member_id: int, now:
         return False
     row = (await session.execute(membership(sql, member_id, [(segment.id, segment.rule)]))).one()
     return bool(row[0])
-
-
-async def member_of(
-    session: AsyncSession, segment_ids: Sequence[int], member_id: int, now: datetime
-) -> set[int]:
-    """Which of `segment_ids` the member is in, exactly, now: one statement for them all."""
-    if not segment_ids:
-        return set()
-    sql = await _sql(session, now)
-    wanted = [(i, sql.rules[i]) for i in dict.fromkeys(segment_ids) if i in sql.rules]
-    if not wanted:
-        return set()
-    row = (await session.execute(membership(sql, member_id, wanted))).one()
-    return {segment_id for (segment_id, _), inside in zip(wanted, row, strict=True) if inside}
 
 
 class CountCache:

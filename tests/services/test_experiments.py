@@ -341,7 +341,7 @@ async def test_a_segment_targeted_experiment_counts_only_the_segment(
     async with sessions() as session:
         loaded = await session.get(Promotion, promotion.id)
         assert loaded is not None
-        loaded.segment_id = segment.id  # type: ignore[attr-defined]
+        loaded.segment_id = segment.id
         found = await experiments.promotion_results(session, loaded, clock.now())
         inside = await experiments.experiment_group(session, promotion.id, may[0], clock.now())
         outside = await experiments.experiment_group(session, promotion.id, others[0], clock.now())

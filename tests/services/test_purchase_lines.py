@@ -30,6 +30,7 @@ from tests.services.helpers import (
     assert_balances_match_ledger,
     cached_balances,
     configure,
+    fund,
     listened_writer,
     member_row,
     new_member,
@@ -516,13 +517,13 @@ async def test_the_direct_path_earns_and_stores_what_the_general_path_does(
     )
 
 
-async def test_the_direct_path_leaves_a_segment_rule_to_the_general_one(
+async def test_the_direct_path_decides_a_segment_rule_in_its_one_read(
     pg: AsyncEngine, clock: ManualClock
 ) -> None:
     sessions = session_factory(pg)
     async with sessions.begin() as session:
         segment = await create_segment(
-            session, name="All", rule={"all": [{"availablePoints": {"min": 0}}]}, now=clock.now()
+            session, name="Rich", rule={"all": [{"availablePoints": {"min": 100}}]}, now=clock.now()
         )
         segment_id = segment.id
     await rule(
@@ -533,18 +534,23 @@ async def test_the_direct_path_leaves_a_segment_rule_to_the_general_one(
         points=5,
         segment_id=segment_id,
     )
-    member = await new_member(sessions, clock)
+    inside = await new_member(sessions, clock, "ann")
+    outside = await new_member(sessions, clock, "bob")
+    await fund(sessions, clock, inside, 100)
     writer, _ = listened_writer(pg)
     async with sessions() as session:
         catalog = await load_catalog(session, clock.now())
-    purchase = PurchaseInput.check(
-        member_id=member, order_id="o-1", amount=10, occurred_at=None, now=clock.now()
-    )
-    assert (
-        await record_directly(writer, purchase, now=clock.now(), actor="t", catalog=catalog) is None
-    )
-    assert await counts(sessions) == (0, 0)
-    assert (await buy(sessions, clock, member, "o-1", 10)).entry.points == 15
+    paid = {}
+    for member, order in ((inside, "o-1"), (outside, "o-2")):
+        purchase = PurchaseInput.check(
+            member_id=member, order_id=order, amount=10, occurred_at=None, now=clock.now()
+        )
+        recorded = await record_directly(
+            writer, purchase, now=clock.now(), actor="t", catalog=catalog
+        )
+        assert recorded is not None  # no decline: membership came with the read
+        paid[member] = recorded.entry.points
+    assert paid == {inside: 15, outside: 10}
 
 
 async def test_a_retried_order_with_lines_replays_and_other_lines_conflict(
