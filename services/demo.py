@@ -17,8 +17,16 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import EntryKind, LedgerEntry, Member, MemberStatus
-from services import activity_types, audit, demo_rewards, member_profile, members
+from models import EarningRuleKind, EntryKind, LedgerEntry, Member, MemberStatus
+from services import (
+    activity_types,
+    audit,
+    demo_rewards,
+    earning_rules,
+    member_profile,
+    members,
+    segments,
+)
 from services.clock import Clock, ManualClock
 from services.demo_gamification import create_gamification
 from services.ledger.activity import record_activity
@@ -507,6 +515,55 @@ async def _run_the_program(
             changes={"leaderboard_opt_out": True},
             now=now,
         )
+        await _target(session, now)
+
+
+# Targeting (README "Targeting members"): who the coffee lovers are, what they get, and an
+# experiment that will tell whether it paid for itself. Added once the history is written, so
+# the replayed ledger is the same as without it.
+COFFEE_LOVERS = "Coffee lovers"
+COFFEE_LOVERS_RULE = {
+    "any": [
+        {"purchaseCount": {"lastDays": 30, "min": 3}},
+        {"attribute": {"key": "favouriteRoast", "equals": "House espresso"}},
+    ]
+}
+COFFEE_PROMOTION = "Coffee lovers week: 1.5x points"
+
+
+async def _target(session: AsyncSession, now: datetime) -> None:
+    segment = await segments.create_segment(
+        session, name=COFFEE_LOVERS, rule=COFFEE_LOVERS_RULE, now=now
+    )
+    await create_promotion(
+        session,
+        name=COFFEE_PROMOTION,
+        multiplier=1.5,
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(days=7),
+        segment_id=segment.id,
+        control_share=0.2,  # a fifth of the coffee lovers are held out: promotionResults
+    )
+    await earning_rules.create_rule(
+        session,
+        name="Beans earn double",
+        kind=EarningRuleKind.CATEGORY_MULTIPLIER,
+        values={"match": {"category": "beans"}, "multiplier": 2},
+        segment_id=None,
+        starts_at=None,
+        ends_at=None,
+        now=now,
+    )
+    await earning_rules.create_rule(
+        session,
+        name="No points on gift cards",
+        kind=EarningRuleKind.EXCLUDE,
+        values={"match": {"giftCard": True}},
+        segment_id=None,
+        starts_at=None,
+        ends_at=None,
+        now=now,
+    )
 
 
 async def showcase_member(session: AsyncSession) -> Member | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from api.cli import ADMIN_QUERY, FIRST_QUERY
 from models import KeyRole
@@ -68,3 +69,52 @@ async def test_the_admin_query_shows_the_demos_program_being_run(api: Api) -> No
     trail = [edge["node"] for edge in data["auditLog"]["edges"]]  # type: ignore[index]
     assert {"setMemberStatus", "updateMember"} <= {entry["operation"] for entry in trail}
     assert any(edge["node"]["lastUsedAt"] for edge in data["apiKeys"]["edges"])  # type: ignore[index]
+
+
+def _block(start: str) -> str:
+    found = re.search(r"```graphql\n(" + re.escape(start) + r".*?)\n```", README, re.S)
+    assert found is not None, start
+    return found.group(1)
+
+
+async def test_the_targeting_tour_works_on_the_demo(api: Api) -> None:
+    await load_demo(api.sessions, api.clock)
+    admin = await api.key(KeyRole.ADMIN)
+    tour = await api.gql(_block("query TargetingTour"), token=admin)
+    assert "errors" not in tour, tour
+    data: dict[str, Any] = tour["data"]  # type: ignore[assignment]
+    [lovers] = [s for s in data["segments"] if s["name"] == "Coffee lovers"]
+    assert lovers["memberCount"] > 0
+    [promotion] = [p for p in data["promotions"] if p["segment"]]
+    assert promotion["segment"] == {"name": "Coffee lovers"}
+    assert promotion["experiment"] == {"controlShare": 0.2}
+    assert {r["name"] for r in data["earningRules"]} == {
+        "Beans earn double",
+        "No points on gift cards",
+    }
+    assert "survey_completed" in {t["key"] for t in data["activityTypes"]}
+
+    # A coffee lover in the treatment group, as the README says to find one.
+    members = await api.gql(
+        """query($id: ID!, $promotion: ID!) { segment(id: $id) { members(first: 50) {
+          edges { node { id experimentGroup(promotionId: $promotion) } } } } }""",
+        {"id": lovers["id"], "promotion": promotion["id"]},
+        token=admin,
+    )
+    edges = members["data"]["segment"]["members"]["edges"]  # type: ignore[index]
+    treated = [e["node"]["id"] for e in edges if e["node"]["experimentGroup"] == "TREATMENT"]
+    assert treated, edges
+    purchase = _block("mutation {\n  recordPurchase").replace("<id>", treated[0])
+    bought = await api.gql(purchase, token=admin)
+    assert "errors" not in bought, bought
+    payload = bought["data"]["recordPurchase"]  # type: ignore[index]
+    assert payload["userErrors"] == []
+    labels = " | ".join(c["label"] for c in payload["transaction"]["breakdown"])
+    assert "Beans earn double" in labels and "Coffee lovers week" in labels, labels
+    assert "No points on gift cards" in labels  # named, for 0 points
+
+    results = await api.gql(_block("query Results"), {"id": promotion["id"]}, token=admin)
+    assert "errors" not in results, results
+    report = results["data"]["promotionResults"]  # type: ignore[index]
+    assert sum(g["members"] for g in report["groups"]) == lovers["memberCount"]
+    assert report["method"]
