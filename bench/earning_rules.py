@@ -1,5 +1,6 @@
-"""recordPurchase with 3 lines and 5 active earning rules, as a ratio to the plain
-recordPurchase (no lines, no rules) measured in the same run against the same server.
+"""recordPurchase with 3 lines, 5 active earning rules and a segment-targeted promotion, as a
+ratio to the plain recordPurchase (no lines, no rules) measured in the same run against the
+same server.
 
     python -m bench.earning_rules                              # 10,000 members, 4 x 8 s
     python -m bench.earning_rules --members 100000 --duration 10 --rounds 3
@@ -8,8 +9,9 @@ It seeds (or reuses) its own database, `laurel_bench_rules` (BENCH_PG_DATABASE c
 with bench/seed.py's program, starts Laurel as bench/run.py does (one uvicorn worker,
 production settings), and alternates rounds: plain orders with no rule in the program, then the
 same load with the 5 rules created (a category multiplier, points per unit on a sku, two
-exclusions and a minimum-order bonus) and every order made of 3 lines (one matching the
-multiplier, one the sku, one excluded shipping). The rules are deleted again after each such
+exclusions and a minimum-order bonus), a 1.5x promotion for the segment of members who bought
+in the last 30 days, and every order made of 3 lines (one matching the multiplier, one the
+sku, one excluded shipping). The rules and the promotion are deleted again after each such
 round; each round starts with a warm-up so the catalog snapshot is the current one. Both kinds
 of order take the PostgreSQL direct path. The load comes from `--connections` concurrent
 httpx clients in this process, so throughput is shared with the client's own CPU: the figure
@@ -28,7 +30,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ from models import EarningRuleKind
 from models.engine import create_engine, session_factory
 from schema.ids import encode_id
 from services.earning_rules import create_rule
+from services.program import create_promotion
+from services.segments import create_segment
 
 LINES = [
     {"sku": "BEANS-1", "category": "coffee", "quantity": 2, "amount": 12.5},
@@ -79,19 +83,39 @@ class Round:
         return self.server_cpu / self.requests * 1e6
 
 
+# The segment-targeted promotion of the rules rounds: members with a purchase in the last 30
+# days (a grouped subquery over purchases, decided in the direct path's one read).
+SEGMENT = "Bench regulars"
+SEGMENT_RULE = {"all": [{"purchaseCount": {"lastDays": 30, "min": 1}}]}
+PROMOTION = "Bench regulars x1.5"
+
+
 async def _set_rules(db: Database, active: bool) -> None:
-    """Delete every earning rule; with `active`, create the 5 (bumping the catalog version)."""
+    """Delete every earning rule and the targeted promotion; with `active`, create the 5 rules
+    and the promotion for a segment (bumping the catalog version)."""
     conn = await asyncpg.connect(db.dsn)
     try:
         await conn.execute("DELETE FROM earning_rules")
+        await conn.execute("DELETE FROM promotions WHERE name = $1", PROMOTION)
+        await conn.execute("DELETE FROM segments WHERE name = $1", SEGMENT)
         await conn.execute("UPDATE program SET catalog_version = catalog_version + 1")
     finally:
         await conn.close()
     if not active:
         return
     engine = create_engine(db.sqlalchemy_url, pool_size=1)
+    now = datetime.now(UTC)
     try:
         async with session_factory(engine).begin() as session:
+            segment = await create_segment(session, name=SEGMENT, rule=SEGMENT_RULE, now=now)
+            await create_promotion(
+                session,
+                name=PROMOTION,
+                multiplier=1.5,
+                starts_at=now - timedelta(hours=1),
+                ends_at=now + timedelta(days=1),
+                segment_id=segment.id,
+            )
             for name, kind, values in RULES:
                 await create_rule(
                     session,
@@ -237,7 +261,7 @@ async def main() -> None:
         f"\nplain recordPurchase:          {plain_tp:8.0f} req/s, {plain_cpu:6.0f} µs CPU a request"
     )
     print(
-        f"3 lines + 5 rules:             {lines_tp:8.0f} req/s, {lines_cpu:6.0f} µs CPU a request"
+        f"3 lines, 5 rules, 1 segment promotion: {lines_tp:8.0f} req/s, {lines_cpu:6.0f} µs CPU a request"
     )
     print(f"throughput ratio lines/plain:  {lines_tp / plain_tp:8.2f}x (aim >= 0.8x)")
     print(f"server CPU ratio plain/lines:  {plain_cpu / lines_cpu:8.2f}x")
