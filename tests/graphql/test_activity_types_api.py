@@ -262,7 +262,7 @@ async def test_a_member_sees_the_type_it_was_paid_but_not_its_segment(api: Api) 
         "recordActivity",
     )
     document = """query($id: ID!) { node(id: $id) { ... on PointsTransaction {
-        activityType { key segment { name members { totalCount } } } } } }"""
+        activityType { key segment { name } } } } }"""
     variables = {"id": paid["transaction"]["id"]}
 
     as_member = await gql(api, document, variables, token=api.member_token(pk(ann["id"])))
@@ -270,3 +270,8 @@ async def test_a_member_sees_the_type_it_was_paid_but_not_its_segment(api: Api) 
 
     assert as_member["data"]["node"]["activityType"] == {"key": "survey_completed", "segment": None}
     assert as_service["data"]["node"]["activityType"]["segment"]["name"] == "Everyone"
+    # Who is in it stays with admins (Segment.members), whatever path leads to the segment.
+    members = document.replace("segment { name }", "segment { name members { totalCount } }")
+    peek = await gql(api, members, variables, token=service)
+    assert peek["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert peek["errors"][0]["path"][-1] == "members"
