@@ -35,6 +35,11 @@ from services.program import ensure_program
 PG_URL = os.environ.get(
     "LAUREL_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/laurel_test"
 )
+# Under pytest-xdist each worker process gets a database of its own (laurel_test_gw0, ...).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER:
+    _url = make_url(PG_URL)
+    PG_URL = _url.set(database=f"{_url.database}_{WORKER}").render_as_string(hide_password=False)
 JWT_SECRET = "test-secret-with-enough-length-for-hs256"
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
