@@ -140,6 +140,8 @@ class RateLimits:
         self.timeout = timeout
         self.breaker_seconds = breaker_seconds
         self._redis_skipped_until = 0.0
+        self._redis_failed = False
+        self._probing = False  # a call is trying Redis again after a failure
         # Keys refused in their current window: refused again without asking Redis (a fixed
         # window's count only grows until it ends). key -> window end (monotonic).
         self._refused: dict[str, float] = {}
@@ -172,14 +174,18 @@ class RateLimits:
             if now < refused_until:
                 return Refusal(math.ceil(refused_until - now), limit)
             del self._refused[key]
-        limiter = self.local
-        if self.shared is not None and now >= self._redis_skipped_until:
+        # After a failure, once the breaker's time is up, one call tries Redis again while
+        # the others go on counting here: a Redis still frozen costs one wait, not one each.
+        if self.shared is not None and now >= self._redis_skipped_until and not self._probing:
+            self._probing = self._redis_failed
             try:
                 async with asyncio.timeout(self.timeout):
                     if await self.shared.hit(limit, who):
+                        self._redis_failed = False
                         return None
                     ends = await self.shared.storage.get_expiry(key)
             except Exception:  # Redis down, frozen or refusing: count here, for a while
+                self._redis_failed = True
                 self._redis_skipped_until = time.monotonic() + self.breaker_seconds
                 log.warning(
                     "rate limits: Redis failed, counting in this process for %.0f s",
@@ -187,10 +193,13 @@ class RateLimits:
                     exc_info=True,
                 )
             else:
+                self._redis_failed = False
                 return self._refuse(key, limit, ends)
-        if await limiter.hit(limit, who):
+            finally:
+                self._probing = False
+        if await self.local.hit(limit, who):
             return None
-        return self._refuse(key, limit, await limiter.storage.get_expiry(key))
+        return self._refuse(key, limit, await self.local.storage.get_expiry(key))
 
     def _refuse(self, key: str, limit: RateLimitItem, ends: float) -> Refusal:
         left = max(0.0, ends - time.time())

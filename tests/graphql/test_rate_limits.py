@@ -242,7 +242,9 @@ async def test_a_frozen_redis_costs_one_short_timeout_then_the_breaker_skips_it(
     frozen.listen(16)
     port = frozen.getsockname()[1]
     redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=5)
-    limits = RateLimits({}, redis=redis, redis_url=f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    limits = RateLimits(
+        {}, redis=redis, redis_url=f"redis://127.0.0.1:{port}/0", timeout=0.2, breaker_seconds=1
+    )
     limit = parse("5/minute")
     try:
         started = time.monotonic()
@@ -256,6 +258,19 @@ async def test_a_frozen_redis_costs_one_short_timeout_then_the_breaker_skips_it(
         assert limits.redis_skipped
         refusal = await limits.hit(limit, "member:1")  # still limited, in this process
         assert refusal is not None and refusal.retry_after >= 1
+
+        # Once the breaker's second is up, one call tries Redis again; the others do not wait
+        await asyncio.sleep(1.05)
+
+        async def timed_hit(n: int) -> float:
+            started = time.monotonic()
+            await limits.hit(limit, f"member:{n}")
+            return time.monotonic() - started
+
+        waits = sorted(await asyncio.gather(*(timed_hit(n) for n in range(2, 7))))
+        assert waits[-1] > 0.15  # the one that tried
+        assert waits[-2] < 0.05
+        assert limits.redis_skipped
     finally:
         await redis.aclose(close_connection_pool=True)
         frozen.close()
