@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             viewer, connection.client.host if connection.client else None
         )
         if refusal is not None:
+            metrics.rate_limited.labels(viewer.role.value).inc()
             raise RateLimited(
                 f"Too many requests: retry in {refusal.retry_after} s.",
                 retryAfter=refusal.retry_after,

@@ -16,7 +16,9 @@ On top of strawberry's ``GraphQL`` view:
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
 * errors that escaped the ``ErrorCodes`` extension still get a code (masked);
-* WebSockets speak ``graphql-transport-ws`` only;
+* WebSockets speak ``graphql-transport-ws`` only; each ``subscribe`` message passes
+  ``on_ws_operation`` first (rate limits), and a ``connection_init`` refused for its rate
+  closes with 4429 rather than 4403;
 * GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
 

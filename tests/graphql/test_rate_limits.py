@@ -156,6 +156,8 @@ async def test_limits_are_set_per_role(engine: AsyncEngine, limited_app: AppMake
     assert_refused(await post(api.client, token=ann))
     # then another member has a count of its own
     assert_served(await post(api.client, token=bob))
+    metrics = (await api.client.get("/metrics")).text
+    assert 'laurel_rate_limited_total{role="member"} 1.0' in metrics
     # and a service key is never limited
     for _ in range(20):
         assert_served(await post(api.client, TYPENAME, token=service))
