@@ -143,6 +143,15 @@ async def test_anonymous_calls_are_limited_by_client_address(
     assert_served(await post(second, TYPENAME))
     # A refused credential is anonymous too: it does not escape its address's count
     assert_refused(await post(first, TYPENAME, token="lk_not-a-real-key"))
+    # Under application/graphql-response+json too: 429, and no `data` (the request never ran)
+    response = await first.post(
+        "/graphql",
+        json={"query": TYPENAME},
+        headers={"accept": "application/graphql-response+json"},
+    )
+    assert_refused(response)
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
+    assert "data" not in response.json()
 
 
 async def test_limits_are_set_per_role(engine: AsyncEngine, limited_app: AppMaker) -> None:
