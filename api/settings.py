@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     # HTTP requests one process serves at once; more are answered 503 with Retry-After.
     max_in_flight: int = 128
     # Rate limits per role in the `limits` notation ("600/minute", "100/second"; "unlimited"
-    # for none): per member token, per API key, and per client address for anonymous calls,
-    # counted in Redis when configured (shared by every process), else in each process.
+    # for none): per member (all its tokens), per API key, and per client address for calls
+    # without a usable credential; counted in Redis when configured (shared by every
+    # process), else in each process.
     # Service and admin keys are the operator's own integrations: unlimited by default.
     rate_limits: bool = True
     rate_limit_member: str = "200/second"
