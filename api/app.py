@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import strawberry
+from limits import RateLimitItem
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -30,10 +31,12 @@ from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.member_views import MemberViews
 from api.metrics import Metrics
+from api.rate_limits import RateLimits, parse_limit
 from api.settings import Settings
 from api.webhooks import webhook_worker
 from models.engine import create_engine, read_only, read_session_factory, session_factory
-from schema.context import ANONYMOUS, Context, Role, Runtime
+from schema.context import ANONYMOUS, Context, Role, Runtime, Viewer
+from schema.exceptions import RateLimited
 from schema.limits import QueryLimits
 from schema.schema import build_schema
 from services.bus import LocalBus, RedisBus, hint_channel
@@ -137,6 +140,26 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         observe=metrics.observe,
     )
     member_views = MemberViews(bus, clock, observe=metrics.observe)
+    rate_limits = RateLimits(
+        _role_limits(settings) if settings.rate_limits else {},
+        redis=redis,
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+    )
+
+    async def limit_rate(viewer: Viewer, connection: HTTPConnection) -> None:
+        """Count a call (or a WebSocket's connection or operation); RateLimited past its
+        role's limit."""
+        refusal = await rate_limits.check(
+            viewer, connection.client.host if connection.client else None
+        )
+        if refusal is not None:
+            metrics.rate_limited.labels(viewer.role.value).inc()
+            raise RateLimited(
+                f"Too many requests: retry in {refusal.retry_after} s.",
+                retryAfter=refusal.retry_after,
+            )
+
     state = AppState(settings, engine, runtime, authenticator, metrics, schema, member_views)
 
     async def get_context(request: Request | WebSocket, response: Response | None) -> Context:
@@ -144,6 +167,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             # A WebSocket authenticates in its `connection_init` payload (see `on_connect`).
             return Context(request=request, response=response, runtime=runtime, viewer=ANONYMOUS)
         viewer = await authenticator.viewer(request.headers.get("authorization"))
+        await limit_rate(viewer, request)
         return Context(request=request, response=response, runtime=runtime, viewer=viewer)
 
     expiries: set[asyncio.Task[None]] = set()
@@ -153,9 +177,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         when its token expires."""
         params = context.connection_params or {}
         authorization = params.get("authorization", params.get("Authorization"))
+        viewer = (
+            await authenticator.viewer(authorization)
+            if isinstance(authorization, str)
+            else ANONYMOUS
+        )
+        # Every attempt counts, refused ones by address (RateLimited closes with 4429).
+        await limit_rate(viewer, context.request)
         if not isinstance(authorization, str):
             raise ConnectionRejectionError({"message": "connection_init needs `authorization`"})
-        viewer = await authenticator.viewer(authorization)
         if viewer.role is Role.ANONYMOUS:
             raise ConnectionRejectionError({"message": viewer.credential_problem or "refused"})
         context.viewer = viewer
@@ -179,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         on_connect=on_connect,
         cached_execution=member_views.execute,
+        on_ws_operation=lambda context: limit_rate(context.viewer, context.request),
     )
 
     async def healthz(_: Request) -> Response:
@@ -263,7 +294,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.laurel = state
     app.state.webhooks = webhooks
+    app.state.rate_limits = rate_limits
     return app
+
+
+def _role_limits(settings: Settings) -> dict[Role, RateLimitItem | None]:
+    return {
+        Role.MEMBER: parse_limit(settings.rate_limit_member),
+        Role.PARTNER: parse_limit(settings.rate_limit_partner),
+        Role.SERVICE: parse_limit(settings.rate_limit_service),
+        Role.ADMIN: parse_limit(settings.rate_limit_admin),
+        Role.ANONYMOUS: parse_limit(settings.rate_limit_anonymous),
+    }
 
 
 async def _close_at(websocket: WebSocket, expires_at: datetime, clock: Clock) -> None:

@@ -16,7 +16,9 @@ On top of strawberry's ``GraphQL`` view:
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
 * errors that escaped the ``ErrorCodes`` extension still get a code (masked);
-* WebSockets speak ``graphql-transport-ws`` only;
+* WebSockets speak ``graphql-transport-ws`` only; each ``subscribe`` message passes
+  ``on_ws_operation`` first (rate limits), and a ``connection_init`` refused for its rate
+  closes with 4429 rather than 4403;
 * GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
 
@@ -34,12 +36,20 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -52,7 +62,7 @@ from schema.error_codes import (
     MASKED_MESSAGE,
     code_errors,
 )
-from schema.exceptions import CodedGraphQLError
+from schema.exceptions import CodedGraphQLError, RateLimited
 
 __all__ = ["CONNECTION_CLEANUPS", "ContextGetter", "LaurelGraphQL"]
 
@@ -85,6 +95,40 @@ _ALLOWED_TYPES: Final = {True: frozenset({"query"}), False: frozenset({"query", 
 
 # The key, in a WebSocket's scope state, of callables run when the connection ends.
 CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
+# The key, in a WebSocket's scope state, of the close code and reason that replace
+# strawberry's 4403 Forbidden when a `connection_init` is refused for its rate.
+_CLOSE_INSTEAD: Final = "laurel.close_instead"
+
+
+class _WebSocketAdapter(ASGIWebSocketAdapter):
+    """Strawberry's adapter, closing with the code `on_ws_connect` chose (4429 when rate
+    limited) where strawberry's handler can only say 4403."""
+
+    async def close(self, code: int, reason: str) -> None:
+        instead = self.ws.scope.get("state", {}).pop(_CLOSE_INSTEAD, None)
+        if instead is not None and code == 4403:
+            code, reason = instead
+        await super().close(code, reason)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    """graphql-transport-ws with a check of every `subscribe` message (the view's
+    `on_ws_operation`): a refused operation gets an `error` message, the connection stays."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        check = getattr(self.view, "on_ws_operation", None)
+        if self.connection_acknowledged and check is not None:
+            try:
+                await check(self.context)
+            except CodedGraphQLError as error:
+                refusal: ErrorMessage = {
+                    "id": message["id"],
+                    "type": "error",
+                    "payload": [{"message": error.message, "extensions": error.extensions}],
+                }
+                await self.send_message(refusal)
+                return
+        await super().handle_subscribe(message)
 
 
 def _as_graphql_response(response: Response) -> Response:
@@ -112,6 +156,9 @@ def _has_code(extensions: object) -> bool:
 class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
     """Strawberry's ASGI ``GraphQL`` view with Laurel's wire rules (see the module doc)."""
 
+    websocket_adapter_class = _WebSocketAdapter
+    graphql_transport_ws_handler_class = _TransportWSHandler
+
     def __init__(
         self,
         schema: BaseSchema,
@@ -124,6 +171,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         max_subscriptions_per_connection: int | None = 100,
         on_connect: Callable[[ContextT], Awaitable[None]] | None = None,
         cached_execution: CachedExecution[ContextT] | None = None,
+        on_ws_operation: Callable[[ContextT], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -144,6 +192,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         self.compiled: CompiledOperations | None = getattr(schema, "compiled", None)
         self.on_connect = on_connect
         self.cached_execution = cached_execution
+        # Called for each operation a WebSocket starts; raises a CodedGraphQLError to refuse it.
+        self.on_ws_operation = on_ws_operation
 
     async def execute_single(
         self,
@@ -229,9 +279,17 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
 
     async def on_ws_connect(self, context: ContextT) -> UnsetType | dict[str, object] | None:
         """`connection_init`: `on_connect` authenticates the connection from its payload, and
-        raises ConnectionRejectionError to close it with 4403 Forbidden."""
+        raises ConnectionRejectionError to close it with 4403 Forbidden, or RateLimited to
+        close it with 4429 (the reason says when to retry)."""
         if self.on_connect is not None:
-            await self.on_connect(context)
+            try:
+                await self.on_connect(context)
+            except RateLimited as error:
+                request = getattr(context, "request", None)
+                if isinstance(request, WebSocket):
+                    state = request.scope.setdefault("state", {})
+                    state[_CLOSE_INSTEAD] = (4429, error.message)
+                raise ConnectionRejectionError({"message": error.message}) from error
         unset: UnsetType = UNSET
         return unset
 

@@ -31,6 +31,12 @@ class Metrics:
             "HTTP requests answered 503 because the process had too many in flight",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "laurel_rate_limited",
+            "Calls refused (429, or a WebSocket closed 4429 or operation refused) for their rate",
+            ["role"],
+            registry=self.registry,
+        )
         self.webhooks = WebhookMetrics(self.registry)
         self._names: set[str] = set()
         # The labelled children, by (operation, type, outcome): `labels()` validates, locks

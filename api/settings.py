@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.rate_limits import parse_limit
 from models.engine import DEFAULT_SQLITE_URL
 
 
@@ -38,6 +39,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 100 * 1024
     # HTTP requests one process serves at once; more are answered 503 with Retry-After.
     max_in_flight: int = 128
+    # Rate limits per role in the `limits` notation ("600/minute", "100/second"; "unlimited"
+    # for none): per member (all its tokens), per API key, and per client address for calls
+    # without a usable credential; counted in Redis when configured (shared by every
+    # process), else in each process.
+    # Service and admin keys are the operator's own integrations: unlimited by default.
+    rate_limits: bool = True
+    rate_limit_member: str = "200/second"
+    rate_limit_partner: str = "200/second"
+    rate_limit_service: str = "unlimited"
+    rate_limit_admin: str = "unlimited"
+    rate_limit_anonymous: str = "600/minute"
     # Webhooks: endpoints on private, loopback or link-local addresses (and plain http in
     # production) are refused unless allowed (tests, local development); deliveries run in
     # every `laurel serve` process unless turned off (then `laurel worker` delivers).
@@ -45,6 +57,18 @@ class Settings(BaseSettings):
     webhooks_in_process: bool = True
     # An attempt that has no answer within this is a timeout (and retried).
     webhooks_timeout_seconds: float = 10.0
+
+    @field_validator(
+        "rate_limit_member",
+        "rate_limit_partner",
+        "rate_limit_service",
+        "rate_limit_admin",
+        "rate_limit_anonymous",
+    )
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        parse_limit(value)  # ValueError: the server does not start with a typo
+        return value
 
     @property
     def is_production(self) -> bool:

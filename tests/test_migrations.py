@@ -18,7 +18,9 @@ from tests.conftest import PG_URL, _recreate_pg_database
 async def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-    own = make_url(PG_URL)  # the run's (or the xdist worker's) database, and a scratch one beside it
+    own = make_url(
+        PG_URL
+    )  # the run's (or the xdist worker's) database, and a scratch one beside it
     url = own.set(database=f"{own.database}_migrations").render_as_string(False)
     await _recreate_pg_database(url)
     return url

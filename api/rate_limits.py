@@ -1,0 +1,209 @@
+"""Rate limits: how often one credential (a member token, an API key), or one client address
+for anonymous calls, may call Laurel, set per role.
+
+Counted with the `limits` library's fixed-window strategy: in Redis when LAUREL_REDIS_URL is
+set (one count per credential shared by every process under the same LAUREL_REDIS_PREFIX), in
+this process otherwise. A Redis that fails or hangs never fails or stalls a request: each call
+has a short deadline, and after a failure this process counts on its own for a few seconds (a
+circuit breaker) instead of waiting on Redis again with every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio import Redis
+
+from schema.context import Role, Viewer
+
+log = logging.getLogger("laurel.rate_limits")
+
+# Values of a LAUREL_RATE_LIMIT_* setting that mean "no limit for this role".
+UNLIMITED: Final = frozenset({"", "none", "unlimited", "off"})
+
+
+def parse_limit(value: str) -> RateLimitItem | None:
+    """A role's limit in the `limits` notation ("600/minute", "100 per second"), or None for
+    no limit. Raises ValueError for anything else (a typo must stop the server starting)."""
+    if value.strip().lower() in UNLIMITED:
+        return None
+    return parse(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A call over its role's limit: when the window ends, in whole seconds from now."""
+
+    retry_after: int
+    limit: RateLimitItem
+
+
+class LocalCounters(Storage):
+    """Fixed-window counters in this process's memory, a storage for `limits`' strategies.
+
+    Not `limits.aio.storage.MemoryStorage`: that one schedules a task that scans every key it
+    holds each time the event loop turns, which cost 181 µs of CPU a request with 1,000
+    members counted (bench/rate_limits.py). Here expired windows are dropped by one sweep a
+    second at most, and at most `max_keys` windows are kept: past that the oldest go (a flood
+    of new addresses cannot grow memory; a dropped window starts again from zero).
+    """
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        super().__init__()
+        self.max_keys = max_keys
+        # key -> [count, expires at (monotonic)]; insertion order is the age of a window.
+        self._windows: dict[str, list[float]] = {}
+        self._next_sweep = 0.0
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ValueError
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is None or window[1] <= now:
+            if now >= self._next_sweep or len(self._windows) >= self.max_keys:
+                self._sweep(now)
+            self._windows.pop(key, None)  # re-inserted last: its age starts now
+            self._windows[key] = window = [0, now + expiry]
+        window[0] += amount
+        return int(window[0])
+
+    async def get(self, key: str) -> int:
+        window = self._windows.get(key)
+        return int(window[0]) if window is not None and window[1] > time.monotonic() else 0
+
+    async def get_expiry(self, key: str) -> float:
+        """When the key's window ends, in POSIX seconds (as `limits` reports it)."""
+        window = self._windows.get(key)
+        now = time.monotonic()
+        left = window[1] - now if window is not None and window[1] > now else 0.0
+        return time.time() + left
+
+    async def check(self) -> bool:
+        return True
+
+    async def reset(self) -> int | None:
+        count = len(self._windows)
+        self._windows.clear()
+        return count
+
+    async def clear(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + 1.0
+        expired = [key for key, (_, ends) in self._windows.items() if ends <= now]
+        for key in expired:
+            del self._windows[key]
+        while len(self._windows) >= self.max_keys:
+            del self._windows[next(iter(self._windows))]
+
+
+class RateLimits:
+    """The limits of one API process: `check` before a call is served."""
+
+    def __init__(
+        self,
+        limits: dict[Role, RateLimitItem | None],
+        *,
+        redis: Redis | None = None,
+        redis_url: str | None = None,
+        prefix: str = "laurel:",
+        timeout: float = 0.1,
+        breaker_seconds: float = 5.0,
+    ) -> None:
+        self.limits = limits
+        self.local = FixedWindowRateLimiter(LocalCounters())
+        self.shared: FixedWindowRateLimiter | None = None
+        if redis is not None and redis_url is not None:
+            storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                key_prefix=f"{prefix}ratelimit",
+                # The app's own client's pool (its short timeouts); `limits` types its
+                # options as scalars, but passes this one to redis-py as documented.
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+            )
+            self.shared = FixedWindowRateLimiter(storage)
+        self.timeout = timeout
+        self.breaker_seconds = breaker_seconds
+        self._redis_skipped_until = 0.0
+        self._redis_failed = False
+        self._probing = False  # a call is trying Redis again after a failure
+        # Keys refused in their current window: refused again without asking Redis (a fixed
+        # window's count only grows until it ends). key -> window end (monotonic).
+        self._refused: dict[str, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return any(limit is not None for limit in self.limits.values())
+
+    @property
+    def redis_skipped(self) -> bool:
+        """True while the breaker is open: Redis failed a moment ago, this process counts alone."""
+        return time.monotonic() < self._redis_skipped_until
+
+    async def check(self, viewer: Viewer, address: str | None) -> Refusal | None:
+        """Count a call by `viewer` (or, anonymous, from `address`); a Refusal if it is over
+        its role's limit, None to serve it."""
+        limit = self.limits.get(viewer.role)
+        if limit is None:
+            return None
+        # A member token or API key is one caller wherever it comes from; anonymous callers
+        # (and credentials that were refused) are told apart by their address only.
+        who = viewer.actor if viewer.role is not Role.ANONYMOUS else f"address:{address}"
+        return await self.hit(limit, who)
+
+    async def hit(self, limit: RateLimitItem, who: str) -> Refusal | None:
+        now = time.monotonic()
+        key = limit.key_for(who)
+        refused_until = self._refused.get(key)
+        if refused_until is not None:
+            if now < refused_until:
+                return Refusal(math.ceil(refused_until - now), limit)
+            del self._refused[key]
+        # After a failure, once the breaker's time is up, one call tries Redis again while
+        # the others go on counting here: a Redis still frozen costs one wait, not one each.
+        if self.shared is not None and now >= self._redis_skipped_until and not self._probing:
+            self._probing = self._redis_failed
+            try:
+                async with asyncio.timeout(self.timeout):
+                    if await self.shared.hit(limit, who):
+                        self._redis_failed = False
+                        return None
+                    ends = await self.shared.storage.get_expiry(key)
+            except Exception:  # Redis down, frozen or refusing: count here, for a while
+                self._redis_failed = True
+                self._redis_skipped_until = time.monotonic() + self.breaker_seconds
+                log.warning(
+                    "rate limits: Redis failed, counting in this process for %.0f s",
+                    self.breaker_seconds,
+                    exc_info=True,
+                )
+            else:
+                self._redis_failed = False
+                return self._refuse(key, limit, ends)
+            finally:
+                self._probing = False
+        if await self.local.hit(limit, who):
+            return None
+        return self._refuse(key, limit, await self.local.storage.get_expiry(key))
+
+    def _refuse(self, key: str, limit: RateLimitItem, ends: float) -> Refusal:
+        left = max(0.0, ends - time.time())
+        if len(self._refused) >= 10_000:  # bounded: many refused callers at once
+            self._refused.clear()
+        self._refused[key] = time.monotonic() + left
+        return Refusal(max(1, math.ceil(left)), limit)
