@@ -16,12 +16,17 @@ On top of strawberry's ``GraphQL`` view:
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
 * errors that escaped the ``ErrorCodes`` extension still get a code (masked);
+* persisted queries and trusted documents (``api.persisted``): a request may name its
+  document by hash (``extensions.persistedQuery``, over POST or GET) or by ``documentId``
+  instead of sending it; the text found runs as if sent (planned documents stay on the fast
+  path), and in trusted mode restricted callers run registered documents only;
 * WebSockets speak ``graphql-transport-ws`` only;
 * GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -45,6 +50,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from api import pages
 from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
+from api.persisted import PERSISTED_QUERY_NOT_FOUND, PersistedDocuments
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -75,6 +81,10 @@ _STATUS_BY_CODE: Final[Mapping[str, int]] = {
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "RATE_LIMITED": 429,
+    # Apollo Client and urql resend the query on this; a 400 would make Apollo's older
+    # links give up persisted queries for good.
+    PERSISTED_QUERY_NOT_FOUND: 200,
+    "PERSISTED_QUERY_NOT_IN_LIST": 403,
 }
 
 _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not supported)."
@@ -82,6 +92,18 @@ _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not suppor
 # The operation types an HTTP request may run, by whether it is a GET (strawberry's
 # `OperationType.from_http`: queries only over GET).
 _ALLOWED_TYPES: Final = {True: frozenset({"query"}), False: frozenset({"query", "mutation"})}
+
+# GET parameters that name a document without sending it (see `api.persisted`).
+_PERSISTED_PARAMS: Final = ("extensions", "documentId")
+
+
+@dataclasses.dataclass
+class LaurelRequestData(GraphQLRequestData):
+    """A request's data, with the document it names by id instead of sending it (the
+    GraphQL-over-HTTP persisted documents convention; None: it sent `query`, or nothing)."""
+
+    document_id: str | None = None
+
 
 # The key, in a WebSocket's scope state, of callables run when the connection ends.
 CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
@@ -124,6 +146,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         max_subscriptions_per_connection: int | None = 100,
         on_connect: Callable[[ContextT], Awaitable[None]] | None = None,
         cached_execution: CachedExecution[ContextT] | None = None,
+        persisted: PersistedDocuments | None = None,
+        restricted: Callable[[ContextT], bool] = lambda _: False,
     ) -> None:
         super().__init__(
             schema,
@@ -144,6 +168,10 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         self.compiled: CompiledOperations | None = getattr(schema, "compiled", None)
         self.on_connect = on_connect
         self.cached_execution = cached_execution
+        # Documents named by hash or id; `restricted(context)`: a caller that trusted mode
+        # limits to registered documents.
+        self.persisted = persisted
+        self.restricted = restricted
 
     async def execute_single(
         self,
@@ -154,8 +182,32 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """An HTTP operation, through `cached_execution` when there is one (it decides
-        whether an answer may be reused)."""
+        """An HTTP operation: its document found (`persisted`), then run."""
+        if self.persisted is not None:
+            document_id = getattr(request_data, "document_id", None)
+            query = await self.persisted.resolve(
+                request_data.query,
+                request_data.extensions,
+                document_id,
+                restricted=self.restricted(context),
+            )
+            if query is not request_data.query:
+                request_data = dataclasses.replace(request_data, query=query)
+        return await self._execute(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+
+    async def _execute(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: ContextT,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """An operation whose document is known, through `cached_execution` when there is
+        one (it decides whether an answer may be reused)."""
 
         async def run() -> ExecutionResult:
             compiled = self.compiled
@@ -202,16 +254,26 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         variables = data.get("variables")
         operation_name = data.get("operationName")
         extensions = data.get("extensions")
+        document_id = data.get("documentId") if query is None else None
         if (
-            not isinstance(query, str)
+            not isinstance(query, str | None)
             or not isinstance(variables, dict | None)
             or not isinstance(operation_name, str | None)
             or not isinstance(extensions, dict | None)
-            or compiled.find(query, operation_name) is None
+            or not isinstance(document_id, str | None)
+            or (query is None and self.persisted is None)
+            or (query is not None and compiled.find(query, operation_name) is None)
         ):
             return None
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
+        if self.persisted is not None:
+            # The hash lookup (and in trusted mode the check), then the same plan.
+            query = await self.persisted.resolve(
+                query, extensions, document_id, restricted=self.restricted(context)
+            )
+            if query is None or compiled.find(query, operation_name) is None:
+                return None
         request_data = GraphQLRequestData(
             query=query,
             variables=variables,
@@ -219,13 +281,20 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             extensions=extensions,
             protocol="http",
         )
-        result = await self.execute_single(
+        result = await self._execute(
             request, self.request_adapter_class(request), sub_response, context, None, request_data
         )
         response_data = await self.process_result(request, result)
         if result.errors:
             self._handle_errors(result.errors, response_data)
         return self.create_response(response_data=response_data, sub_response=sub_response)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming its document by hash or id is an operation, not the IDE.
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and not any(
+            name in params for name in _PERSISTED_PARAMS
+        )
 
     async def on_ws_connect(self, context: ContextT) -> UnsetType | dict[str, object] | None:
         """`connection_init`: `on_connect` authenticates the connection from its payload, and
@@ -305,7 +374,22 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
                 400,
                 "The GraphQL operation's `operationName` must be a string or null, if provided.",
             )
-        return data
+        if data.query is not None or self.persisted is None:
+            return data
+        # No query: the document may be named by id (read again from the parameters or
+        # the body, which the request keeps).
+        if request.method == "GET":
+            raw: Mapping[str, object] = request.query_params
+        elif "json" in (request.content_type or ""):
+            raw = self.parse_json(await request.get_body())
+        else:
+            return data
+        document_id = raw.get("documentId")
+        if not isinstance(document_id, str | None):
+            raise HTTPException(400, "The GraphQL operation's `documentId` must be a string.")
+        if document_id is None:
+            return data
+        return LaurelRequestData(**dataclasses.asdict(data), document_id=document_id)
 
     # -- responses -----------------------------------------------------------------
 
@@ -385,7 +469,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         request = Request(scope=scope, receive=receive)
         response: Response
         media = MediaType.JSON
-        if request.method != "GET" or "query" in request.query_params:
+        params = request.query_params
+        if request.method != "GET" or any(name in params for name in ("query", *_PERSISTED_PARAMS)):
             # (A GET without a query is GraphiQL's page, or its refusal.)
             negotiated = negotiate(request.headers.get("accept"))
             if negotiated is None:
@@ -404,6 +489,10 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             return
         except CodedGraphQLError as error:
             response = self._coded_error_response(error, media)
+            if error.extensions.get("code") == PERSISTED_QUERY_NOT_FOUND:
+                # A 200 under either media type: clients resend the query on it.
+                await response(scope, receive, send)
+                return
         except Exception:
             logger.exception("Unexpected error while serving a GraphQL HTTP request")
             response = self.error_response(
