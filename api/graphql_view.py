@@ -35,6 +35,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -45,6 +46,13 @@ from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -131,8 +139,47 @@ def _has_code(extensions: object) -> bool:
     return isinstance(extensions, dict) and isinstance(extensions.get("code"), str)
 
 
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    """graphql-transport-ws with persisted documents: a `subscribe` message's document is
+    found (by hash too) and, in trusted mode, must be registered for restricted callers; a
+    refusal is the operation's `error` message, and the connection stays open."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        view = self.view
+        payload: object = message.get("payload")
+        if (
+            isinstance(view, LaurelGraphQL)
+            and view.persisted is not None
+            and self.connection_acknowledged
+            and message.get("id") not in self.operations
+            and isinstance(payload, dict)
+        ):
+            query = payload.get("query")
+            extensions = payload.get("extensions")
+            try:
+                found = await view.persisted.resolve(
+                    query if isinstance(query, str) else None,
+                    extensions if isinstance(extensions, dict) else None,
+                    None,
+                    restricted=view.restricted(self.context),
+                )
+            except CodedGraphQLError as error:
+                refusal: ErrorMessage = {
+                    "id": message["id"],
+                    "type": "error",
+                    "payload": [GraphQLError(error.message, extensions=error.extensions).formatted],
+                }
+                await self.send_message(refusal)
+                return
+            if found is not None and found is not query:
+                message = {**message, "payload": {**message["payload"], "query": found}}
+        await super().handle_subscribe(message)
+
+
 class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
     """Strawberry's ASGI ``GraphQL`` view with Laurel's wire rules (see the module doc)."""
+
+    graphql_transport_ws_handler_class = _TransportWSHandler
 
     def __init__(
         self,

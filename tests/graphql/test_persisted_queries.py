@@ -26,6 +26,7 @@ from models import KeyRole, TrustedDocument
 from services.clock import ManualClock
 from services.trusted_documents import NewDocument, add_documents
 from tests.conftest import JWT_SECRET, Api
+from tests.graphql.test_limits_and_errors import WebSocketSession
 from tests.live.conftest import REDIS_URL
 
 QUERY = "query ProgramName {\n  program {\n    name\n  }\n}"
@@ -310,3 +311,34 @@ async def test_adding_documents_twice_changes_nothing(engine, make_app):
     await register(api, QUERY)
     async with api.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(TrustedDocument)) == 2
+
+
+async def test_trusted_mode_applies_to_websocket_operations(engine, make_app):
+    api = await make_app(engine, trusted_documents=True)
+    await register(api, QUERY)
+    token = api.member_token(1)
+    async with WebSocketSession(api.app, ["graphql-transport-ws"]) as socket:
+        assert (await socket.event())["type"] == "websocket.accept"
+        await socket.send(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        )
+        assert (await socket.receive())["type"] == "connection_ack"
+
+        # An unregistered document: the operation's error, the connection stays open
+        await socket.send({"id": "1", "type": "subscribe", "payload": {"query": OTHER}})
+        refused = await socket.receive()
+        assert refused["type"] == "error" and refused["id"] == "1"
+        assert [e["extensions"]["code"] for e in refused["payload"]] == [
+            "PERSISTED_QUERY_NOT_IN_LIST"
+        ]
+
+        # A registered one, in full or by its hash alone
+        for id_, payload in (("2", {"query": QUERY}), ("3", {"extensions": persisted(QUERY)})):
+            await socket.send({"id": id_, "type": "subscribe", "payload": payload})
+            answer = await socket.receive()
+            assert answer == {
+                "id": id_,
+                "type": "next",
+                "payload": {"data": {"program": {"name": "Laurel Rewards"}}},
+            }
+            assert (await socket.receive()) == {"id": id_, "type": "complete"}
