@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
+from graphql import GraphQLError, parse
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,9 @@ log: Final = logging.getLogger("laurel.persisted")
 PERSISTED_QUERY_NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
 PERSISTED_QUERY_NOT_IN_LIST: Final = "PERSISTED_QUERY_NOT_IN_LIST"
 _DOCUMENT_ID_PREFIX: Final = "sha256:"
+# Texts kept for automatic persisted queries: at most this long, and only if they parse, so
+# anyone's junk cannot fill Redis (a longer document still runs; it is sent in full).
+MAX_PERSISTED_BYTES: Final = 32 * 1024
 
 
 class PersistedQueryNotFound(CodedGraphQLError):
@@ -204,6 +208,16 @@ def _hash_of(persisted: object) -> str:
     return sha256.lower()
 
 
+def _worth_keeping(query: str) -> bool:
+    if len(query) > MAX_PERSISTED_BYTES:
+        return False
+    try:
+        parse(query, no_location=True)
+    except GraphQLError:
+        return False
+    return True
+
+
 def _document_id_hash(document_id: str) -> str:
     sha256 = document_id.removeprefix(_DOCUMENT_ID_PREFIX).lower()
     if not document_id.startswith(_DOCUMENT_ID_PREFIX) or not HEX_SHA256.fullmatch(sha256):
@@ -257,7 +271,7 @@ class PersistedDocuments:
             if must_trust:
                 if await self.trusted.get(sha256) is None:
                     raise DocumentNotTrusted()
-            else:
+            elif _worth_keeping(query):
                 await self.apq.put(sha256, query)
             return query
         if (

@@ -342,3 +342,36 @@ async def test_trusted_mode_applies_to_websocket_operations(engine, make_app):
                 "payload": {"data": {"program": {"name": "Laurel Rewards"}}},
             }
             assert (await socket.receive()) == {"id": id_, "type": "complete"}
+
+
+async def test_only_documents_that_parse_are_kept(engine, make_app):
+    api = await make_app(engine)
+    broken = "query Broken { program { "
+    response = await post(api, {"query": broken, "extensions": persisted(broken)})
+    assert codes(response.json()) == ["BAD_USER_INPUT"]  # the syntax error, as always
+    response = await post(api, {"extensions": persisted(broken)})
+    assert codes(response.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_a_persisted_query_takes_the_compiled_fast_path(engine, make_app, monkeypatch):
+    api = await make_app(engine)
+    await post(api, {"query": QUERY, "extensions": persisted(QUERY)})
+    view = next(r for r in api.app.routes if getattr(r, "path", None) == "/graphql").app
+
+    async def full_view(*_: object) -> None:
+        raise AssertionError("the full view ran")
+
+    monkeypatch.setattr(view, "run", full_view)
+    response = await post(api, {"operationName": "ProgramName", "extensions": persisted(QUERY)})
+    assert response.json() == {"data": {"program": {"name": "Laurel Rewards"}}}
+
+
+async def test_with_redis_down_persisted_queries_still_work_in_each_process(engine, make_app):
+    # Nothing listens on port 9: every Redis call fails fast, and is a miss
+    api = await make_app(engine, redis_url="redis://127.0.0.1:9/0")
+    hashed = {"extensions": persisted(QUERY)}
+    assert codes((await post(api, hashed)).json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+    response = await post(api, {**hashed, "query": QUERY})
+    assert response.json() == {"data": {"program": {"name": "Laurel Rewards"}}}
+    response = await post(api, hashed)
+    assert response.json() == {"data": {"program": {"name": "Laurel Rewards"}}}
