@@ -31,6 +31,13 @@ from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.member_views import MemberViews
 from api.metrics import Metrics
+from api.persisted import (
+    ApqStore,
+    MemoryApqStore,
+    PersistedDocuments,
+    RedisApqStore,
+    TrustedDocuments,
+)
 from api.rate_limits import RateLimits, parse_limit
 from api.settings import Settings
 from api.webhooks import webhook_worker
@@ -160,6 +167,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 retryAfter=refusal.retry_after,
             )
 
+    local_documents = MemoryApqStore(max_entries=settings.apq_cache_size)
+    apq: ApqStore = (
+        RedisApqStore(
+            redis,
+            prefix=settings.redis_prefix,
+            ttl_seconds=settings.apq_ttl_seconds,
+            local=local_documents,
+        )
+        if redis is not None
+        else local_documents
+    )
+    persisted = PersistedDocuments(
+        apq,
+        TrustedDocuments(read_sessions, miss_seconds=settings.api_key_cache_seconds),
+        trusted_only=settings.trusted_documents,
+    )
     state = AppState(settings, engine, runtime, authenticator, metrics, schema, member_views)
 
     async def get_context(request: Request | WebSocket, response: Response | None) -> Context:
@@ -210,6 +233,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         on_connect=on_connect,
         cached_execution=member_views.execute,
         on_ws_operation=lambda context: limit_rate(context.viewer, context.request),
+        persisted=persisted,
+        # Trusted mode limits the credentials of apps in members' hands (and no credential);
+        # API keys live on servers.
+        restricted=lambda context: context.viewer.role in (Role.MEMBER, Role.ANONYMOUS),
     )
 
     async def healthz(_: Request) -> Response:

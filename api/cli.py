@@ -410,6 +410,49 @@ async def _announce(settings: Settings, message: str) -> None:
         await client.aclose()
 
 
+def cmd_documents_add(args: argparse.Namespace) -> int:
+    """Register trusted documents from graphql-codegen's persisted-documents.json or .graphql
+    files (all of them or none); adding them again changes nothing."""
+    from services.trusted_documents import add_documents, read_documents
+
+    settings = _settings()
+    try:
+        documents = read_documents(Path(name) for name in args.files)
+    except DomainError as exc:
+        raise CliError(exc.message, code=2) from exc
+
+    async def add() -> tuple[int, int]:
+        async with _database(settings.database_url) as engine:
+            await _require_migrated(engine)
+            async with session_factory(engine).begin() as session:
+                added = await add_documents(session, documents, SystemClock().now())
+                return added.added, added.already
+
+    added, already = _run(add())
+    _err(f"{added} document(s) added, {already} already registered")
+    return 0
+
+
+def cmd_documents_list(args: argparse.Namespace) -> int:
+    """One line per trusted document, oldest first: its documentId, operation, registered."""
+    from services.trusted_documents import list_documents
+
+    settings = _settings()
+
+    async def read() -> list[tuple[str, str | None, str]]:
+        async with _database(settings.database_url) as engine:
+            await _require_migrated(engine)
+            async with session_factory(engine)() as session:
+                return [
+                    (d.sha256, d.operation_name, d.created_at.isoformat(timespec="seconds"))
+                    for d in await list_documents(session)
+                ]
+
+    for sha256, operation, created in _run(read()):
+        print(f"sha256:{sha256}\t{operation or '-'}\t{created}", flush=True)
+    return 0
+
+
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from schema.export import schema_sdl
 
@@ -736,6 +779,25 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("member_id", metavar="MEMBER_ID", help="a Member ID or a numeric id")
     token.add_argument("--ttl", type=int, metavar="SECONDS", help="lifetime (default: 7 days)")
     token.set_defaults(handler=cmd_token)
+
+    documents = commands.add_parser(
+        "documents",
+        help="trusted documents (what member apps may run with LAUREL_TRUSTED_DOCUMENTS)",
+    )
+    document_commands = documents.add_subparsers(
+        dest="documents_command", required=True, metavar="ACTION"
+    )
+    add_documents = document_commands.add_parser(
+        "add",
+        help="register documents: graphql-codegen's persisted-documents.json (hash -> document) "
+        "or .graphql files (one document per operation)",
+    )
+    add_documents.add_argument("files", nargs="+", metavar="FILE")
+    add_documents.set_defaults(handler=cmd_documents_add)
+    list_documents = document_commands.add_parser(
+        "list", help="every registered document (documentId, operation, registered at)"
+    )
+    list_documents.set_defaults(handler=cmd_documents_list)
 
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.set_defaults(handler=cmd_export_schema)

@@ -16,6 +16,10 @@ On top of strawberry's ``GraphQL`` view:
   raised outside execution (e.g. by the context getter) gets its code and a matching
   status (401, 403, 429, 400); anything else unexpected is a masked JSON 500, logged;
 * errors that escaped the ``ErrorCodes`` extension still get a code (masked);
+* persisted queries and trusted documents (``api.persisted``): a request may name its
+  document by hash (``extensions.persistedQuery``, over POST or GET) or by ``documentId``
+  instead of sending it; the text found runs as if sent (planned documents stay on the fast
+  path), and in trusted mode restricted callers run registered documents only;
 * WebSockets speak ``graphql-transport-ws`` only; each ``subscribe`` message passes
   ``on_ws_operation`` first (rate limits), and a ``connection_init`` refused for its rate
   closes with 4429 rather than 4403;
@@ -24,6 +28,7 @@ On top of strawberry's ``GraphQL`` view:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +37,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -55,6 +61,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from api import pages
 from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
+from api.persisted import PERSISTED_QUERY_NOT_FOUND, PersistedDocuments
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -85,6 +92,10 @@ _STATUS_BY_CODE: Final[Mapping[str, int]] = {
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "RATE_LIMITED": 429,
+    # Apollo Client and urql resend the query on this; a 400 would make Apollo's older
+    # links give up persisted queries for good.
+    PERSISTED_QUERY_NOT_FOUND: 200,
+    "PERSISTED_QUERY_NOT_IN_LIST": 403,
 }
 
 _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not supported)."
@@ -92,6 +103,18 @@ _NOT_AN_OBJECT: Final = "Expected a JSON object (batched requests are not suppor
 # The operation types an HTTP request may run, by whether it is a GET (strawberry's
 # `OperationType.from_http`: queries only over GET).
 _ALLOWED_TYPES: Final = {True: frozenset({"query"}), False: frozenset({"query", "mutation"})}
+
+# GET parameters that name a document without sending it (see `api.persisted`).
+_PERSISTED_PARAMS: Final = ("extensions", "documentId")
+
+
+@dataclasses.dataclass
+class LaurelRequestData(GraphQLRequestData):
+    """A request's data, with the document it names by id instead of sending it (the
+    GraphQL-over-HTTP persisted documents convention; None: it sent `query`, or nothing)."""
+
+    document_id: str | None = None
+
 
 # The key, in a WebSocket's scope state, of callables run when the connection ends.
 CONNECTION_CLEANUPS: Final = "laurel.connection_cleanups"
@@ -109,26 +132,6 @@ class _WebSocketAdapter(ASGIWebSocketAdapter):
         if instead is not None and code == 4403:
             code, reason = instead
         await super().close(code, reason)
-
-
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
-    """graphql-transport-ws with a check of every `subscribe` message (the view's
-    `on_ws_operation`): a refused operation gets an `error` message, the connection stays."""
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        check = getattr(self.view, "on_ws_operation", None)
-        if self.connection_acknowledged and check is not None:
-            try:
-                await check(self.context)
-            except CodedGraphQLError as error:
-                refusal: ErrorMessage = {
-                    "id": message["id"],
-                    "type": "error",
-                    "payload": [{"message": error.message, "extensions": error.extensions}],
-                }
-                await self.send_message(refusal)
-                return
-        await super().handle_subscribe(message)
 
 
 def _as_graphql_response(response: Response) -> Response:
@@ -153,6 +156,54 @@ def _has_code(extensions: object) -> bool:
     return isinstance(extensions, dict) and isinstance(extensions.get("code"), str)
 
 
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    """graphql-transport-ws with Laurel's checks of every `subscribe` message: the view's
+    `on_ws_operation` (rate limits), then its document found (by hash too) and, in trusted
+    mode, registered for restricted callers. A refusal is the operation's `error` message;
+    the connection stays open."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        view = self.view
+        if not isinstance(view, LaurelGraphQL) or not self.connection_acknowledged:
+            await super().handle_subscribe(message)
+            return
+        try:
+            if view.on_ws_operation is not None:
+                await view.on_ws_operation(self.context)
+            message = await self._resolved(view, message)
+        except CodedGraphQLError as error:
+            refusal: ErrorMessage = {
+                "id": message["id"],
+                "type": "error",
+                "payload": [GraphQLError(error.message, extensions=error.extensions).formatted],
+            }
+            await self.send_message(refusal)
+            return
+        await super().handle_subscribe(message)
+
+    async def _resolved(
+        self, view: LaurelGraphQL[Any], message: SubscribeMessage
+    ) -> SubscribeMessage:
+        """The message with its document found when it names one by hash (CodedGraphQLError
+        when it cannot be had, or trusted mode refuses it)."""
+        payload: object = message.get("payload")
+        if view.persisted is None or message.get("id") in self.operations:
+            return message
+        if not isinstance(payload, dict):
+            return message
+        query = payload.get("query")
+        extensions = payload.get("extensions")
+        found = await view.persisted.resolve(
+            query if isinstance(query, str) else None,
+            extensions if isinstance(extensions, dict) else None,
+            None,
+            restricted=view.restricted(self.context),
+        )
+        if found is not None and found is not query:
+            return {**message, "payload": {**message["payload"], "query": found}}
+        return message
+
+
 class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
     """Strawberry's ASGI ``GraphQL`` view with Laurel's wire rules (see the module doc)."""
 
@@ -172,6 +223,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         on_connect: Callable[[ContextT], Awaitable[None]] | None = None,
         cached_execution: CachedExecution[ContextT] | None = None,
         on_ws_operation: Callable[[ContextT], Awaitable[None]] | None = None,
+        persisted: PersistedDocuments | None = None,
+        restricted: Callable[[ContextT], bool] = lambda _: False,
     ) -> None:
         super().__init__(
             schema,
@@ -194,6 +247,10 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         self.cached_execution = cached_execution
         # Called for each operation a WebSocket starts; raises a CodedGraphQLError to refuse it.
         self.on_ws_operation = on_ws_operation
+        # Documents named by hash or id; `restricted(context)`: a caller that trusted mode
+        # limits to registered documents.
+        self.persisted = persisted
+        self.restricted = restricted
 
     async def execute_single(
         self,
@@ -204,8 +261,32 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """An HTTP operation, through `cached_execution` when there is one (it decides
-        whether an answer may be reused)."""
+        """An HTTP operation: its document found (`persisted`), then run."""
+        if self.persisted is not None:
+            document_id = getattr(request_data, "document_id", None)
+            query = await self.persisted.resolve(
+                request_data.query,
+                request_data.extensions,
+                document_id,
+                restricted=self.restricted(context),
+            )
+            if query is not request_data.query:
+                request_data = dataclasses.replace(request_data, query=query)
+        return await self._execute(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+
+    async def _execute(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: ContextT,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """An operation whose document is known, through `cached_execution` when there is
+        one (it decides whether an answer may be reused)."""
 
         async def run() -> ExecutionResult:
             compiled = self.compiled
@@ -252,16 +333,26 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         variables = data.get("variables")
         operation_name = data.get("operationName")
         extensions = data.get("extensions")
+        document_id = data.get("documentId") if query is None else None
         if (
-            not isinstance(query, str)
+            not isinstance(query, str | None)
             or not isinstance(variables, dict | None)
             or not isinstance(operation_name, str | None)
             or not isinstance(extensions, dict | None)
-            or compiled.find(query, operation_name) is None
+            or not isinstance(document_id, str | None)
+            or (query is None and self.persisted is None)
+            or (query is not None and compiled.find(query, operation_name) is None)
         ):
             return None
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
+        if self.persisted is not None:
+            # The hash lookup (and in trusted mode the check), then the same plan.
+            query = await self.persisted.resolve(
+                query, extensions, document_id, restricted=self.restricted(context)
+            )
+            if query is None or compiled.find(query, operation_name) is None:
+                return None
         request_data = GraphQLRequestData(
             query=query,
             variables=variables,
@@ -269,13 +360,20 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             extensions=extensions,
             protocol="http",
         )
-        result = await self.execute_single(
+        result = await self._execute(
             request, self.request_adapter_class(request), sub_response, context, None, request_data
         )
         response_data = await self.process_result(request, result)
         if result.errors:
             self._handle_errors(result.errors, response_data)
         return self.create_response(response_data=response_data, sub_response=sub_response)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming its document by hash or id is an operation, not the IDE.
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and not any(
+            name in params for name in _PERSISTED_PARAMS
+        )
 
     async def on_ws_connect(self, context: ContextT) -> UnsetType | dict[str, object] | None:
         """`connection_init`: `on_connect` authenticates the connection from its payload, and
@@ -363,7 +461,22 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
                 400,
                 "The GraphQL operation's `operationName` must be a string or null, if provided.",
             )
-        return data
+        if data.query is not None or self.persisted is None:
+            return data
+        # No query: the document may be named by id (read again from the parameters or
+        # the body, which the request keeps).
+        if request.method == "GET":
+            raw: Mapping[str, object] = request.query_params
+        elif "json" in (request.content_type or ""):
+            raw = self.parse_json(await request.get_body())
+        else:
+            return data
+        document_id = raw.get("documentId")
+        if not isinstance(document_id, str | None):
+            raise HTTPException(400, "The GraphQL operation's `documentId` must be a string.")
+        if document_id is None:
+            return data
+        return LaurelRequestData(**dataclasses.asdict(data), document_id=document_id)
 
     # -- responses -----------------------------------------------------------------
 
@@ -443,7 +556,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         request = Request(scope=scope, receive=receive)
         response: Response
         media = MediaType.JSON
-        if request.method != "GET" or "query" in request.query_params:
+        params = request.query_params
+        if request.method != "GET" or any(name in params for name in ("query", *_PERSISTED_PARAMS)):
             # (A GET without a query is GraphiQL's page, or its refusal.)
             negotiated = negotiate(request.headers.get("accept"))
             if negotiated is None:
@@ -462,6 +576,10 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             return
         except CodedGraphQLError as error:
             response = self._coded_error_response(error, media)
+            if error.extensions.get("code") == PERSISTED_QUERY_NOT_FOUND:
+                # A 200 under either media type: clients resend the query on it.
+                await response(scope, receive, send)
+                return
         except Exception:
             logger.exception("Unexpected error while serving a GraphQL HTTP request")
             response = self.error_response(

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     webhooks_in_process: bool = True
     # An attempt that has no answer within this is a timeout (and retried).
     webhooks_timeout_seconds: float = 10.0
+    # Persisted queries (README "Persisted queries and trusted documents"): texts sent with
+    # their hash are kept this long in Redis (with LAUREL_REDIS_URL; else in this process,
+    # the least recently used past apq_cache_size); and in trusted mode, member tokens and
+    # anonymous callers run only documents registered with `laurel documents add`.
+    apq_ttl_seconds: int = 7 * 24 * 3600
+    apq_cache_size: int = 1_000
+    trusted_documents: bool = False
 
     @field_validator(
         "rate_limit_member",

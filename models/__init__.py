@@ -3,6 +3,7 @@
 from models.access import ApiKey, KeyRole
 from models.audit import AuditEntry
 from models.base import Base
+from models.documents import TrustedDocument
 from models.events import LIVE_KINDS, EventKind, MemberEvent
 from models.gamification import (
     Badge,
@@ -75,6 +76,7 @@ __all__ = [
     "RewardKind",
     "Segment",
     "Tier",
+    "TrustedDocument",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookEvent",
