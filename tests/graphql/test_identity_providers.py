@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.app import create_app
-from api.jwks import KeySet
+from api.jwks import MAX_KEYS, KeySet
 from api.settings import Settings
 from models import KeyRole, Member
 from models.engine import session_factory
@@ -574,3 +574,17 @@ def test_a_jwks_url_needs_an_issuer_and_an_audience_and_https_in_production() ->
             env="production",
         )
     Settings(**base, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, env="production")
+
+
+async def test_the_key_set_keeps_at_most_max_keys(provider: IdentityProvider) -> None:
+    # given a set of 40 keys (k1, then 39 Ed25519 keys)
+    provider.keys += [
+        SigningKey(f"ed-{n}", "EdDSA", ed25519.Ed25519PrivateKey.generate()) for n in range(39)
+    ]
+    keys = KeySet(provider.url, timeout=2.0, min_refresh_seconds=60.0, max_age_seconds=600.0)
+
+    # then the first MAX_KEYS are kept and the rest ignored (asking for them fetches nothing)
+    assert await keys.key("k1") is not None
+    assert await keys.key(f"ed-{MAX_KEYS - 2}") is not None
+    assert await keys.key(f"ed-{MAX_KEYS - 1}") is None
+    assert provider.fetches == 1
