@@ -26,9 +26,10 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from api import pages
 from api.admission import Admission
-from api.auth import Authenticator
+from api.auth import Authenticator, IdentityProvider
 from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
+from api.jwks import KeySet
 from api.member_views import MemberViews
 from api.metrics import Metrics
 from api.persisted import (
@@ -125,8 +126,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     authenticator = Authenticator(
         read_sessions,
         clock,
-        jwt_secret=settings.jwt_secret_value,
+        jwt_secret=None,
+        jwt_secrets=settings.jwt_verifying_secrets,
         jwt_public_key=settings.jwt_public_key,
+        identity_provider=_identity_provider(settings),
         key_cache_seconds=settings.api_key_cache_seconds,
         revocations=revocations,
         write_sessions=sessions,
@@ -293,6 +296,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             for task in list(expiries):
                 task.cancel()
             await leaderboards.stop()
+            await authenticator.close()
             if webhooks is not None:
                 await webhooks.stop()  # a few seconds at most; leases of the rest expire
             await bus.stop()
@@ -333,6 +337,23 @@ def _role_limits(settings: Settings) -> dict[Role, RateLimitItem | None]:
         Role.ADMIN: parse_limit(settings.rate_limit_admin),
         Role.ANONYMOUS: parse_limit(settings.rate_limit_anonymous),
     }
+
+
+def _identity_provider(settings: Settings) -> IdentityProvider | None:
+    if settings.jwks_url is None or not settings.jwt_issuer or not settings.jwt_audience:
+        return None  # (Settings refuses a JWKS URL without an issuer and an audience)
+    keys = KeySet(
+        settings.jwks_url,
+        timeout=settings.jwks_timeout_seconds,
+        min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        max_age_seconds=settings.jwks_cache_seconds,
+    )
+    return IdentityProvider(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        member_claim=settings.jwt_member_claim,
+    )
 
 
 async def _close_at(websocket: WebSocket, expires_at: datetime, clock: Clock) -> None:

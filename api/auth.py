@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.jwks import KeySet
 from models import KeyRole
 from schema.context import ANONYMOUS, Role, Viewer
 from schema.ids import decode_id
 from services import access
 from services.clock import Clock
+from services.errors import NotFound
+from services.members import find_member
 from services.revocations import Revocations
 
 # Verified member tokens are kept by token string: a verification (signature, claims, and
@@ -18,8 +24,9 @@ from services.revocations import Revocations
 # nothing, and a member's app sends the same token with every request. Only tokens that
 # passed are kept, and only `exp` depends on when they are used (PyJWT's `nbf`/`iat` checks,
 # once passed, stay passed): it is compared with the clock on every use. The keys never
-# change while the process runs. Bounded: the oldest entry goes past the size, and an entry
-# is verified again after TOKEN_CACHE_SECONDS.
+# change while the process runs (an identity provider's may: a token is verified again, with
+# the keys then published, after TOKEN_CACHE_SECONDS). Bounded: the oldest entry goes past the
+# size.
 TOKEN_CACHE_SIZE = 10_000
 TOKEN_CACHE_SECONDS = 60.0
 
@@ -28,6 +35,17 @@ _KEY_ROLES = {
     KeyRole.PARTNER: Role.PARTNER,
     KeyRole.ADMIN: Role.ADMIN,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProvider:
+    """Member tokens an external identity provider signs: its key set, the `iss` and `aud`
+    they must carry, and the claim whose value is the member's externalId."""
+
+    keys: KeySet
+    issuer: str
+    audience: str
+    member_claim: str = "sub"
 
 
 class Authenticator:
@@ -41,6 +59,8 @@ class Authenticator:
         jwt_secret: str | None,
         jwt_public_key: str | None,
         key_cache_seconds: float,
+        jwt_secrets: Sequence[str] = (),
+        identity_provider: IdentityProvider | None = None,
         revocations: Revocations | None = None,
         write_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
@@ -50,8 +70,12 @@ class Authenticator:
         self._revocations.on_keys_changed(self.forget_keys)
         self._revocations.on_member_erased(self._forget_member)
         self._clock = clock
-        self._jwt_secret = jwt_secret
+        # Every HS256 secret that verifies (rotation), the one that signs first.
+        self._jwt_secrets = list(
+            dict.fromkeys([*jwt_secrets, *([jwt_secret] if jwt_secret else [])])
+        )
         self._jwt_public_key = jwt_public_key
+        self._provider = identity_provider
         self._cache_seconds = key_cache_seconds
         self._keys: dict[str, tuple[float, Viewer | None]] = {}
         # token -> (verified until, monotonic; `exp`, POSIX seconds; the member's viewer)
@@ -67,7 +91,11 @@ class Authenticator:
         if credential.startswith(f"{access.KEY_PREFIX}_"):
             viewer = await self._api_key(credential)
             return viewer or _refused("unknown or revoked API key")
-        return self._member(credential)
+        return await self._member(credential)
+
+    async def close(self) -> None:
+        if self._provider is not None:
+            await self._provider.keys.close()
 
     def forget_keys(self) -> None:
         """Look every API key up again (one was revoked, or its partner changed)."""
@@ -78,7 +106,7 @@ class Authenticator:
             if viewer.member_id == member_id:
                 del self._tokens[token]
 
-    def _member(self, token: str) -> Viewer:
+    async def _member(self, token: str) -> Viewer:
         now = self._clock.now()
         cached = self._tokens.get(token)
         if cached is not None:
@@ -88,24 +116,30 @@ class Authenticator:
             # Expired (refused below, with the usual message) or due for a new verification.
             self._tokens.pop(token, None)
         try:
-            subject, expires_at = access.verify_member_token(
-                token,
-                secret=self._jwt_secret,
-                public_key=self._jwt_public_key,
-                now=now,
-            )
+            header = access.token_header(token)
+            kid, algorithm = header.get("kid"), header.get("alg")
+            if (
+                self._provider is not None
+                and isinstance(kid, str)
+                and not str(algorithm).startswith("HS")
+            ):
+                # The provider's: its keys, its claims, its member mapping. (An HS token is
+                # never checked against a provider's key: only against Laurel's secrets.)
+                if algorithm not in access.PROVIDER_ALGORITHMS:
+                    # `none` and the like, refused before they can cost a key set fetch.
+                    raise access.InvalidToken("unsupported token algorithm")
+                member_id, expires_at = await self._provider_member(token, self._provider, kid, now)
+            else:
+                member_id, expires_at = self._laurel_member(token, now)
         except access.InvalidToken as exc:
             return _refused(f"member token refused: {exc}")
-        decoded = decode_id(subject)
-        if decoded is None or decoded[0] != "Member":
-            return _refused("member token refused: `sub` is not a member ID")
-        if self._revocations.is_erased(decoded[1]):
+        if self._revocations.is_erased(member_id):
             # Checked before caching: once erased, `_forget_member` drops cached tokens.
             return _refused("member token refused: this member's data was erased")
         viewer = Viewer(
             role=Role.MEMBER,
-            member_id=decoded[1],
-            actor=f"member:{decoded[1]}",
+            member_id=member_id,
+            actor=f"member:{member_id}",
             expires_at=expires_at,
         )
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
@@ -116,6 +150,38 @@ class Authenticator:
             viewer,
         )
         return viewer
+
+    def _laurel_member(self, token: str, now: datetime) -> tuple[int, datetime]:
+        """A token Laurel signed (or the PEM key's system): `sub` is the member's global ID."""
+        subject, expires_at = access.verify_member_token(
+            token, hmac_secrets=self._jwt_secrets, public_key=self._jwt_public_key, now=now
+        )
+        decoded = decode_id(subject)
+        if decoded is None or decoded[0] != "Member":
+            raise access.InvalidToken("`sub` is not a member ID")
+        return decoded[1], expires_at
+
+    async def _provider_member(
+        self, token: str, provider: IdentityProvider, kid: str, now: datetime
+    ) -> tuple[int, datetime]:
+        """An identity provider's token: the mapped claim is the member's externalId."""
+        key = await provider.keys.key(kid)
+        if key is None:
+            raise access.InvalidToken("unknown signing key")
+        external_id, expires_at = access.verify_provider_token(
+            token,
+            key,
+            issuer=provider.issuer,
+            audience=provider.audience,
+            member_claim=provider.member_claim,
+            now=now,
+        )
+        try:
+            async with self._sessions() as session:
+                member = await find_member(session, external_id=external_id)
+        except NotFound:
+            raise access.InvalidToken("no member has this externalId") from None
+        return member.id, expires_at
 
     async def _api_key(self, secret: str) -> Viewer | None:
         digest = access.hash_key(secret)

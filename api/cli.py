@@ -234,7 +234,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await _require_migrated(engine)
 
     _run(check())
-    if settings.jwt_secret_value is None and settings.jwt_public_key is None:
+    if (
+        settings.jwt_secret_value is None
+        and settings.jwt_public_key is None
+        and settings.jwks_url is None
+    ):
         _err("laurel: note: LAUREL_JWT_SECRET is not set: member tokens will be refused")
     _serve(
         APP_FACTORY,
@@ -264,7 +268,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         hint = ""
         if Path(DEMO_SECRET_FILE).is_file():
             hint = f" (for the demo: LAUREL_JWT_SECRET=$(cat {DEMO_SECRET_FILE}) laurel token ...)"
-        raise CliError(f"LAUREL_JWT_SECRET is not set: it signs member tokens{hint}")
+        raise CliError(
+            f"LAUREL_JWT_SECRET (or LAUREL_JWT_SECRETS) is not set: it signs member tokens{hint}"
+        )
     member_pk = _parse_member_id(args.member_id)
     ttl = timedelta(seconds=args.ttl if args.ttl is not None else settings.member_token_ttl_seconds)
 

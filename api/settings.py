@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.rate_limits import parse_limit
@@ -21,6 +21,21 @@ class Settings(BaseSettings):
     redis_prefix: str = "laurel:"
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None  # PEM, for RS256 member tokens signed elsewhere
+    # Rotation: a JSON list of HS256 secrets; the first signs new tokens, every one (and
+    # LAUREL_JWT_SECRET, if set too) verifies.
+    jwt_secrets: list[SecretStr] = []
+    # An identity provider's tokens: its key set (JWKS) URL, the `iss` and `aud` they must
+    # carry, and the claim whose value is the member's externalId.
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_member_claim: str = "sub"
+    # The key set is fetched again in the background after this; an unknown `kid` fetches
+    # it at once, but at most once per jwks_min_refresh_seconds (bogus kids cannot hammer
+    # the provider); a fetch gives up after jwks_timeout_seconds.
+    jwks_cache_seconds: float = 600.0
+    jwks_min_refresh_seconds: float = 30.0
+    jwks_timeout_seconds: float = 3.0
     member_token_ttl_seconds: int = 7 * 24 * 3600
     graphiql: bool | None = None  # default: on in development, off in production
     # The reference member page (/member) and the admin charts (/admin); same default.
@@ -77,6 +92,20 @@ class Settings(BaseSettings):
         parse_limit(value)  # ValueError: the server does not start with a typo
         return value
 
+    @model_validator(mode="after")
+    def _identity_provider(self) -> Settings:
+        if self.jwks_url is None:
+            return self
+        # Without both checks, any token the provider signs for any other application (or
+        # another tenant sharing its keys) would sign a member in here.
+        if not self.jwt_issuer or not self.jwt_audience:
+            raise ValueError("LAUREL_JWKS_URL needs LAUREL_JWT_ISSUER and LAUREL_JWT_AUDIENCE")
+        if self.is_production and not self.jwks_url.startswith("https://"):
+            raise ValueError("LAUREL_JWKS_URL must be an https:// URL in production")
+        if not self.jwt_member_claim:
+            raise ValueError("LAUREL_JWT_MEMBER_CLAIM must name a claim")
+        return self
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -95,4 +124,15 @@ class Settings(BaseSettings):
 
     @property
     def jwt_secret_value(self) -> str | None:
-        return self.jwt_secret.get_secret_value() if self.jwt_secret else None
+        """The secret that signs new member tokens: the first of LAUREL_JWT_SECRETS, else
+        LAUREL_JWT_SECRET."""
+        secrets = self.jwt_verifying_secrets
+        return secrets[0] if secrets else None
+
+    @property
+    def jwt_verifying_secrets(self) -> list[str]:
+        """Every HS256 secret a member token may be signed with, the signing one first."""
+        found = [secret.get_secret_value() for secret in self.jwt_secrets]
+        if self.jwt_secret is not None:
+            found.append(self.jwt_secret.get_secret_value())
+        return list(dict.fromkeys(secret for secret in found if secret))

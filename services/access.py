@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
+from jwt import PyJWK
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -135,34 +138,106 @@ class InvalidToken(Exception):
     pass
 
 
-def verify_member_token(
-    token: str, *, secret: str | None, public_key: str | None, now: datetime
-) -> tuple[str, datetime]:
-    """The token's subject and expiry; raises InvalidToken for anything not acceptable."""
+# What an identity provider may sign with: asymmetric algorithms only (never `none`, never an
+# HMAC, whose "secret" would be the provider's public key).
+PROVIDER_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+PROVIDER_CLOCK_SKEW = timedelta(seconds=30)
+# A member's externalId is at most this long (models.Member.external_id).
+MAX_EXTERNAL_ID = 200
+
+
+def token_header(token: str) -> dict[str, Any]:
+    """The token's header, unverified (to choose the key); InvalidToken if malformed."""
     try:
-        header = jwt.get_unverified_header(token)
+        return jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken("malformed token") from exc
-    algorithm = header.get("alg")
-    if algorithm == "HS256" and secret:
-        verification_key = secret
+
+
+def verify_member_token(
+    token: str, *, hmac_secrets: Sequence[str], public_key: str | None, now: datetime
+) -> tuple[str, datetime]:
+    """A token Laurel signed (HS256 with any of `hmac_secrets`, the signing one first) or another
+    system signed with the PEM `public_key` (RS256): its subject (a member's global ID) and
+    expiry; raises InvalidToken for anything not acceptable."""
+    algorithm = token_header(token).get("alg")
+    if algorithm == "HS256" and hmac_secrets:
+        keys: Sequence[str] = hmac_secrets
     elif algorithm == "RS256" and public_key:
-        verification_key = public_key
+        keys = [public_key]
     else:
+        raise InvalidToken("unsupported token algorithm")
+    for key in keys:
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                options={"require": ["exp", "sub"], "verify_exp": False},
+            )
+            break
+        except jwt.InvalidSignatureError:
+            continue  # signed with another of the secrets, perhaps
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("invalid token") from exc
+    else:
+        raise InvalidToken("invalid token")
+    expires = _expiry(claims, now)
+    subject = claims["sub"]
+    if not isinstance(subject, str):
+        raise InvalidToken("invalid subject")
+    return subject, expires
+
+
+def verify_provider_token(
+    token: str,
+    key: PyJWK,
+    *,
+    issuer: str,
+    audience: str,
+    member_claim: str,
+    now: datetime,
+) -> tuple[str, datetime]:
+    """A token an identity provider signed with `key` (from its key set, chosen by `kid`):
+    the value of `member_claim`, which is the member's externalId, and the expiry; raises
+    InvalidToken for anything not acceptable."""
+    algorithm = token_header(token).get("alg")
+    # The key says which algorithm it is for (its `alg`, or what its type implies): a token
+    # naming another is refused rather than checked with a key of the wrong kind.
+    if algorithm not in PROVIDER_ALGORITHMS or algorithm != key.algorithm_name:
         raise InvalidToken("unsupported token algorithm")
     try:
         claims = jwt.decode(
             token,
-            verification_key,
+            key,
             algorithms=[algorithm],
-            options={"require": ["exp", "sub"], "verify_exp": False},
+            audience=audience,
+            issuer=issuer,
+            leeway=PROVIDER_CLOCK_SKEW,  # for `nbf` and `iat`: another machine's clock
+            options={"require": ["exp", "iss", "aud"], "verify_exp": False},
         )
+    except jwt.InvalidAudienceError as exc:
+        raise InvalidToken("wrong audience") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise InvalidToken("wrong issuer") from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken("invalid token") from exc
+    expires = _expiry(claims, now)
+    external_id = claims.get(member_claim)
+    if (
+        not isinstance(external_id, str)
+        or not 0 < len(external_id) <= MAX_EXTERNAL_ID
+        or "\x00" in external_id
+    ):
+        raise InvalidToken(f"no usable `{member_claim}` claim")
+    return external_id, expires
+
+
+def _expiry(claims: dict[str, Any], now: datetime) -> datetime:
+    # Compared with the service's clock rather than PyJWT's (tests move the clock).
     expires = claims["exp"]
     if not isinstance(expires, int | float) or expires <= now.timestamp():
         raise InvalidToken("token expired")
-    subject = claims["sub"]
-    if not isinstance(subject, str):
-        raise InvalidToken("invalid subject")
-    return subject, datetime.fromtimestamp(expires, tz=now.tzinfo)
+    return datetime.fromtimestamp(expires, tz=now.tzinfo)
