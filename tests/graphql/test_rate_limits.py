@@ -295,3 +295,30 @@ async def test_local_counters_keep_a_bounded_number_of_windows() -> None:
     # the newest windows are kept, the oldest went
     assert await counters.get("address:999") == 1
     assert await counters.get("address:0") == 0
+
+
+async def test_leases_never_let_two_processes_past_the_limit_and_lose_little() -> None:
+    # 40 a minute: each process leases 4 calls per round trip.
+    prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
+    clients = [Redis.from_url(REDIS_URL) for _ in range(2)]
+    processes = [
+        RateLimits({}, redis=client, redis_url=REDIS_URL, prefix=prefix) for client in clients
+    ]
+    limit = parse("40/minute")
+    try:
+        served = [0, 0]
+        for turn in range(100):  # the two processes take turns, as a balancer spreads calls
+            who = turn % 2
+            if await processes[who].hit(limit, "member:7") is None:
+                served[who] += 1
+        assert served[0] > 0 and served[1] > 0
+        # Never more than the limit; at most one lease's unused rest lost per process.
+        assert 40 - 2 * 3 <= sum(served) <= 40, served
+        counted = int(await clients[0].get(f"{prefix}ratelimit/{limit.key_for('member:7')}"))
+        assert counted >= sum(served)  # Redis counted every call served, and the lost units
+    finally:
+        for client in clients:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
