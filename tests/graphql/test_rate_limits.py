@@ -314,7 +314,9 @@ async def test_leases_never_let_two_processes_past_the_limit_and_lose_little() -
         assert served[0] > 0 and served[1] > 0
         # Never more than the limit; at most one lease's unused rest lost per process.
         assert 40 - 2 * 3 <= sum(served) <= 40, served
-        counted = int(await clients[0].get(f"{prefix}ratelimit/{limit.key_for('member:7')}"))
+        raw = await clients[0].get(f"{prefix}ratelimit/{limit.key_for('member:7')}")
+        assert raw is not None
+        counted = int(raw)
         assert counted >= sum(served)  # Redis counted every call served, and the lost units
     finally:
         for client in clients:
