@@ -126,6 +126,7 @@ _STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__d
     "message",
     "asctime",
     "request_id",
+    "color_message",  # uvicorn's message again, with terminal colours
     "taskName",
 }
 

@@ -78,8 +78,10 @@ class Tracing:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()
-        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the service name.
-        resource = Resource.create({"service.name": SERVICE_NAME})
+        # OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES name the service, else "laurel".
+        resource = Resource.create()
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
         self.provider: TracerProvider = TracerProvider(resource=resource)
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         self.provider.add_span_processor(processor)

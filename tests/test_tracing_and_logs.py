@@ -5,19 +5,23 @@ log line of its request; credentials never in a log."""
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import io
 import json
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
@@ -235,6 +239,63 @@ async def test_an_otlp_endpoint_in_the_environment_turns_tracing_on(
     apps.append(app)
     assert app.state.tracing is not None
     assert _view(app).tracing is app.state.tracing
+    tracing = app.state.tracing
+    assert isinstance(tracing, Tracing)
+    assert tracing.provider.resource.attributes["service.name"] == "laurel"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "shop-loyalty")
+    renamed = Tracing(InMemorySpanExporter())
+    assert renamed.provider.resource.attributes["service.name"] == "shop-loyalty"
+    renamed.close()
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """A local OTLP/HTTP collector: keeps what is posted to /v1/traces."""
+
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/v1/traces":
+            self.received.append(body)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_traces_reach_an_otlp_collector(
+    engine: AsyncEngine, clock: ManualClock, apps: list[Starlette], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production configuration end to end: the OTEL_ variables, the batching processor,
+    the OTLP/HTTP exporter, a collector on the loopback address."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received.clear()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        app = create_app(_settings(engine), clock=clock)
+        apps.append(app)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        response = await client.post(
+            "/graphql", json={"query": "query Collected { program { name } }"}
+        )
+        assert response.status_code == 200, response.text
+        await asyncio.to_thread(app.state.tracing.close)  # exports what is pending, then stops
+        app.state.tracing = None
+    finally:
+        server.shutdown()
+        server.server_close()
+    names: set[str] = set()
+    for body in _Collector.received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                names.update(span.name for span in scope_spans.spans)
+    assert {"POST /graphql", "query Collected"} <= names, names
 
 
 # -- logs -------------------------------------------------------------------------------------
