@@ -2,8 +2,10 @@
 
 Off unless the OpenTelemetry convention says where to send them: `OTEL_EXPORTER_OTLP_ENDPOINT`
 or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set (and neither `OTEL_SDK_DISABLED=true` nor
-`OTEL_TRACES_EXPORTER=none`). Off, nothing of OpenTelemetry is imported or created, and a
-request costs what it cost before (the view checks one attribute, `tracer is None`).
+`OTEL_TRACES_EXPORTER=none`). Off, Laurel imports and creates nothing of OpenTelemetry (no
+provider, span or instrumentation; redis-py 8 imports the metrics SDK on its own when it is
+installed, and uses it only if told to), and a request costs what it cost before (the view
+checks one attribute, `tracing is None`).
 
 On, a trace per HTTP request:
 
