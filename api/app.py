@@ -30,6 +30,7 @@ from api.auth import Authenticator, IdentityProvider
 from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.jwks import KeySet
+from api.logs import RequestIds
 from api.member_views import MemberViews
 from api.metrics import Metrics
 from api.persisted import (
@@ -41,8 +42,10 @@ from api.persisted import (
 )
 from api.rate_limits import RateLimits, parse_limit
 from api.settings import Settings
+from api.tracing import Tracing, otlp_configured
 from api.webhooks import webhook_worker
 from models.engine import create_engine, read_only, read_session_factory, session_factory
+from schema.compiled import OperationObserver
 from schema.context import ANONYMOUS, Context, Role, Runtime, Viewer
 from schema.exceptions import RateLimited
 from schema.limits import QueryLimits
@@ -75,11 +78,22 @@ class AppState:
     member_views: MemberViews
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    tracing: Tracing | None = None,
+) -> Starlette:
+    """The app; `tracing`: traces go there rather than where the OTEL_* variables say, if
+    they say anywhere (`api.tracing`); the app closes it when it stops."""
     settings = settings or Settings()
     clock = clock or SystemClock()
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     redis = connect_redis(settings.redis_url) if settings.redis_url else None
+    if tracing is None and otlp_configured():
+        tracing = Tracing()
+    if tracing is not None:
+        tracing.instrument(engine, redis)
     bus: LocalBus = LocalBus()
     if settings.redis_url and redis is not None:
         # The subscription waits quietly for messages: no read timeout on its connection.
@@ -135,6 +149,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         write_sessions=sessions,
     )
     metrics = Metrics()
+    observe = metrics.observe if tracing is None else _both(metrics.observe, tracing.observe)
     # Webhooks are dispatched and delivered in this process too unless turned off (then
     # `laurel worker` does it); any commit, here or (with Redis) elsewhere, wakes it.
     webhooks = (
@@ -147,9 +162,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     schema = build_schema(
         limits=QueryLimits(),
         mask_internal_errors=settings.is_production,
-        observe=metrics.observe,
+        observe=observe,
     )
-    member_views = MemberViews(bus, clock, observe=metrics.observe)
+    member_views = MemberViews(bus, clock, observe=observe)
     rate_limits = RateLimits(
         _role_limits(settings) if settings.rate_limits else {},
         redis=redis,
@@ -240,6 +255,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # Trusted mode limits the credentials of apps in members' hands (and no credential);
         # API keys live on servers.
         restricted=lambda context: context.viewer.role in (Role.MEMBER, Role.ANONYMOUS),
+        tracing=tracing,
     )
 
     async def healthz(_: Request) -> Response:
@@ -305,6 +321,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             if isinstance(bus, RedisBus):
                 await bus.listener.aclose()
             await engine.dispose()
+            if tracing is not None:
+                tracing.close()
             gc.set_threshold(*thresholds)
             gc.unfreeze()
 
@@ -319,6 +337,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ],
         lifespan=lifespan,
         middleware=[
+            # Outermost: every response, the refusals below included, carries the id.
+            Middleware(RequestIds, access_log=settings.access_log),
+            *([tracing.middleware()] if tracing is not None else []),
             Middleware(Admission, max_in_flight=settings.max_in_flight, on_shed=metrics.shed.inc),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
@@ -326,7 +347,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.laurel = state
     app.state.webhooks = webhooks
     app.state.rate_limits = rate_limits
+    app.state.tracing = tracing
     return app
+
+
+def _both(first: OperationObserver, second: OperationObserver) -> OperationObserver:
+    def observe(operation: str | None, kind: str, failed: bool, seconds: float) -> None:
+        first(operation, kind, failed, seconds)
+        second(operation, kind, failed, seconds)
+
+    return observe
 
 
 def _role_limits(settings: Settings) -> dict[Role, RateLimitItem | None]:

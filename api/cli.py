@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.logs import logging_config
 from api.settings import Settings
 from models import ApiKey, KeyRole, Member
 from models.engine import create_engine, is_sqlite, session_factory
@@ -191,7 +192,8 @@ def _serve(app: Any, **options: Any) -> None:
     quiet = f"ignore::UserWarning:{_WS_WARNING_MODULE}"
     inherited = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = f"{inherited},{quiet}" if inherited else quiet
-    uvicorn.run(app, **options, **UVICORN_OPTIONS)
+    # JSON lines with request ids, in every worker (uvicorn applies it in each).
+    uvicorn.run(app, **options, **UVICORN_OPTIONS, log_config=logging_config())
 
 
 def _err(message: str) -> None:

@@ -23,6 +23,7 @@ On top of strawberry's ``GraphQL`` view:
 * WebSockets speak ``graphql-transport-ws`` only; each ``subscribe`` message passes
   ``on_ws_operation`` first (rate limits), and a ``connection_init`` refused for its rate
   closes with 4429 rather than 4403;
+* with tracing on (``api.tracing``), each operation request runs in its span;
 * GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
 
@@ -62,6 +63,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from api import pages
 from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
 from api.persisted import PERSISTED_QUERY_NOT_FOUND, PersistedDocuments
+from api.tracing import Tracing
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -225,6 +227,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         on_ws_operation: Callable[[ContextT], Awaitable[None]] | None = None,
         persisted: PersistedDocuments | None = None,
         restricted: Callable[[ContextT], bool] = lambda _: False,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -251,6 +254,8 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         # limits to registered documents.
         self.persisted = persisted
         self.restricted = restricted
+        # Traces (`api.tracing`); None when off, and then nothing else is done.
+        self.tracing = tracing
 
     async def execute_single(
         self,
@@ -554,7 +559,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             return
 
         request = Request(scope=scope, receive=receive)
-        response: Response
+        response: Response | None
         media = MediaType.JSON
         params = request.query_params
         if request.method != "GET" or any(name in params for name in ("query", *_PERSISTED_PARAMS)):
@@ -567,19 +572,32 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
                 await response(scope, receive, send)
                 return
             media = negotiated
+            if self.tracing is not None:
+                # The operation's span, on the planned path and strawberry's alike.
+                with self.tracing.operation():
+                    response = await self._respond(request, media)
+                if response is not None:
+                    await response(scope, receive, send)
+                return
+        response = await self._respond(request, media)
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def _respond(self, request: Request, media: MediaType) -> Response | None:
+        """The answer to an HTTP request (None: the client went away)."""
+        response: Response
         try:
             planned = await self.run_planned(request)
             response = planned if planned is not None else await self.run(request)
         except HTTPException as error:
             response = self._http_error_response(error, media)
         except ClientDisconnect:
-            return
+            return None
         except CodedGraphQLError as error:
             response = self._coded_error_response(error, media)
             if error.extensions.get("code") == PERSISTED_QUERY_NOT_FOUND:
                 # A 200 under either media type: clients resend the query on it.
-                await response(scope, receive, send)
-                return
+                return response
         except Exception:
             logger.exception("Unexpected error while serving a GraphQL HTTP request")
             response = self.error_response(
@@ -587,4 +605,4 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
             )
         if media is MediaType.GRAPHQL_RESPONSE:
             response = _as_graphql_response(response)
-        await response(scope, receive, send)
+        return response

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     apq_ttl_seconds: int = 7 * 24 * 3600
     apq_cache_size: int = 1_000
     trusted_documents: bool = False
+    # One JSON log line per HTTP request (method, path, status, duration, request id), at
+    # INFO on the `laurel.access` logger. Traces are configured by the OpenTelemetry
+    # variables (OTEL_EXPORTER_OTLP_ENDPOINT...), see api/tracing.py.
+    access_log: bool = True
 
     @field_validator(
         "rate_limit_member",

@@ -1340,6 +1340,7 @@ class Twins:
         method: str,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers["x-request-id"] = "twins"  # (else each response has an id of its own)
         if method == "GET":
             params = {"query": query, "variables": json.dumps(variables)}
             response = await api.client.get("/graphql", params=params, headers=headers)
