@@ -37,7 +37,7 @@ from bench.workloads import DASHBOARD_QUERY
 from models import KeyRole
 from models.engine import session_factory
 from services.clock import ManualClock
-from tests.conftest import JWT_SECRET, Api
+from tests.conftest import JWT_SECRET, Api, ApiFactory
 from tests.graphql.test_rewards_api import new_member
 from tests.live.conftest import REDIS_URL
 
@@ -320,8 +320,13 @@ def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 async def test_the_request_id_is_in_the_response_and_in_the_log_line_of_the_request(
-    api: Api, log_lines: io.StringIO
+    engine: AsyncEngine,
+    make_api: ApiFactory,
+    log_lines: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("LAUREL_ACCESS_LOG", "true")  # off by default
+    api = await make_api(engine)
     sent = "req-7f3a.1:2/3+4="
     answered = await api.client.post(
         "/graphql", json={"query": "{ program { name } }"}, headers={"x-request-id": sent}
@@ -351,7 +356,14 @@ async def test_refusals_before_the_app_carry_a_request_id_too(api: Api) -> None:
     assert len(too_big.headers["x-request-id"]) == 32
 
 
-async def test_credentials_never_reach_the_logs(api: Api, log_lines: io.StringIO) -> None:
+async def test_credentials_never_reach_the_logs(
+    engine: AsyncEngine,
+    make_api: ApiFactory,
+    log_lines: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LAUREL_ACCESS_LOG", "true")  # its lines too
+    api = await make_api(engine)
     admin = await api.key(KeyRole.ADMIN)
     token = await _member_token(api)
     for credential in (token, admin, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.forged", "s3cr3t-v4lue"):
