@@ -12,34 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.refusals import refusal
 
 DEFAULT_MAX_IN_FLIGHT: Final = 128
 NEVER_SHED: Final = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def _refusal(retry_after: int) -> tuple[Message, Message]:
-    body = orjson.dumps(
-        {
-            "errors": [
-                {
-                    "message": "The server is busy; retry shortly.",
-                    "extensions": {"code": "SERVICE_UNAVAILABLE"},
-                }
-            ]
-        }
-    )
-    start: Message = {
-        "type": "http.response.start",
-        "status": 503,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(retry_after).encode()),
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
 
 
 class Admission:
@@ -55,7 +33,12 @@ class Admission:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.on_shed = on_shed
-        self._refusal = _refusal(retry_after)
+        self._refusal = refusal(
+            503,
+            "The server is busy; retry shortly.",
+            "SERVICE_UNAVAILABLE",
+            retry_after=str(retry_after),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in NEVER_SHED:

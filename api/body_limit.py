@@ -10,40 +10,23 @@ from __future__ import annotations
 
 from typing import Final
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.refusals import refusal
+
 DEFAULT_MAX_BODY_BYTES: Final = 100 * 1024
-
-
-def _refusal(limit: int) -> tuple[Message, Message]:
-    body = orjson.dumps(
-        {
-            "errors": [
-                {
-                    "message": f"The request body is larger than {limit} bytes.",
-                    "extensions": {"code": "BAD_USER_INPUT"},
-                }
-            ]
-        }
-    )
-    start: Message = {
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
 
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self._refusal = _refusal(max_bytes)
+        self._refusal = refusal(
+            413,
+            f"The request body is larger than {max_bytes} bytes.",
+            "BAD_USER_INPUT",
+            connection="close",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -341,26 +341,15 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
 
         return run
 
-    def activity(person: _Person, kind: EntryKind, reference: str) -> Action:
+    def activity(
+        person: _Person, reference: str, kind: EntryKind | None = None, key: str | None = None
+    ) -> Action:
         async def run(session: AsyncSession, at: datetime) -> None:
             await record_activity(
                 session,
                 member_id=ids[person.index],
                 kind=kind,
-                reference=reference,
-                now=at,
-                catalog=snapshot,
-            )
-            counts["activities"] += 1
-
-        return run
-
-    def survey(person: _Person, reference: str) -> Action:
-        async def run(session: AsyncSession, at: datetime) -> None:
-            await record_activity(
-                session,
-                member_id=ids[person.index],
-                activity_type=SURVEY_KEY,
+                activity_type=key,
                 reference=reference,
                 now=at,
                 catalog=snapshot,
@@ -404,19 +393,19 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], clock: Clock) ->
         if rng.random() < 0.45 and moments:
             for product in rng.sample(PRODUCTS, rng.randint(1, 3)):
                 at = _between(rng, moments[0] + timedelta(hours=1), last_moment)
-                timeline.add(at, activity(person, EntryKind.REVIEW, product))
+                timeline.add(at, activity(person, product, kind=EntryKind.REVIEW))
         if rng.random() < 0.3:
             for n in range(rng.randint(1, 2)):
                 channel = rng.choice(SHARE_CHANNELS)
                 at = _between(rng, person.joined_at + timedelta(hours=1), last_moment)
                 timeline.add(
-                    at, activity(person, EntryKind.SOCIAL_SHARE, f"{channel}-post-{n + 1}")
+                    at, activity(person, f"{channel}-post-{n + 1}", kind=EntryKind.SOCIAL_SHARE)
                 )
         # Every third member answers the survey a week after joining (no draw from `rng`:
         # the rest of the demo stays as it was).
         answered = person.joined_at + timedelta(days=7)
         if person.index % 3 == 0 and answered < last_moment:
-            timeline.add(answered, survey(person, f"survey-{answered:%Y-%m}"))
+            timeline.add(answered, activity(person, f"survey-{answered:%Y-%m}", key=SURVEY_KEY))
 
     # Members spend their points: the best reward they can afford, a voucher used at checkout
     # a few days later (now and then cancelled instead), and donations to the charity.
