@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from models import EntryKind, EntryStatus, MemberStatus
+from models.engine import DroppedConnection
 from services.errors import DomainError
 from services.events import Notifier
 
@@ -195,17 +196,6 @@ class DirectWriter:
             elif broken or driver.is_closed() or driver.is_in_transaction():
                 await greenlet_spawn(pooled.invalidate)
             await greenlet_spawn(pooled.close)
-
-
-class DroppedConnection(Exception):
-    """The server dropped the connection under a statement. asyncpg reports it in several
-    ways, depending on when it learns it: a PostgreSQL error (57P01 "terminating connection
-    due to administrator command"), ConnectionDoesNotExistError, or, when the server's
-    farewell reached an idle pooled connection and the connection's end has not been read
-    yet, InternalClientError "cannot switch to state 12; another operation (2) is in
-    progress": asyncpg takes the unrequested ErrorResponse for a protocol error and leaves the
-    connection in its error-consuming state (2) with no operation waiting, and the next
-    statement on it refuses to start (before sending anything) and closes it."""
 
 
 def breaks_connection(error: BaseException) -> bool:
