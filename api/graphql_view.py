@@ -331,8 +331,11 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         result = await answer()
         if result.errors and _read_on_a_dropped_connection(result.errors, request_data):
             # A read is safe to run again: on a new connection (the pool replaces those as
-            # old) and with a new context (its loaders remember the failure).
-            context = await self.get_context(request, sub_response)
+            # old) and with new loaders (they remember the failure); the caller is not
+            # authenticated or counted again.
+            renew_loaders = getattr(context, "renew_loaders", None)
+            if callable(renew_loaders):
+                renew_loaders()
             result = await answer()
         return result
 
