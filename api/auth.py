@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.jwks import KeySet
-from models import KeyRole
+from models import ApiKey, KeyRole, Member
+from models.engine import once_more_if_dropped
 from schema.context import ANONYMOUS, Role, Viewer
 from schema.ids import decode_id
 from services import access
@@ -176,9 +177,13 @@ class Authenticator:
             member_claim=provider.member_claim,
             now=now,
         )
-        try:
+
+        async def find() -> Member:
             async with self._sessions() as session:
-                member = await find_member(session, external_id=external_id)
+                return await find_member(session, external_id=external_id)
+
+        try:
+            member = await once_more_if_dropped(find)
         except NotFound:
             raise access.InvalidToken("no member has this externalId") from None
         return member.id, expires_at
@@ -189,11 +194,20 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self._sessions() as session:
-            key = await access.find_api_key(session, secret)
+
+        async def find() -> ApiKey | None:
+            async with self._sessions() as session:
+                return await access.find_api_key(session, secret)
+
+        key = await once_more_if_dropped(find)  # a failover must not refuse a valid key
         if key is not None and self._write_sessions is not None:
-            async with self._write_sessions.begin() as session:
-                await access.note_use(session, key.id, self._clock.now())
+            write_sessions = self._write_sessions
+
+            async def note() -> None:  # the same time noted twice is noted once
+                async with write_sessions.begin() as session:
+                    await access.note_use(session, key.id, self._clock.now())
+
+            await once_more_if_dropped(note)
         viewer = (
             Viewer(
                 role=_KEY_ROLES[key.role],

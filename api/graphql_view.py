@@ -38,7 +38,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -64,6 +64,7 @@ from api import pages
 from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
 from api.persisted import PERSISTED_QUERY_NOT_FOUND, PersistedDocuments
 from api.tracing import Tracing
+from models.engine import dropped
 from schema.compiled import CompiledOperations
 from schema.error_codes import (
     BAD_USER_INPUT,
@@ -152,6 +153,23 @@ def _as_graphql_response(response: Response) -> Response:
         status_code=status,
         headers={k: v for k, v in response.headers.items() if k != "content-length"},
     )
+
+
+def _read_on_a_dropped_connection(
+    errors: Sequence[GraphQLError], request_data: GraphQLRequestData
+) -> bool:
+    """Whether a query failed because the server dropped a connection under it (a
+    failover): mutations are not run twice here (their units of work repeat what is safe)."""
+    if not any(dropped(error.original_error) for error in errors):
+        return False
+    if not isinstance(request_data.query, str):
+        return False
+    try:
+        document = parse(request_data.query)
+    except GraphQLError:
+        return False
+    operation = get_operation_ast(document, request_data.operation_name)
+    return operation is not None and operation.operation is OperationType.QUERY
 
 
 def _has_code(extensions: object) -> bool:
@@ -310,9 +328,21 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
                 request, request_adapter, sub_response, context, root_value, request_data
             )
 
-        if self.cached_execution is None:
-            return await run()
-        return await self.cached_execution(context, request_data, run)
+        async def answer() -> ExecutionResult:
+            if self.cached_execution is None:
+                return await run()
+            return await self.cached_execution(context, request_data, run)
+
+        result = await answer()
+        if result.errors and _read_on_a_dropped_connection(result.errors, request_data):
+            # A read is safe to run again: on a new connection (the pool replaces those as
+            # old) and with new loaders (they remember the failure); the caller is not
+            # authenticated or counted again.
+            renew_loaders = getattr(context, "renew_loaders", None)
+            if callable(renew_loaders):
+                renew_loaders()
+            result = await answer()
+        return result
 
     async def run_planned(self, request: Request) -> Response | None:
         """A POST of one JSON operation whose document has a plan, answered without the

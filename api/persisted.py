@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from graphql import GraphQLError, parse
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 log: Final = logging.getLogger("laurel.persisted")
+_SKIPPED: Final = object()  # what RedisApqStore._guarded gives instead of an answer
 
 PERSISTED_QUERY_NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
 PERSISTED_QUERY_NOT_IN_LIST: Final = "PERSISTED_QUERY_NOT_IN_LIST"
@@ -128,23 +129,27 @@ class RedisApqStore:
         prefix: str,
         ttl_seconds: int,
         local: MemoryApqStore | None = None,
+        retry_seconds: float = 5.0,
     ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}apq:"
         self._ttl = ttl_seconds
         self.local = local or MemoryApqStore()
+        # A breaker: after a failure Redis is left alone for `retry_seconds`, then one call
+        # tries it while the others do without, so a frozen Redis costs one timeout, not one
+        # per request.
+        self.retry_seconds = retry_seconds
+        self._failing = False
+        self._skip_until = 0.0
+        self._probing = False
 
     async def get(self, sha256: str) -> str | None:
         text = self.local.peek(sha256)
         if text is not None:
             return text
-        try:
-            found = await self._redis.get(self._prefix + sha256)
-        except (RedisError, OSError, TimeoutError):
-            log.warning("persisted queries: Redis unavailable, treated as a miss")
-            return None
-        if found is None:
-            return None
+        found = await self._guarded(lambda: self._redis.get(self._prefix + sha256))
+        if found is None or found is _SKIPPED:
+            return None  # a Redis failure is a miss
         text = found.decode() if isinstance(found, bytes) else str(found)
         if document_hash(text) != sha256:  # someone else's key: never run it
             return None
@@ -152,11 +157,30 @@ class RedisApqStore:
         return text
 
     async def put(self, sha256: str, text: str) -> None:
-        self.local.keep(sha256, text)
+        self.local.keep(sha256, text)  # and in this process only if Redis fails
+        await self._guarded(lambda: self._redis.set(self._prefix + sha256, text, ex=self._ttl))
+
+    async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()`'s result, or _SKIPPED: Redis failed (logged), or is left alone for now."""
+        probe = self._failing
+        if probe and (time.monotonic() < self._skip_until or self._probing):
+            return _SKIPPED
+        self._probing = probe
         try:
-            await self._redis.set(self._prefix + sha256, text, ex=self._ttl)
+            result = await call()
         except (RedisError, OSError, TimeoutError):
-            log.warning("persisted queries: Redis unavailable, kept in this process only")
+            self._failing = True
+            self._skip_until = time.monotonic() + self.retry_seconds
+            log.warning(
+                "persisted queries: Redis unavailable, this process alone for %.0f s",
+                self.retry_seconds,
+            )
+            return _SKIPPED
+        finally:
+            if probe:
+                self._probing = False
+        self._failing = False
+        return result
 
 
 class TrustedDocuments:

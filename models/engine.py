@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+import asyncpg
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+T = TypeVar("T")
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///laurel.db"
 _READ_ONLY = "laurel_read_only"
 
@@ -25,7 +28,7 @@ def create_engine(url: str, *, pool_size: int = 16, echo: bool = False) -> Async
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _serialize_sqlite_writers(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         # Overflow connections are closed when handed back, and a new connection must prepare
@@ -38,6 +41,22 @@ def create_engine(url: str, *, pool_size: int = 16, echo: bool = False) -> Async
         # and the leaderboard and celebration sweeps saw it too).
         connect_args={"statement_cache_size": 512, "server_settings": {"jit": "off"}},
     )
+    _replace_closed_connections(engine)
+    return engine
+
+
+def _replace_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection asyncpg knows is closed (the server ended it while it sat in the
+    pool: a failover, a terminated backend) is replaced at checkout instead of failing the
+    statement that would use it. It costs an attribute read, where `pool_pre_ping` costs a
+    round trip (three outside autocommit) per checkout; what it cannot see (a connection whose
+    end has not reached asyncpg yet) the disconnect handling of each path deals with."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.driver_connection.is_closed():
+            # The pool invalidates it and checks out a new connection in its place.
+            raise exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
@@ -76,4 +95,71 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 
 
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return session_factory(read_only(engine))
+    return async_sessionmaker(
+        read_only(engine), expire_on_commit=False, autoflush=False, class_=ReadSession
+    )
+
+
+class ReadSession(AsyncSession):
+    """A session for reads in autocommit: a statement whose connection the server dropped
+    (a failover) runs once more on a new connection, as nothing was written and no
+    transaction is lost. `scalars` goes through `execute`."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more_if_dropped(super().execute, *args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more_if_dropped(super().scalar, *args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more_if_dropped(super().get, *args, **kwargs)
+
+    async def _once_more_if_dropped(
+        self, read: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return await read(*args, **kwargs)
+        except Exception as error:
+            if not dropped(error):
+                raise
+        await self.rollback()  # gives the dead connection back; the next read takes another
+        return await read(*args, **kwargs)
+
+
+class DroppedConnection(Exception):
+    """The server dropped the connection under a statement of a direct path (asyncpg's own
+    error is the cause). asyncpg reports it in several ways, depending on when it learns it: a
+    PostgreSQL error (57P01 "terminating connection due to administrator command"),
+    ConnectionDoesNotExistError, or, when the server's farewell reached an idle pooled
+    connection and the connection's end has not been read yet, InternalClientError "cannot
+    switch to state 12; another operation (2) is in progress": asyncpg takes the unrequested
+    ErrorResponse for a protocol error and leaves the connection in its error-consuming state
+    (2) with no operation waiting, and the next statement on it refuses to start (before
+    sending anything) and closes it."""
+
+
+def dropped(error: BaseException | None) -> bool:
+    """Whether `error` says the server dropped the connection under a statement (a failover,
+    a terminated backend): the same work may then succeed on a new connection. SQLAlchemy
+    marks the errors it sees (and has invalidated the pool's connections as old), the direct
+    paths raise DroppedConnection; asyncpg's own errors that close the connection reach us
+    unwrapped from SQLAlchemy's BEGIN."""
+    return isinstance(error, (DroppedConnection, *_CLOSING)) or (
+        isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    )
+
+
+# asyncpg errors after which asyncpg has closed the connection (see DroppedConnection).
+_CLOSING = (asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError)
+
+
+async def once_more_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, and once more if the server dropped its connection: for work that is
+    safe to repeat (a read). The pool replaces the connections as old as the dropped one, so a
+    failover costs a reconnection, not the request."""
+    try:
+        return await attempt()
+    except Exception as error:
+        if not dropped(error):
+            raise
+    return await attempt()

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.engine import dropped
 from models.records import MemberRecord
 from schema.context import Context, Info
 from schema.errors import UserError
@@ -22,10 +23,27 @@ T = TypeVar("T")
 
 
 async def unit_of_work(ctx: Context, work: Callable[[AsyncSession], Awaitable[T]]) -> T | UserError:
-    """Commit on success; on a business refusal roll back (nothing written) and report it."""
+    """Commit on success; on a business refusal roll back (nothing written) and report it.
+    If the server dropped the connection before the commit (a failover), nothing was written
+    and the work runs once more on a new connection; at the commit itself whether it was
+    written is unknown, so it is not repeated."""
+    committing = False
+
+    async def attempt() -> T:
+        nonlocal committing
+        async with ctx.runtime.sessions() as session:  # rolled back unless committed
+            result = await work(session)
+            committing = True
+            await session.commit()
+            return result
+
     try:
-        async with ctx.runtime.sessions.begin() as session:
-            return await work(session)
+        try:
+            return await attempt()
+        except Exception as error:
+            if committing or not dropped(error):
+                raise
+        return await attempt()
     except DomainError as error:
         return UserError.from_domain(error)
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from models import EntryKind, EntryStatus, MemberStatus
+from models.engine import DroppedConnection
 from services.errors import DomainError
 from services.events import Notifier
 
@@ -25,6 +26,7 @@ class Written(Protocol):
 
 
 W = TypeVar("W", bound=Written)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -111,13 +113,17 @@ class DirectWriter:
 
     async def read_value(self, query: str, *args: object) -> Any:
         """The first column of the first row of one read, outside any transaction."""
-        async with self._connection() as driver:
+
+        async def read(driver: Any) -> Any:
             return await driver.fetchval(query, *args)
+
+        return await self._on_live_connection(read)
 
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
         (and its member announced), rolled back when it returns None or raises."""
-        async with self._connection() as driver:
+
+        async def run(driver: Any) -> W | None:
             transaction = driver.transaction()
             await transaction.start()
             try:
@@ -130,6 +136,9 @@ class DirectWriter:
                 await transaction.rollback()
             else:
                 await transaction.commit()
+            return written
+
+        written = await self._on_live_connection(run)
         if written is not None:
             self._notify(frozenset((written.member.id,)))
         return written
@@ -137,29 +146,54 @@ class DirectWriter:
     async def autocommit(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` outside any transaction, each statement committing
         on its own (so `work` writes in one statement): the member of a result is announced."""
-        async with self._connection() as driver:
-            written = await work(driver)
+        written: W | None = await self._on_live_connection(work)
         if written is not None:
             self._notify(frozenset((written.member.id,)))
         return written
+
+    async def _on_live_connection(self, use: Callable[[Any], Awaitable[T]]) -> T:
+        """`use(connection)`, and once more on a new connection if the server dropped the
+        first one under it (a failover, a terminated backend): a pooled connection can be dead
+        without asyncpg knowing yet, and no request should fail for that. Safe because every
+        unit of work here is a read or claims its idempotency key first: one whose commit was
+        lost with the connection finds its key claimed the second time and is left to the
+        general path, which answers the recorded result."""
+        try:
+            async with self._connection() as driver:
+                return await use(driver)
+        except Exception as error:
+            if not isinstance(error, DroppedConnection):
+                raise
+        async with self._connection() as driver:
+            return await use(driver)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """The pool's asyncpg connection itself, not an AsyncConnection around it (half the
         CPU of a checkout; SQLAlchemy never starts a transaction on it), given back afterwards
         or discarded if it may be unusable: SQLAlchemy never sees asyncpg's errors here, so it
-        would not know to."""
+        would not know to. Raises DroppedConnection if the server dropped the connection."""
         pooled = await self._engine.raw_connection()
         driver: Any = pooled.driver_connection
-        broken = False
+        broken = dropped = False
         try:
             yield driver
         except BaseException as error:
             broken = breaks_connection(error)
+            # asyncpg closes the connection when it learns the server dropped it, whichever
+            # way it learns it (see DroppedConnection).
+            dropped = isinstance(error, Exception) and broken and driver.is_closed()
+            if dropped:
+                raise DroppedConnection(str(error)) from error
             raise
         finally:
+            if dropped:
+                # The server dropped this one, so the pool's other connections as old are
+                # likely dead too (a failover ends them all): each is replaced when next
+                # checked out, as SQLAlchemy does on a disconnect it sees itself.
+                await greenlet_spawn(self._engine.pool._invalidate, pooled, None)
             # Lost, broken, or still inside a transaction (a cancelled rollback).
-            if broken or driver.is_closed() or driver.is_in_transaction():
+            elif broken or driver.is_closed() or driver.is_in_transaction():
                 await greenlet_spawn(pooled.invalidate)
             await greenlet_spawn(pooled.close)
 

@@ -102,6 +102,7 @@ class Leaderboards:
         self._rebuild_needed = False
         self._down_since: float | None = None  # monotonic time of the outage's first failure
         self._skip_until = 0.0
+        self._probing = False  # a read is trying a failing Redis again
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,7 +114,16 @@ class Leaderboards:
         """The top `first` and `member_id`'s standing (None when unranked or not given)."""
         now = self.clock.now()
         store = self.store
-        if store is not None and time.monotonic() >= self._skip_until:
+        # While Redis is failing, once `retry_seconds` are up one read (the probe) tries it
+        # again and the others go on to the database: a Redis still frozen costs that one
+        # read a timeout, not every read that arrives while it waits.
+        probe = self._down_since is not None
+        if (
+            store is not None
+            and time.monotonic() >= self._skip_until
+            and not (probe and self._probing)
+        ):
+            self._probing = probe
             try:
                 found = await store.board(period, now, first=first, member_id=member_id)
                 if found is None and await store.ensure_built(
@@ -126,6 +136,9 @@ class Leaderboards:
                 self._succeeded()
                 if found is not None:
                     return found
+            finally:
+                if probe:
+                    self._probing = False
         if self.fallback is not None:
             return await self.fallback.board(period, now, first=first, member_id=member_id)
         async with self.read_sessions() as session:
