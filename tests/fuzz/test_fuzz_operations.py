@@ -210,7 +210,11 @@ def _custom_scalars(
     # Random text finds a NUL or an odd number only now and then: these come often.
     junk = st.one_of(text, st.sampled_from(HOSTILE))
     json_values = st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | text,
         lambda inner: (
             st.lists(inner, max_size=4)
             | st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True), inner)
