@@ -178,16 +178,27 @@ async def target(pg_engine: AsyncEngine) -> AsyncIterator[Target]:
                 session, role=role, name=f"fuzz {role}", now=clock.now(), partner_slug=slug
             )
             credentials[role.value.lower()] = issued.secret
+        # In a fixed order: with CI=true the same cases every run.
         ids = [encode_cursor(n) for n in (0, 1, 5)]
         for type_name, model in NODE_MODELS.items():
-            for pk in (await session.scalars(select(model.id).limit(8))).all():
+            for pk in (await session.scalars(select(model.id).order_by(model.id).limit(8))).all():
                 ids.append(encode_id(type_name, pk))
         strings = [
-            *(await session.scalars(select(Member.external_id).limit(5))).all(),
-            *(await session.scalars(select(Member.email).limit(5))).all(),
-            *(await session.scalars(select(Redemption.code).limit(5))).all(),
-            *(await session.scalars(select(Purchase.order_id).limit(5))).all(),
-            *(await session.scalars(select(ActivityType.key))).all(),
+            *(
+                await session.scalars(
+                    select(Member.external_id).order_by(Member.external_id).limit(5)
+                )
+            ).all(),
+            *(await session.scalars(select(Member.email).order_by(Member.email).limit(5))).all(),
+            *(
+                await session.scalars(select(Redemption.code).order_by(Redemption.code).limit(5))
+            ).all(),
+            *(
+                await session.scalars(
+                    select(Purchase.order_id).order_by(Purchase.order_id).limit(5)
+                )
+            ).all(),
+            *(await session.scalars(select(ActivityType.key).order_by(ActivityType.key))).all(),
             PARTNER_SLUG,
         ]
     credentials["member"] = access.issue_member_token(
