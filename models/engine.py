@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -117,12 +118,14 @@ class ReadSession(AsyncSession):
     async def _once_more_if_dropped(
         self, read: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
-        try:
-            return await read(*args, **kwargs)
-        except Exception as error:
-            if not dropped(error):
-                raise
-        await self.rollback()  # gives the dead connection back; the next read takes another
+        for _ in range(ATTEMPTS_AFTER_DROP - 1):
+            try:
+                return await read(*args, **kwargs)
+            except Exception as error:
+                if not dropped(error):
+                    raise
+            await self.rollback()  # gives the dead connection back; the next read takes another
+            await asyncio.sleep(0)  # lets asyncpg read the other dropped connections' ends
         return await read(*args, **kwargs)
 
 
@@ -153,13 +156,21 @@ def dropped(error: BaseException | None) -> bool:
 _CLOSING = (asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError)
 
 
+# How many times work safe to repeat is tried when the server keeps dropping its connection.
+# More than two: after a failover several pooled connections may still look open (asyncpg has
+# not read their end yet), and a retry may take one of them.
+ATTEMPTS_AFTER_DROP = 3
+
+
 async def once_more_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()`, and once more if the server dropped its connection: for work that is
-    safe to repeat (a read). The pool replaces the connections as old as the dropped one, so a
-    failover costs a reconnection, not the request."""
-    try:
-        return await attempt()
-    except Exception as error:
-        if not dropped(error):
-            raise
+    """`attempt()`, and again (ATTEMPTS_AFTER_DROP in all) if the server dropped its
+    connection: for work that is safe to repeat (a read). The pool replaces the connections as
+    old as the dropped one, so a failover costs a reconnection, not the request."""
+    for _ in range(ATTEMPTS_AFTER_DROP - 1):
+        try:
+            return await attempt()
+        except Exception as error:
+            if not dropped(error):
+                raise
+        await asyncio.sleep(0)  # lets asyncpg read the other dropped connections' ends
     return await attempt()

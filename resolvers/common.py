@@ -3,13 +3,14 @@ resolving the member an input points at, settling on read."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.engine import dropped
+from models.engine import ATTEMPTS_AFTER_DROP, dropped
 from models.records import MemberRecord
 from schema.context import Context, Info
 from schema.errors import UserError
@@ -25,8 +26,8 @@ T = TypeVar("T")
 async def unit_of_work(ctx: Context, work: Callable[[AsyncSession], Awaitable[T]]) -> T | UserError:
     """Commit on success; on a business refusal roll back (nothing written) and report it.
     If the server dropped the connection before the commit (a failover), nothing was written
-    and the work runs once more on a new connection; at the commit itself whether it was
-    written is unknown, so it is not repeated."""
+    and the work runs again on a new connection (ATTEMPTS_AFTER_DROP in all); at the commit
+    itself whether it was written is unknown, so it is not repeated."""
     committing = False
 
     async def attempt() -> T:
@@ -38,11 +39,13 @@ async def unit_of_work(ctx: Context, work: Callable[[AsyncSession], Awaitable[T]
             return result
 
     try:
-        try:
-            return await attempt()
-        except Exception as error:
-            if committing or not dropped(error):
-                raise
+        for _ in range(ATTEMPTS_AFTER_DROP - 1):
+            try:
+                return await attempt()
+            except Exception as error:
+                if committing or not dropped(error):
+                    raise
+            await asyncio.sleep(0)  # lets asyncpg read the other dropped connections' ends
         return await attempt()
     except DomainError as error:
         return UserError.from_domain(error)
