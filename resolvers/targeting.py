@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import models
 from schema.context import Info, Role
 from schema.ids import encode_id, expect_id
-from services import experiments, targeting
+from services import experiments, segments, targeting
 
 
 def optional_pk(value: strawberry.ID | None, type_name: str, field: list[str]) -> int | None:
@@ -53,7 +53,7 @@ async def viewer_segments(info: Info, ids: Collection[int]) -> Collection[int] |
         return frozenset()
     runtime = info.context.runtime
     async with runtime.read_sessions() as session:
-        return await targeting.segments_containing(
+        return await segments.segments_containing(
             session, viewer.member_id, ids, runtime.clock.now()
         )
 

@@ -24,7 +24,8 @@ from services.earning_rules import rule_active
 from services.errors import Invalid
 from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
-from services.targeting import MembershipQuery, all_rules
+from services.segments import all_rules
+from services.targeting import MembershipQuery
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)

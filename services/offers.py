@@ -14,7 +14,8 @@ from models import Challenge, Promotion, Reward, Tier
 from services.gamification.challenges import running
 from services.program import active_promotions
 from services.rewards import from_active_partner, not_ended
-from services.targeting import applicable_promotions, segment_ids, segments_containing
+from services.segments import segments_containing
+from services.targeting import applicable_promotions, segment_ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,8 @@ from services.events import balances, record_event
 from services.ledger.entries import Drawn, lock_member, post, settle, spend
 from services.ledger.idempotency import claim, record_result
 from services.ledger.purchases import reference_key
-from services.targeting import early_access_for, segments_containing
+from services.segments import segments_containing
+from services.targeting import early_access_for
 
 # Unambiguous characters (no 0/O, 1/I/L): read aloud at a till, typed from a screen.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"

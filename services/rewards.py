@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Partner, Redemption, RedemptionStatus, Reward, RewardKind, Tier
 from services.errors import Invalid, NotFound
 from services.program import MAX_POINTS, clean_text, positive_decimal
-from services.targeting import check_segment, segments_containing
+from services.segments import segments_containing
+from services.targeting import check_segment
 
 MAX_MONEY = Decimal(1_000_000)
 MAX_STOCK = 100_000_000

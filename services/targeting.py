@@ -4,7 +4,8 @@ A targeted object names a segment (`segment_id`); it exists only for the segment
 (admins see everything). Which active promotions pay a member is decided here, in one place
 (`applicable_promotions`), by both purchase paths and by previewPurchase. Membership that
 decides points is computed in the write's own statement or transaction, never from a cache:
-`segments_containing` runs the segments' rules for one member in the caller's session, and
+`services.segments.segments_containing` runs the segments' rules for one member in the
+caller's session, and
 `MembershipQuery` gives the direct path (services.direct.purchases) the same rules as one
 asyncpg statement.
 
@@ -19,13 +20,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, bindparam, select
+from sqlalchemy import BigInteger, DateTime, bindparam
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Challenge, Promotion, Reward, Segment, Tier
 from services.errors import NotFound
 from services.experiments import treated
+from services.segments import segments_containing
 from services.segments.sql import RuleSql, membership
 
 
@@ -59,33 +61,6 @@ def applicable_promotions(
         return [p for p in promotions if p.segment_id is None]
     # A member an experiment holds out (CONTROL) earns as if the promotion did not exist.
     return [p for p in admitted(promotions, segments) if treated(p, member_id)]
-
-
-async def all_rules(session: AsyncSession) -> dict[int, dict[str, Any]]:
-    """Every segment's rule by id (a rule may name other segments)."""
-    return {s.id: s.rule for s in await session.scalars(select(Segment))}
-
-
-async def segments_containing(
-    session: AsyncSession,
-    member_id: int,
-    ids: Collection[int],
-    now: datetime,
-    *,
-    rules: Mapping[int, Mapping[str, Any]] | None = None,
-) -> frozenset[int]:
-    """Of the segments `ids`, those the member is in at `now`: one statement, in the caller's
-    session (so inside a write, exactly what its transaction sees). `rules`: every segment's
-    rule, if the caller has them (the catalog does)."""
-    if not ids:
-        return frozenset()
-    known = rules if rules is not None else await all_rules(session)
-    wanted = sorted(i for i in ids if i in known)
-    if not wanted:
-        return frozenset()
-    sql = RuleSql(dialect=session.get_bind().dialect.name, now=now, rules=known)
-    row = (await session.execute(membership(sql, member_id, [(i, known[i]) for i in wanted]))).one()
-    return frozenset(i for i, inside in zip(wanted, row, strict=True) if inside)
 
 
 class MembershipQuery:

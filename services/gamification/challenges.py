@@ -27,7 +27,8 @@ from services.gamification import badges
 from services.gamification.progress import metric_value
 from services.ledger.entries import credit
 from services.program import MAX_POINTS, bump_catalog_version, clean_text
-from services.targeting import admitted, check_segment, segment_ids, segments_containing
+from services.segments import segments_containing
+from services.targeting import admitted, check_segment, segment_ids
 
 # How long a completed challenge that has ended still shows among a member's challenges.
 RECENT = timedelta(days=30)

@@ -45,12 +45,8 @@ from services.ledger.earning import (
 from services.ledger.entries import credit, draw, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
 from services.program import active_promotions
-from services.targeting import (
-    admitted,
-    applicable_promotions,
-    segment_ids,
-    segments_containing,
-)
+from services.segments import segments_containing
+from services.targeting import admitted, applicable_promotions, segment_ids
 from services.tiers import refresh_tier
 
 MAX_REFERENCE_LENGTH = 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +23,14 @@ from services.segments.sql import RuleSql, members_matching, membership
 __all__ = [
     "CountCache",
     "SegmentUser",
+    "all_rules",
     "create_segment",
     "delete_segment",
     "is_member",
     "locked_segment",
     "member_count",
     "members_page",
+    "segments_containing",
     "segments_of",
     "update_segment",
     "users_of",
@@ -39,13 +41,35 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-async def _rules(session: AsyncSession) -> dict[int, dict[str, Any]]:
+async def all_rules(session: AsyncSession) -> dict[int, dict[str, Any]]:
     """Every segment's rule by id (a rule may name others)."""
     return {s.id: s.rule for s in await session.scalars(select(Segment))}
 
 
 async def _sql(session: AsyncSession, now: datetime) -> RuleSql:
-    return RuleSql(dialect=_dialect(session), now=now, rules=await _rules(session))
+    return RuleSql(dialect=_dialect(session), now=now, rules=await all_rules(session))
+
+
+async def segments_containing(
+    session: AsyncSession,
+    member_id: int,
+    ids: Collection[int],
+    now: datetime,
+    *,
+    rules: Mapping[int, Mapping[str, Any]] | None = None,
+) -> frozenset[int]:
+    """Of the segments `ids`, those the member is in at `now`: one statement, in the caller's
+    session (so inside a write, exactly what its transaction sees: what deciding points
+    needs). `rules`: every segment's rule, if the caller has them (the catalog does)."""
+    if not ids:
+        return frozenset()
+    known = rules if rules is not None else await all_rules(session)
+    wanted = sorted(i for i in ids if i in known)
+    if not wanted:
+        return frozenset()
+    sql = RuleSql(dialect=_dialect(session), now=now, rules=known)
+    row = (await session.execute(membership(sql, member_id, [(i, known[i]) for i in wanted]))).one()
+    return frozenset(i for i, inside in zip(wanted, row, strict=True) if inside)
 
 
 def _name(value: str) -> str:
@@ -175,23 +199,14 @@ async def members_page(
 async def segments_of(session: AsyncSession, member_id: int, now: datetime) -> list[Segment]:
     """The segments the member is in now, by name: one statement, whatever their number."""
     segments = list(await session.scalars(select(Segment).order_by(Segment.name)))
-    if not segments:
-        return []
-    sql = RuleSql(dialect=_dialect(session), now=now, rules={s.id: s.rule for s in segments})
-    row = (
-        await session.execute(membership(sql, member_id, [(s.id, s.rule) for s in segments]))
-    ).one()
-    return [segment for segment, inside in zip(segments, row, strict=True) if inside]
+    rules = {s.id: s.rule for s in segments}
+    inside = await segments_containing(session, member_id, rules, now, rules=rules)
+    return [segment for segment in segments if segment.id in inside]
 
 
 async def is_member(session: AsyncSession, segment_id: int, member_id: int, now: datetime) -> bool:
     """Exactly, now, in the caller's transaction (what deciding points needs)."""
-    sql = await _sql(session, now)
-    segment = await session.get(Segment, segment_id)
-    if segment is None:
-        return False
-    row = (await session.execute(membership(sql, member_id, [(segment.id, segment.rule)]))).one()
-    return bool(row[0])
+    return segment_id in await segments_containing(session, member_id, [segment_id], now)
 
 
 class CountCache:

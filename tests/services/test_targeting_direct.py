@@ -63,9 +63,9 @@ async def test_the_direct_statement_agrees_with_the_general_path_on_every_condit
         )
         ids.append(nested.id)
     async with seeded.sessions() as session:
-        every_rule = await targeting.all_rules(session)
+        every_rule = await segments.all_rules(session)
         expected = {
-            name: await targeting.segments_containing(session, pk, ids, NOW)
+            name: await segments.segments_containing(session, pk, ids, NOW)
             for name, pk in seeded.ids.items()
         }
     sql, order, arguments = targeting.MembershipQuery(every_rule).statement(ids)
