@@ -249,6 +249,11 @@ class PlanExecutor:
                     f" {inspect(coerced)}"
                 )
             return coerced
+        if completion.flat is not None:
+            try:
+                return completion.flat(result)
+            except Exception:  # noqa: S110  # completed field by field below, which says why
+                pass
         if isinstance(completion, ObjectCompletion):
             is_type_of = completion.type.is_type_of
             if is_type_of is not None:

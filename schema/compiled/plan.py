@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from graphql import (
@@ -40,6 +41,7 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    Undefined,
     VariableNode,
     Visitor,
     visit,
@@ -53,6 +55,7 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues
 from graphql.type.introspection import TypeNameMetaFieldDef
+from strawberry.types.field import StrawberryField
 
 __all__ = [
     "Completion",
@@ -84,15 +87,25 @@ class NonNullCompletion:
 @dataclass(frozen=True, slots=True)
 class ListCompletion:
     item: Completion
+    flat: Flat | None = None  # see `Flat`
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectCompletion:
     type: GraphQLObjectType
     fields: tuple[FieldPlan, ...]
+    flat: Flat | None = None  # see `Flat`
 
 
 Completion = LeafCompletion | NonNullCompletion | ListCompletion | ObjectCompletion
+
+Flat = Callable[[Any], Any]
+"""A whole object (or list) completed in one synchronous pass, where every field below it
+reads an attribute and every type check is strawberry's own `isinstance`: no resolver to
+call, no info to build, no path to record. It raises on anything unusual (a null where none
+may be, a leaf that does not coerce, a value of another type); the executor then completes
+the same value field by field, which reads the same attributes again (nothing has side
+effects) and reports the error exactly as graphql-core would."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +276,9 @@ class _Planner:
         if isinstance(type_, GraphQLNonNull):
             return NonNullCompletion(self.completion(type_.of_type, details))
         if isinstance(type_, GraphQLList):
-            return ListCompletion(self.completion(type_.of_type, details))
+            item = self.completion(type_.of_type, details)
+            item_flat = _flat(item)
+            return ListCompletion(item, _flat_list(item_flat) if item_flat else None)
         if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
             return LeafCompletion(type_)
         if isinstance(type_, GraphQLObjectType):
@@ -272,7 +287,8 @@ class _Planner:
             )
             if collected.new_defer_usages:
                 raise _Unplannable(type_.name)
-            return ObjectCompletion(type_, self.fields(type_, collected.grouped_field_set))
+            fields = self.fields(type_, collected.grouped_field_set)
+            return ObjectCompletion(type_, fields, _flat_object(type_, fields))
         raise _Unplannable(str(type_))  # an interface or a union
 
 
@@ -290,3 +306,106 @@ def _constant(value: str) -> Callable[..., str]:
         return value
 
     return resolve
+
+
+# -- flat completions ----------------------------------------------------------------------
+
+
+class _NotFlat(Exception):
+    """Raised by a flat completion for whatever the executor must complete field by field."""
+
+
+def _flat(completion: Completion) -> Flat | None:
+    """The flat completion of `completion`, or None where some part of it is not flat."""
+    if isinstance(completion, NonNullCompletion):
+        inner = _flat(completion.inner)
+        return None if inner is None else _flat_non_null(inner)
+    if isinstance(completion, LeafCompletion):
+        return _flat_leaf(completion.type)
+    return completion.flat
+
+
+def _flat_non_null(inner: Flat) -> Flat:
+    def complete(value: Any) -> Any:
+        if value is None:
+            raise _NotFlat
+        return inner(value)
+
+    return complete
+
+
+def _flat_leaf(type_: GraphQLScalarType | GraphQLEnumType) -> Flat:
+    coerce = type_.coerce_output_value
+
+    def complete(value: Any) -> Any:
+        if value is None:
+            return None
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _NotFlat
+        return coerced
+
+    return complete
+
+
+def _flat_list(item: Flat) -> Flat:
+    def complete(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple):
+            raise _NotFlat  # iterables of other kinds (async ones too) go field by field
+        return [item(each) for each in value]
+
+    return complete
+
+
+def _flat_object(type_: GraphQLObjectType, fields: tuple[FieldPlan, ...]) -> Flat | None:
+    """Flat when the type checks with strawberry's own `is_type_of` (or none) and every
+    field reads an attribute (strawberry's default resolver) or is `__typename`."""
+    check = type_.is_type_of
+    if check is not None and not check.__qualname__.endswith("_get_is_type_of.<locals>.is_type_of"):
+        return None  # a type's own check may read the info
+    readers: list[tuple[str, Callable[[Any], Any], Flat]] = []
+    for field in fields:
+        completion = _flat(field.completion)
+        if completion is None:
+            return None
+        if field.definition is TypeNameMetaFieldDef:
+            readers.append((field.response_name, _typename_reader(type_.name), completion))
+            continue
+        reader = _attribute_reader(field)
+        if reader is None:
+            return None
+        readers.append((field.response_name, reader, completion))
+    entries = tuple(readers)
+
+    def complete(value: Any) -> Any:
+        if value is None:
+            return None
+        # strawberry's own check never reads the info
+        if check is not None and not check(value, None):  # type: ignore[arg-type]
+            raise _NotFlat
+        return {name: finish(read(value)) for name, read, finish in entries}
+
+    return complete
+
+
+def _typename_reader(name: str) -> Callable[[Any], str]:
+    def read(_value: Any) -> str:
+        return name
+
+    return read
+
+
+def _attribute_reader(field: FieldPlan) -> Callable[[Any], Any] | None:
+    """`operator.attrgetter` of the attribute a basic strawberry field returns."""
+    if not field.basic:
+        return None
+    definition = field.definition.extensions.get("strawberry-definition")
+    if not isinstance(definition, StrawberryField):
+        return None
+    if definition.base_resolver is not None or definition.extensions:
+        return None
+    if definition.default_resolver is not getattr:
+        return None
+    return attrgetter(definition.python_name)

@@ -35,6 +35,13 @@ from api.graphql_view import LaurelGraphQL
 from bench.workloads import DASHBOARD_QUERY, EARN_MUTATION, REDEEM_MUTATION
 from models import KeyRole
 from schema.compiled import CompiledOperations
+from schema.compiled.plan import (
+    Completion,
+    FieldPlan,
+    ListCompletion,
+    NonNullCompletion,
+    ObjectCompletion,
+)
 from schema.documents import DocumentCache
 from schema.error_codes import MASKED_MESSAGE, code_errors
 from schema.exceptions import Forbidden
@@ -1321,6 +1328,40 @@ async def test_the_bench_documents_have_plans(pg_api: Api) -> None:
             found = operations.find(document, operation_name)
             assert found is not None, (name, operation_name)
             assert found.name == name
+
+
+def _flat_objects(fields: tuple[FieldPlan, ...]) -> dict[str, bool]:
+    """Each object-valued field below `fields`, by response path: whether it completes flat."""
+    found: dict[str, bool] = {}
+    for planned in fields:
+        completion: Completion = planned.completion
+        while isinstance(completion, NonNullCompletion | ListCompletion):
+            if isinstance(completion, ListCompletion):
+                found[planned.response_name + "[]"] = completion.flat is not None
+                completion = completion.item
+            else:
+                completion = completion.inner
+        if isinstance(completion, ObjectCompletion):
+            found[planned.response_name] = completion.flat is not None
+            for name, flat in _flat_objects(completion.fields).items():
+                found[f"{planned.response_name}.{name}"] = flat
+    return found
+
+
+async def test_the_dashboard_completes_its_attribute_objects_flat(pg_api: Api) -> None:
+    found = app_operations(pg_api).find(DASHBOARD_QUERY, None)
+    assert found is not None
+
+    assert _flat_objects(found.plan.fields) == {
+        "me": False,  # its fields have resolvers
+        "me.balance": True,
+        "me.tier": True,
+        "me.tierProgress": True,
+        "me.transactions": True,
+        "me.transactions.edges[]": True,
+        "me.transactions.edges": True,
+        "me.transactions.edges.node": True,
+    }
 
 
 @dataclass
