@@ -63,18 +63,25 @@ async def target_member_id(
     return (await find_member(session, external_id=external_id)).id
 
 
-async def fresh_member(ctx: Context, member_id: int) -> MemberRecord | None:
+async def fresh_member(
+    ctx: Context, member_id: int, *, page: int | None = None
+) -> MemberRecord | None:
     """The member for display, with pending points activated and lots expired when due:
-    a balance is right when read, whatever the sweep's schedule."""
-    member = await ctx.loaders.member.load(member_id)
+    a balance is right when read, whatever the sweep's schedule. With `page`, its newest
+    `page` transactions are read in the same statement, for `Member.transactions`."""
+    loaders = ctx.loaders
+    if page is None:
+        member = await loaders.member.load(member_id)
+    else:
+        member = await loaders.member_with_page(member_id, page)
     now = ctx.runtime.clock.now()
     if member is None or member.next_settlement_at is None or member.next_settlement_at > now:
         return member
     async with ctx.runtime.sessions.begin() as session:
         locked = await lock_member(session, member_id, erased_ok=True)
         await settle(session, locked, now)
-    ctx.loaders.member.clear(member_id)
-    ctx.loaders.member.prime(member_id, locked)
+    loaders.forget(member_id)
+    loaders.member.prime(member_id, locked)
     return locked
 
 

@@ -11,7 +11,7 @@ from schema.exceptions import BadUserInput
 from schema.ids import expect_id
 from schema.inputs import EnrollInput
 from schema.payloads import EnrollPayload
-from schema.types.member import Member
+from schema.types.member import Member, newest_page_wanted
 from services import access, members
 from services.errors import DomainError
 
@@ -19,7 +19,8 @@ from services.errors import DomainError
 async def me(info: Info) -> Member | None:
     viewer = info.context.viewer
     assert viewer.member_id is not None
-    row = await fresh_member(info.context, viewer.member_id)
+    page = newest_page_wanted(info._raw_info.field_nodes[0], info.variable_values)
+    row = await fresh_member(info.context, viewer.member_id, page=page)
     if row is not None:
         info.context.member_settles_at = row.next_settlement_at
     return Member.from_row(row) if row else None

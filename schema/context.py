@@ -122,7 +122,11 @@ class Context:
         """Fresh loaders: a long-lived context (a WebSocket) must not serve stale answers."""
         runtime = self.runtime
         self.loaders = Loaders(
-            runtime.read_engine, runtime.read_sessions, runtime.catalog, runtime.clock
+            runtime.read_engine,
+            runtime.read_sessions,
+            runtime.catalog,
+            runtime.clock,
+            runtime.direct,
         )
 
 

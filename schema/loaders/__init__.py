@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from models import ActivityType, Badge, EntryStatus, LedgerEntry, Member, Program, Segment, Tier
-from models.records import MemberRecord
+from models.records import EntryRecord, MemberRecord
 from schema.loaders.rewards import RewardLoaders
 from services.catalog import Catalog, CatalogCache
 from services.clock import Clock
+from services.direct import reads
+from services.direct.writer import DirectWriter
 
 EXPIRING_SOON_LIMIT = 5
 
@@ -48,11 +50,14 @@ class Loaders:
         sessions: async_sessionmaker[AsyncSession],
         catalog: CatalogCache,
         clock: Clock,
+        direct: DirectWriter | None = None,
     ) -> None:
         self._engine = engine  # read-only (autocommit on PostgreSQL)
         self._sessions = sessions
         self._catalog = catalog
         self._clock = clock
+        self._direct = direct  # member reads straight on asyncpg (PostgreSQL)
+        self._pages: dict[tuple[int, int], list[EntryRecord]] = {}
         self.member = DataLoader[int, MemberRecord | None](self._load_members)
         self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
 
@@ -92,7 +97,36 @@ class Loaders:
     async def program(self) -> Program:
         return (await self.catalog()).program
 
+    async def member_with_page(self, member_id: int, limit: int) -> MemberRecord | None:
+        """The member, as `member.load(member_id)` gives it, read together with its newest
+        `limit` transactions, which `newest_page` then hands over once (PostgreSQL; elsewhere
+        the member alone)."""
+        if self._direct is None:
+            return await self.member.load(member_id)
+        found = await reads.member_with_page(self._direct, member_id, limit)
+        if found is None:
+            return None
+        member, page = found
+        self.member.prime(member_id, member)
+        self._pages[member_id, limit] = list(page)
+        return member
+
+    def newest_page(self, member_id: int, limit: int) -> list[EntryRecord] | None:
+        """The member's newest `limit` transactions if `member_with_page` read them."""
+        return self._pages.pop((member_id, limit), None)
+
+    def forget(self, member_id: int) -> None:
+        """The member changed (settled): nothing read of it before may be handed over."""
+        self.member.clear(member_id)
+        for key in [key for key in self._pages if key[0] == member_id]:
+            del self._pages[key]
+
     async def _load_members(self, ids: Sequence[int]) -> list[MemberRecord | None]:
+        if self._direct is not None:
+            found: dict[int, MemberRecord] = {
+                row.id: row for row in await reads.members(self._direct, ids)
+            }
+            return [found.get(i) for i in ids]
         async with self._engine.connect() as connection:
             if len(ids) == 1:
                 rows = await connection.execute(_MEMBER, {"id": ids[0]})

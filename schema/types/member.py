@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import FieldNode, IntValueNode, NullValueNode, VariableNode
 from sqlalchemy import bindparam, func, select
 from strawberry.scalars import JSON
 
 import models
-from models.records import MemberRecord
+from models.records import EntryRecord, MemberRecord
 from schema.context import Info, Role
 from schema.exceptions import BadUserInput, Forbidden
 from schema.ids import decode_id, encode_id
@@ -209,16 +211,19 @@ class Member(Node):
         size = page_size(first)
         before_id = after_id(after)
         member_id = self.row.id
-        reader = info.context.runtime.read_engine
-        params = {"member_id": member_id, "limit": size + 1}
-        if before_id is not None:
-            params["before_id"] = before_id
-        async with reader.connect() as connection:
-            page = _PAGE if before_id is None else _PAGE_BEFORE
-            rows = (await connection.execute(page, params)).all()
+        rows: Sequence[EntryRecord] | None = None
+        if before_id is None:  # perhaps read with the member (`newest_page_wanted`)
+            rows = info.context.loaders.newest_page(member_id, size + 1)
+        if rows is None:
+            params = {"member_id": member_id, "limit": size + 1}
+            if before_id is not None:
+                params["before_id"] = before_id
+            async with info.context.runtime.read_engine.connect() as connection:
+                page = _PAGE if before_id is None else _PAGE_BEFORE
+                rows = (await connection.execute(page, params)).all()
 
         async def count() -> int:
-            async with reader.connect() as connection:
+            async with info.context.runtime.read_engine.connect() as connection:
                 total = await connection.scalar(_COUNT, {"member_id": member_id})
             return int(total or 0)
 
@@ -289,3 +294,35 @@ class Member(Node):
     @strawberry.field  # running challenges, with progress in their current period
     async def challenges(self, info: Info) -> list[ChallengeProgress]:
         return await challenges_of(info, self.row.id)
+
+
+def newest_page_wanted(member_field: FieldNode, variables: dict[str, Any]) -> int | None:
+    """How many rows `Member.transactions` will read for the member selected by
+    `member_field` (its page and one more, as the resolver reads them), when the selection
+    names that field once, directly, with `first` given and no `after`: then the member's
+    read can bring them along. None in any other case (the resolver reads them itself)."""
+    found: FieldNode | None = None
+    for selection in member_field.selection_set.selections if member_field.selection_set else ():
+        if not isinstance(selection, FieldNode):
+            return None  # fragments: not worth following here
+        if selection.name.value == "transactions":
+            if found is not None:
+                return None
+            found = selection
+    if found is None:
+        return None
+    first: object = None
+    for argument in found.arguments or ():
+        value = argument.value
+        given = variables.get(value.name.value) if isinstance(value, VariableNode) else value
+        if argument.name.value == "after":
+            if given is not None and not isinstance(given, NullValueNode):
+                return None
+        elif argument.name.value == "first":
+            first = int(given.value) if isinstance(given, IntValueNode) else given
+    if not isinstance(first, int) or isinstance(first, bool):
+        return None
+    try:
+        return page_size(first) + 1
+    except BadUserInput:
+        return None

@@ -119,6 +119,15 @@ class DirectWriter:
 
         return await self._on_live_connection(read)
 
+    async def read_rows(self, query: str, *args: object) -> list[Any]:
+        """The rows of one read, outside any transaction."""
+
+        async def read(driver: Any) -> list[Any]:
+            rows: list[Any] = await driver.fetch(query, *args)
+            return rows
+
+        return await self._on_live_connection(read)
+
     async def transaction(self, work: Callable[[Any], Awaitable[W | None]]) -> W | None:
         """Run `work(asyncpg connection)` in a transaction: committed when it returns a result
         (and its member announced), rolled back when it returns None or raises."""
