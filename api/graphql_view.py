@@ -176,11 +176,40 @@ def _has_code(extensions: object) -> bool:
     return isinstance(extensions, dict) and isinstance(extensions.get("code"), str)
 
 
+def _malformed(message: object) -> bool:
+    """Whether a graphql-transport-ws message has the wrong shape: not an object with a
+    string `type`, or a `subscribe`/`complete` whose fields have the wrong types. Strawberry
+    indexes into messages as they come, so a JSON list or a string payload raised inside
+    its connection handler (the socket dropped with 1006, an error logged)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return True
+    kind = message["type"]
+    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+        return True
+    if kind != "subscribe":
+        return False
+    payload = message.get("payload")
+    return not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("query"), str | None)
+        and isinstance(payload.get("variables"), dict | None)
+        and isinstance(payload.get("operationName"), str | None)
+        and isinstance(payload.get("extensions"), dict | None)
+    )
+
+
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
-    """graphql-transport-ws with Laurel's checks of every `subscribe` message: the view's
-    `on_ws_operation` (rate limits), then its document found (by hash too) and, in trusted
-    mode, registered for restricted callers. A refusal is the operation's `error` message;
-    the connection stays open."""
+    """graphql-transport-ws with Laurel's checks of every message: its shape (a malformed
+    one closes the connection with 4400, as the protocol says), then for `subscribe` the
+    view's `on_ws_operation` (rate limits), its document found (by hash too) and, in
+    trusted mode, registered for restricted callers. A refusal is the operation's `error`
+    message; the connection stays open."""
+
+    async def handle_message(self, message: Any) -> None:
+        if _malformed(message):
+            await self.handle_invalid_message("Invalid message")
+            return
+        await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         view = self.view

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from graphql import GraphQLError, parse
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schema.exceptions import BadUserInput, CodedGraphQLError
+from services.breaker import SKIPPED, RedisBreaker
 from services.trusted_documents import HEX_SHA256, document_hash, find_document
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 log: Final = logging.getLogger("laurel.persisted")
-_SKIPPED: Final = object()  # what RedisApqStore._guarded gives instead of an answer
 
 PERSISTED_QUERY_NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
 PERSISTED_QUERY_NOT_IN_LIST: Final = "PERSISTED_QUERY_NOT_IN_LIST"
@@ -135,20 +134,20 @@ class RedisApqStore:
         self._prefix = f"{prefix}apq:"
         self._ttl = ttl_seconds
         self.local = local or MemoryApqStore()
-        # A breaker: after a failure Redis is left alone for `retry_seconds`, then one call
-        # tries it while the others do without, so a frozen Redis costs one timeout, not one
-        # per request.
-        self.retry_seconds = retry_seconds
-        self._failing = False
-        self._skip_until = 0.0
-        self._probing = False
+        # A frozen Redis costs one call a timeout, then calls do without it at once.
+        self.breaker = RedisBreaker(
+            "persisted queries",
+            open_seconds=retry_seconds,
+            fallback="this process keeps and finds documents alone",
+            log=log,
+        )
 
     async def get(self, sha256: str) -> str | None:
         text = self.local.peek(sha256)
         if text is not None:
             return text
-        found = await self._guarded(lambda: self._redis.get(self._prefix + sha256))
-        if found is None or found is _SKIPPED:
+        found = await self.breaker.call(lambda: self._redis.get(self._prefix + sha256))
+        if found is None or found is SKIPPED:
             return None  # a Redis failure is a miss
         text = found.decode() if isinstance(found, bytes) else str(found)
         if document_hash(text) != sha256:  # someone else's key: never run it
@@ -158,29 +157,7 @@ class RedisApqStore:
 
     async def put(self, sha256: str, text: str) -> None:
         self.local.keep(sha256, text)  # and in this process only if Redis fails
-        await self._guarded(lambda: self._redis.set(self._prefix + sha256, text, ex=self._ttl))
-
-    async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """`call()`'s result, or _SKIPPED: Redis failed (logged), or is left alone for now."""
-        probe = self._failing
-        if probe and (time.monotonic() < self._skip_until or self._probing):
-            return _SKIPPED
-        self._probing = probe
-        try:
-            result = await call()
-        except (RedisError, OSError, TimeoutError):
-            self._failing = True
-            self._skip_until = time.monotonic() + self.retry_seconds
-            log.warning(
-                "persisted queries: Redis unavailable, this process alone for %.0f s",
-                self.retry_seconds,
-            )
-            return _SKIPPED
-        finally:
-            if probe:
-                self._probing = False
-        self._failing = False
-        return result
+        await self.breaker.call(lambda: self._redis.set(self._prefix + sha256, text, ex=self._ttl))
 
 
 class TrustedDocuments:

@@ -22,7 +22,6 @@ of waiting on Redis again with every request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -35,6 +34,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 
 from schema.context import Role, Viewer
+from services.breaker import SKIPPED, RedisBreaker
 
 log = logging.getLogger("laurel.rate_limits")
 
@@ -155,11 +155,16 @@ class RateLimits:
         self._lease_script = self.redis.register_script(_LEASE) if self.redis is not None else None
         # Slices of callers' windows this process holds: key -> [calls left, window end].
         self._leases: dict[str, list[float]] = {}
-        self.timeout = timeout
-        self.breaker_seconds = breaker_seconds
-        self._redis_skipped_until = 0.0
-        self._redis_failed = False
-        self._probing = False  # a call is trying Redis again after a failure
+        # Each call has a short deadline; after a failure this process counts alone for
+        # `breaker_seconds` (services.breaker). Any exception counts: never fail a request.
+        self.breaker = RedisBreaker(
+            "rate limits",
+            open_seconds=breaker_seconds,
+            fallback="counting in this process",
+            timeout=timeout,
+            failures=(Exception,),
+            log=log,
+        )
         # Keys refused in their current window: refused again without asking Redis (a fixed
         # window's count only grows until it ends). key -> window end (monotonic).
         self._refused: dict[str, float] = {}
@@ -171,7 +176,7 @@ class RateLimits:
     @property
     def redis_skipped(self) -> bool:
         """True while the breaker is open: Redis failed a moment ago, this process counts alone."""
-        return time.monotonic() < self._redis_skipped_until
+        return self.breaker.open
 
     async def check(self, viewer: Viewer, address: str | None) -> Refusal | None:
         """Count a call by `viewer` (or, anonymous, from `address`); a Refusal if it is over
@@ -192,35 +197,19 @@ class RateLimits:
             if now < refused_until:
                 return Refusal(math.ceil(refused_until - now), limit)
             del self._refused[key]
-        # After a failure, once the breaker's time is up, one call tries Redis again while
-        # the others go on counting here: a Redis still frozen costs one wait, not one each.
         lease = self._leases.get(key)
         if lease is not None and lease[1] > now and lease[0] >= 1:
             lease[0] -= 1
             return None
-        if (
-            self._lease_script is not None
-            and now >= self._redis_skipped_until
-            and not self._probing
-        ):
-            self._probing = self._redis_failed
-            try:
-                async with asyncio.timeout(self.timeout):
-                    size = max(1, limit.amount // LEASE_SHARE)
-                    window_ms = limit.get_expiry() * 1000
-                    count, left_ms = await self._lease_script(
-                        keys=[self.prefix + key], args=[size, window_ms]
-                    )
-            except Exception:  # Redis down, frozen or refusing: count here, for a while
-                self._redis_failed = True
-                self._redis_skipped_until = time.monotonic() + self.breaker_seconds
-                log.warning(
-                    "rate limits: Redis failed, counting in this process for %.0f s",
-                    self.breaker_seconds,
-                    exc_info=True,
-                )
-            else:
-                self._redis_failed = False
+        script = self._lease_script
+        if script is not None:
+            size = max(1, limit.amount // LEASE_SHARE)
+            window_ms = limit.get_expiry() * 1000
+            leased = await self.breaker.call(
+                lambda: script(keys=[self.prefix + key], args=[size, window_ms])
+            )
+            if leased is not SKIPPED:
+                count, left_ms = leased
                 ends = time.monotonic() + int(left_ms) / 1000
                 # The units of this lease still under the limit (others may have taken the rest).
                 granted = min(size, limit.amount - (int(count) - size))
@@ -230,8 +219,7 @@ class RateLimits:
                     self._leases[key] = [granted - 1, ends]
                     return None
                 return self._refuse(key, limit, time.time() + (ends - time.monotonic()))
-            finally:
-                self._probing = False
+        # No Redis, or the breaker is open: counted in this process.
         if await self.local.hit(limit, who):
             return None
         return self._refuse(key, limit, await self.local.storage.get_expiry(key))

@@ -9,6 +9,12 @@ changes nothing, and one that is lost is made good by the next one or by a recon
   so a subscriber connected to any process hears about commits made by every process. When
   Redis is down, commits are kept (a bounded set of member ids) and published when it is back,
   and local subscribers are still rung at once; nothing ever waits for Redis or fails with it.
+  A broadcast (awaited by the request that sends it) waits for Redis at most
+  `BROADCAST_TIMEOUT`, and not at all while the breaker is open after a failure
+  (`services.breaker`); one that could not be published is kept (a bounded list) and
+  published by the background publisher when Redis answers again. Broadcasts must therefore
+  be idempotent and be backed by something the other processes can read without Redis (the
+  revocations are: see `services.revocations`).
 
 A `Doorbell` is an `asyncio.Event`: rings coalesce, so a subscriber that reads slowly costs one
 flag, never a growing queue.
@@ -20,10 +26,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from services.breaker import SKIPPED, RedisBreaker
 
 log = logging.getLogger("laurel.bus")
 
@@ -33,6 +42,9 @@ EVERYONE = "*"  # a hint that every member may have news (after hints were dropp
 MAX_UNSENT = 100_000  # member ids kept while Redis is down; beyond that, one EVERYONE hint
 CHUNK = 2_000  # member ids per published message
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+BROADCAST_TIMEOUT = 0.25  # seconds a broadcast may wait for Redis (a PUBLISH takes < 1 ms)
+BROADCAST_BREAKER_SECONDS = 5.0  # after a failure, broadcasts do not try Redis for this long
+MAX_UNSENT_BROADCASTS = 1_000  # beyond that the oldest go (the database catch-up covers them)
 
 
 def hint_channel(prefix: str) -> str:
@@ -173,6 +185,14 @@ class RedisBus(LocalBus):
         self._origin = uuid.uuid4().hex  # our own hints come back: skip them
         self._unsent: set[int] = set()
         self._everyone_unsent = False
+        self._unsent_broadcasts: deque[str] = deque(maxlen=MAX_UNSENT_BROADCASTS)
+        self.breaker = RedisBreaker(
+            "bus",
+            open_seconds=BROADCAST_BREAKER_SECONDS,
+            fallback="broadcasts are kept and sent later; other processes catch up meanwhile",
+            timeout=BROADCAST_TIMEOUT,
+            log=log,
+        )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()  # set while subscribed to the channel
@@ -193,13 +213,18 @@ class RedisBus(LocalBus):
 
     async def broadcast(self, message: str) -> None:
         """Tell this process at once, and every other one through Redis: PUBLISH returns once
-        Redis has handed the message to every subscribed process. With Redis down it is
-        logged, not raised: the others catch up when they reconnect (see `on_reconnect`)."""
+        Redis has handed the message to every subscribed process. A Redis that is down or
+        frozen costs this call `BROADCAST_TIMEOUT` at most, or nothing while the breaker is
+        open: the message is kept and published when Redis answers again, and it is logged,
+        not raised (the others catch up from the database meanwhile)."""
         self._deliver(message)
-        try:
-            await self._redis.publish(self._broadcast_channel, f"{self._origin}:{message}")
-        except (RedisError, OSError) as error:
-            log.warning("broadcast of %r not published (%s); others catch up later", message, error)
+        published = await self.breaker.call(
+            lambda: self._redis.publish(self._broadcast_channel, f"{self._origin}:{message}")
+        )
+        if published is SKIPPED:
+            log.warning("broadcast of %r not published yet; kept, sent when Redis answers", message)
+            self._unsent_broadcasts.append(message)
+            self._wake.set()
 
     async def start(self) -> None:
         self._tasks = [
@@ -218,6 +243,12 @@ class RedisBus(LocalBus):
         self._tasks = []
 
     async def _publish_unsent(self) -> None:
+        while self._unsent_broadcasts:
+            message = self._unsent_broadcasts[0]
+            await self._redis.publish(self._broadcast_channel, f"{self._origin}:{message}")
+            self._unsent_broadcasts.popleft()
+            if not self._unsent_broadcasts:
+                self.breaker.succeeded()  # requests' broadcasts try Redis again at once
         if self._everyone_unsent:
             await self._redis.publish(self._channel, f"{self._origin}:{EVERYONE}")
             self._everyone_unsent = False

@@ -3,14 +3,15 @@ keys that were revoked (or whose partner was deactivated or renamed) since they 
 
 A change is announced over the bus (`LocalBus.broadcast`; over Redis, every process hears it
 before the announcing request returns). Each process also looks in the database now and then
-(`recently_erased`), so a process that missed an announcement (Redis down, or not
-configured with several processes) catches up within that interval.
+(`catch_up`, every LAUREL_API_KEY_CACHE_SECONDS), so a process that missed an announcement
+(Redis down or frozen, or not configured with several processes) catches up within that
+interval, whatever Redis does: the database, not the bus, is what makes a revocation hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,10 @@ from models import Member
 
 KEYS_CHANGED = "keys"
 _ERASED = "erased:"
+# Erasures are read again this far behind the newest one seen: an erasure stamped earlier
+# may commit later (another process's transaction, or its clock a little behind), and must
+# not fall behind the mark. Reading one again changes nothing.
+CATCH_UP_OVERLAP = timedelta(minutes=10)
 
 
 def member_erased_message(member_id: int) -> str:
@@ -66,7 +71,7 @@ class Revocations:
         forget cached keys: what a missed announcement would have said."""
         stmt = select(Member.id, Member.erased_at).where(Member.erased_at.is_not(None))
         if self.erased_seen_until is not None:
-            stmt = stmt.where(Member.erased_at >= self.erased_seen_until)
+            stmt = stmt.where(Member.erased_at >= self.erased_seen_until - CATCH_UP_OVERLAP)
         for member_id, erased_at in await session.execute(stmt):
             self.member_erased(member_id)
             if self.erased_seen_until is None or erased_at > self.erased_seen_until:

@@ -23,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.breaker import REDIS_FAILURES as REDIS_OUTAGE
+from services.breaker import SKIPPED, RedisBreaker
 from services.clock import Clock
 from services.leaderboards.periods import Board, Period, Standing
 from services.leaderboards.snapshot import RankingCache
@@ -43,8 +43,7 @@ log = logging.getLogger("laurel.leaderboards")
 # What a Redis outage looks like: redis-py's errors (ConnectionError, TimeoutError, ...), the
 # socket's own, and a rebuild that could not finish.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
-    RedisError,
-    OSError,
+    *REDIS_OUTAGE,
     LeaderboardBusy,
     RebuildLockLost,
 )
@@ -88,7 +87,6 @@ class Leaderboards:
         self.batch_size = batch_size
         self.max_dirty = max_dirty
         self.build_wait_seconds = build_wait_seconds
-        self.retry_seconds = retry_seconds
         self.max_backoff_seconds = max_backoff_seconds
         # Without a store the database answers every request (exact; fine for small programs).
         # With one, its fallback answers are shared for a few seconds per process, so that a
@@ -100,9 +98,13 @@ class Leaderboards:
             )
         self._dirty: set[int] = set()
         self._rebuild_needed = False
-        self._down_since: float | None = None  # monotonic time of the outage's first failure
-        self._skip_until = 0.0
-        self._probing = False  # a read is trying a failing Redis again
+        self.breaker = RedisBreaker(
+            "leaderboards",
+            open_seconds=retry_seconds,
+            fallback="answering from the database",
+            failures=REDIS_FAILURES,
+            log=log,
+        )
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -114,31 +116,21 @@ class Leaderboards:
         """The top `first` and `member_id`'s standing (None when unranked or not given)."""
         now = self.clock.now()
         store = self.store
-        # While Redis is failing, once `retry_seconds` are up one read (the probe) tries it
-        # again and the others go on to the database: a Redis still frozen costs that one
-        # read a timeout, not every read that arrives while it waits.
-        probe = self._down_since is not None
-        if (
-            store is not None
-            and time.monotonic() >= self._skip_until
-            and not (probe and self._probing)
-        ):
-            self._probing = probe
-            try:
+        if store is not None:
+
+            async def from_redis() -> Board | None:
                 found = await store.board(period, now, first=first, member_id=member_id)
                 if found is None and await store.ensure_built(
                     self.read_sessions, period, now, wait=self.build_wait_seconds
                 ):
                     found = await store.board(period, now, first=first, member_id=member_id)
-            except REDIS_FAILURES as exc:
-                self._failed(exc)
-            else:
-                self._succeeded()
-                if found is not None:
-                    return found
-            finally:
-                if probe:
-                    self._probing = False
+                return found
+
+            # A Redis frozen costs one read a timeout, then reads go to the database at once
+            # (services.breaker).
+            found = await self.breaker.call(from_redis)
+            if found is not None and found is not SKIPPED:
+                return found
         if self.fallback is not None:
             return await self.fallback.board(period, now, first=first, member_id=member_id)
         async with self.read_sessions() as session:
@@ -197,7 +189,7 @@ class Leaderboards:
             try:
                 await store.invalidate(now)
             except REDIS_FAILURES as exc:
-                self._failed(exc)
+                self.breaker.failed(exc)
                 return False
             self._rebuild_needed = False
         while self._dirty:
@@ -212,7 +204,7 @@ class Leaderboards:
                 await store.write(figures, now)
             except REDIS_FAILURES as exc:
                 self._keep(batch)
-                self._failed(exc)
+                self.breaker.failed(exc)
                 return False
             except Exception:
                 self._keep(batch)
@@ -221,7 +213,7 @@ class Leaderboards:
             except BaseException:  # cancelled: keep them for the next attempt
                 self._keep(batch)
                 raise
-            self._succeeded()
+            self.breaker.succeeded()
         return True
 
     def _keep(self, batch: list[int]) -> None:
@@ -287,23 +279,3 @@ class Leaderboards:
                 await asyncio.wait_for(stop.wait(), backoff)
             wake.set()
             backoff = min(backoff * 2, self.max_backoff_seconds)
-
-    # ------------------------------------------------------------ outage bookkeeping
-
-    def _failed(self, exc: BaseException) -> None:
-        self._skip_until = time.monotonic() + self.retry_seconds
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning(
-                "leaderboards: Redis unavailable (%s: %s); answering from the database",
-                type(exc).__name__,
-                exc,
-            )
-
-    def _succeeded(self) -> None:
-        if self._down_since is not None:
-            log.warning(
-                "leaderboards: Redis back after %.1f s", time.monotonic() - self._down_since
-            )
-            self._down_since = None
-        self._skip_until = 0.0

@@ -147,7 +147,6 @@ class Target:
 
 @pytest.fixture(scope="module")
 async def target(pg_engine: AsyncEngine) -> AsyncIterator[Target]:
-    await _empty(pg_engine)
     clock = ManualClock(START)
     app = create_app(
         Settings(
@@ -165,6 +164,19 @@ async def target(pg_engine: AsyncEngine) -> AsyncIterator[Target]:
         ),
         clock=clock,
     )
+    credentials, scalars = await load_world(pg_engine, clock)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    yield Target(client, credentials, scalars, {})
+    await client.aclose()
+    await app.state.laurel.engine.dispose()
+
+
+async def load_world(
+    pg_engine: AsyncEngine, clock: ManualClock
+) -> tuple[dict[str, str | None], dict[str, st.SearchStrategy[graphql.ValueNode]]]:
+    """The demo program loaded (on an emptied database), a credential per role (None for
+    anonymous), and the scalar strategies drawing on its IDs and strings."""
+    await _empty(pg_engine)
     sessions = session_factory(pg_engine)
     summary = await load_demo(sessions, clock)
     credentials: dict[str, str | None] = {"anonymous": None}
@@ -207,11 +219,7 @@ async def target(pg_engine: AsyncEngine) -> AsyncIterator[Target]:
         now=clock.now(),
         ttl=timedelta(days=30),
     )
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-    scalars = _custom_scalars(ids, [s for s in strings if s])
-    yield Target(client, credentials, scalars, {})
-    await client.aclose()
-    await app.state.laurel.engine.dispose()
+    return credentials, _custom_scalars(ids, [s for s in strings if s])
 
 
 def _custom_scalars(
@@ -304,7 +312,11 @@ def _as_variables(document: str, kind: str) -> tuple[str, dict[str, Any]]:
     parsed = graphql.parse(document)
     operation = parsed.definitions[0]
     assert isinstance(operation, graphql.OperationDefinitionNode)
-    root = SCHEMA.query_type if kind == "query" else SCHEMA.mutation_type
+    root = {
+        "query": SCHEMA.query_type,
+        "mutation": SCHEMA.mutation_type,
+        "subscription": SCHEMA.subscription_type,
+    }[kind]
     assert root is not None
     definitions: list[graphql.VariableDefinitionNode] = []
     variables: dict[str, Any] = {}
