@@ -68,12 +68,18 @@ MEMBER_FIELDS = frozenset(
 # an argument or sits directly under `me`, which `_member_view` refuses.
 _NOT_UNDER_ME = frozenset({"rank"})
 MAX_DOCUMENTS = 256
-MAX_ENTRIES = 50_000
+# Kept answers are bounded by their size (as JSON; the objects held take a few times more),
+# not only by time: most members of a large program are not asked for again within the ttl,
+# and a cache filled with their answers only grows the process. A dashboard is 1-3 KiB; an
+# answer over MAX_ANSWER_BYTES is not kept at all.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
 class _Entry:
     result: ExecutionResult
+    size: int  # of the answer as JSON
     generation: int
     until_monotonic: float
     until_clock: datetime | None  # the member's next settlement
@@ -94,6 +100,7 @@ class MemberViews:
         # Told of every answer reused, as the schema tells it of every operation it runs.
         self._observe = observe
         self._entries: dict[tuple[int, str], _Entry] = {}
+        self.bytes = 0  # the kept answers' sizes, at most MAX_BYTES
         self._generations: dict[int, int] = {}
         self._epoch = 0  # bumped when everyone may have news
         # Per query text: the name of its one operation ("" when anonymous) when its answers
@@ -107,6 +114,7 @@ class MemberViews:
         if member_ids is None:
             self._epoch += 1
             self._entries.clear()
+            self.bytes = 0
             return
         for member_id in member_ids:
             self._generations[member_id] = self._generations.get(member_id, 0) + 1
@@ -151,19 +159,35 @@ class MemberViews:
                     name = given if given is not None else operation or None
                     self._observe(name, "query", False, time.perf_counter() - started)
                 return entry.result
-            del self._entries[key]
+            self._drop(key)
         self.misses += 1
         result = await run()
         if not result.errors and self._generation(member_id) == generation:
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = _Entry(
-                result,
-                generation,
-                time.monotonic() + self._ttl,
-                context.member_settles_at,
-            )
+            self._keep(key, result, generation, context.member_settles_at)
         return result
+
+    def _keep(
+        self,
+        key: tuple[int, str],
+        result: ExecutionResult,
+        generation: int,
+        settles_at: datetime | None,
+    ) -> None:
+        size = len(orjson.dumps(result.data))
+        if size > MAX_ANSWER_BYTES:
+            return
+        self._drop(key)
+        while self._entries and self.bytes + size > MAX_BYTES:
+            self._drop(next(iter(self._entries)))  # the oldest kept
+        self._entries[key] = _Entry(
+            result, size, generation, time.monotonic() + self._ttl, settles_at
+        )
+        self.bytes += size
+
+    def _drop(self, key: tuple[int, str]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
 
     def _operation(self, query: str) -> str | None:
         """The name of the query's operation ("" when anonymous) if its answers may be kept."""

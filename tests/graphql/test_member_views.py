@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 
+from api import member_views
 from api.member_views import MemberViews
 from models import KeyRole
 from schema.ids import encode_id
@@ -119,3 +121,43 @@ async def test_reused_answers_count_in_the_metrics_like_computed_ones(api: Api) 
     await dashboard(api, token)
     assert views(api).hits == hits + 1
     assert await count() == 2.0
+
+
+async def test_kept_answers_are_bounded_by_size_oldest_dropped_first(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token, _ = await setup(api)
+    one = len(orjson.dumps({"me": await dashboard(api, token)}))  # each answer's size alike
+    monkeypatch.setattr(member_views, "MAX_BYTES", one * 2)  # room for two such answers
+    kept = views(api)
+    kept._rung(None)  # start empty
+    tokens = [token]
+    async with api.sessions.begin() as session:
+        for name in ("bob", "cy"):
+            other = await members.enroll(
+                session, email=f"{name}@example.com", display_name=name, now=api.clock.now()
+            )
+            tokens.append(api.member_token(other.id))
+
+    for each in tokens:
+        await dashboard(api, each)
+
+    assert kept.bytes <= member_views.MAX_BYTES
+    hits = kept.hits
+    await dashboard(api, tokens[2])  # the newest is kept...
+    assert kept.hits == hits + 1
+    await dashboard(api, tokens[0])  # ...the oldest was dropped for it
+    assert kept.hits == hits + 1
+
+
+async def test_an_answer_too_large_to_be_worth_keeping_is_not_kept(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token, _ = await setup(api)
+    monkeypatch.setattr(member_views, "MAX_ANSWER_BYTES", 16)
+    kept = views(api)
+    kept._rung(None)
+    await dashboard(api, token)
+    hits = kept.hits
+    await dashboard(api, token)
+    assert (kept.hits, kept.bytes) == (hits, 0)
