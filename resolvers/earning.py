@@ -166,11 +166,10 @@ async def set_currency_rate(info: Info, input: SetCurrencyRateInput) -> SetCurre
     now = info.context.runtime.clock.now()
     try:
         async with info.context.runtime.sessions.begin() as session:
-            existing = await session.get(models.CurrencyRate, input.currency)
-            before = {"rate": str(existing.rate)} if existing is not None else None
-            row = await currencies.set_rate(
+            row, previous = await currencies.set_rate(
                 session, currency=input.currency, rate=input.rate, now=now
             )
+            before = {"rate": str(previous)} if previous is not None else None
             audit_trail(
                 info, session, f"CurrencyRate:{row.currency}", before, {"rate": str(row.rate)}
             )

@@ -31,22 +31,26 @@ def currency_code(value: str, field: list[str]) -> str:
 
 async def set_rate(
     session: AsyncSession, *, currency: str, rate: float, now: datetime
-) -> CurrencyRate:
+) -> tuple[CurrencyRate, Decimal | None]:
+    """The currency's rate set (added or changed), and the rate it replaced (None if new)."""
     code = currency_code(currency, ["input", "currency"])
     if code == (await get_program(session)).currency:
         raise Invalid("the program's own currency is always 1", field=["input", "currency"])
     exact = positive_decimal(rate, ["input", "rate"], maximum=MAX_RATE)
     if exact != exact.quantize(Decimal("1e-8")):
         raise Invalid("rate has at most 8 decimal places", field=["input", "rate"])
+    # First: the program row's lock makes rate edits take turns, so two first rates for one
+    # currency never both insert it (the second then finds the first's row).
+    await bump_catalog_version(session)
     row = await session.get(CurrencyRate, code, with_for_update=True)
+    previous = None if row is None else row.rate
     if row is None:
         row = CurrencyRate(currency=code, rate=exact, updated_at=now)
         session.add(row)
     else:
         row.rate, row.updated_at = exact, now
     await session.flush()
-    await bump_catalog_version(session)
-    return row
+    return row, previous
 
 
 async def list_rates(session: AsyncSession) -> Sequence[CurrencyRate]:

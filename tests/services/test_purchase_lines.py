@@ -3,6 +3,7 @@ the contract states them, and line refunds reversing exactly what the lines earn
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -228,6 +229,33 @@ async def test_without_lines_the_order_is_one_line_and_bonuses_still_pay(
         {"label": "1 point per 1.00 USD spent", "points": 33},
         {"label": "Welcome", "points": 50},
     ]
+
+
+async def test_two_first_rates_for_a_currency_at_once_both_succeed(
+    pg: AsyncEngine, clock: ManualClock
+) -> None:
+    sessions = session_factory(pg)
+    first_in = asyncio.Event()
+
+    async def set_rate(rate: float, hold: bool) -> Decimal | None:
+        async with sessions.begin() as session:
+            _, previous = await currencies.set_rate(
+                session, currency="EUR", rate=rate, now=clock.now()
+            )
+            if hold:  # keep the transaction open while the other one starts
+                first_in.set()
+                await asyncio.sleep(0.3)
+        return previous
+
+    async def second() -> Decimal | None:
+        await first_in.wait()
+        return await set_rate(1.2, hold=False)
+
+    previous = await asyncio.gather(set_rate(1.1, hold=True), second())
+
+    assert previous == [None, Decimal("1.1")]  # the second waited and saw the first's rate
+    async with sessions() as session:
+        assert [r.rate for r in await currencies.list_rates(session)] == [Decimal("1.2")]
 
 
 async def test_a_purchase_in_another_currency_counts_at_its_rate(
