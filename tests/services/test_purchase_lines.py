@@ -253,7 +253,7 @@ async def test_two_first_rates_for_a_currency_at_once_both_succeed(
 
     previous = await asyncio.gather(set_rate(1.1, hold=True), second())
 
-    assert previous == [None, Decimal("1.1")]  # the second waited and saw the first's rate
+    assert list(previous) == [None, Decimal("1.1")]  # the second waited and saw the first's rate
     async with sessions() as session:
         assert [r.rate for r in await currencies.list_rates(session)] == [Decimal("1.2")]
 
