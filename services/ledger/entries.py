@@ -25,7 +25,7 @@ from models import (
     MemberStatus,
     Program,
 )
-from models.records import Balances
+from models.records import Balances, MemberRecord
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
 from services.events import balances, record_event, record_points
 
@@ -73,9 +73,19 @@ async def lock_member(
     return member
 
 
-def earns(member: Member) -> bool:
+def earns(member: MemberRecord) -> bool:
     """Whether the member earns points: not while suspended, never once erased."""
     return member.status is MemberStatus.ACTIVE and member.erased_at is None
+
+
+def earned_of(
+    member: MemberRecord, kind: EntryKind, points: int, breakdown: Sequence[dict[str, Any]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """What the member earns of `points` (and the breakdown that says so): all of them, or,
+    suspended or erased, none of an earning, the breakdown adding what was withheld."""
+    if not earns(member) and kind in EARNING_KINDS and points > 0:
+        return 0, [*breakdown, {"label": WITHHELD, "points": -points}]
+    return points, list(breakdown)
 
 
 def post(
@@ -195,10 +205,9 @@ def credit(
     A suspended member earns nothing: the entry is still written (the purchase, activity or
     celebration is on record), for 0 points, with a breakdown that says what was withheld.
     Admin adjustments are not earnings and are never withheld."""
-    breakdown = breakdown or [{"label": description, "points": points}]
-    if not earns(member) and kind in EARNING_KINDS and points > 0:
-        breakdown = [*breakdown, {"label": WITHHELD, "points": -points}]
-        points = 0
+    points, breakdown = earned_of(
+        member, kind, points, breakdown or [{"label": description, "points": points}]
+    )
     status, available_at, expires_at = credit_terms(program, available_at, now)
     return post(
         session,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -35,6 +35,7 @@ from services.events import record_event
 from services.gamification import challenges
 from services.ledger.earning import (
     CENT,
+    Component,
     EarnQuote,
     LineRequest,
     PurchaseLine,
@@ -42,7 +43,7 @@ from services.ledger.earning import (
     purchase_amount,
     quote_purchase,
 )
-from services.ledger.entries import credit, draw, lock_member, post, settle
+from services.ledger.entries import credit, draw, earned_of, lock_member, post, settle
 from services.ledger.idempotency import claim, record_result
 from services.program import active_promotions
 from services.segments import segments_containing
@@ -223,13 +224,20 @@ async def preview_order(
     decided = await Targeting.decide(
         session, catalog, member.id if member is not None else None, now, now
     )
-    return order.quote(
+    quote = order.quote(
         catalog,
         tier=tier,
         promotions=decided.promotions,
         rules=decided.rules,
         first_purchase=member is not None and member.last_purchase_at is None,
     )
+    if member is None:
+        return quote
+    points, breakdown = earned_of(member, EntryKind.PURCHASE, quote.points, quote.breakdown())
+    if points == quote.points:
+        return quote
+    components = tuple(Component(c["label"], c["points"]) for c in breakdown)
+    return replace(quote, points=points, components=components)
 
 
 @dataclass(frozen=True, slots=True)

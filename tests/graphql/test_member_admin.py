@@ -311,6 +311,13 @@ async def test_a_suspended_member_earns_nothing_cannot_redeem_and_earns_again_on
     )["member"]
     assert suspended["status"] == "SUSPENDED"
 
+    preview = await gql(
+        api,
+        "query($m: ID) { previewPurchase(amount: 80, memberId: $m) "
+        "{ points breakdown { label points } } }",
+        {"m": member["id"]},
+        token=service,
+    )
     withheld = ok(
         await gql(
             api,
@@ -323,6 +330,11 @@ async def test_a_suspended_member_earns_nothing_cannot_redeem_and_earns_again_on
     assert withheld["kind"] == "PURCHASE" and withheld["points"] == 0
     assert [c["points"] for c in withheld["breakdown"]] == [80, -80]
     assert "suspended" in withheld["breakdown"][-1]["label"]
+    # the preview said so beforehand, line for line
+    assert preview["data"]["previewPurchase"] == {
+        "points": 0,
+        "breakdown": withheld["breakdown"],
+    }
     body = await gql(
         api, REDEEM, {"input": {"rewardId": reward["id"], "idempotencyKey": "r-1"}}, token=token
     )
