@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,7 +132,7 @@ class Authenticator:
                     raise access.InvalidToken("unsupported token algorithm")
                 member_id, expires_at = await self._provider_member(token, self._provider, kid, now)
             else:
-                member_id, expires_at = self._laurel_member(token, now)
+                member_id, expires_at = self._laurel_member(token, header, now)
         except access.InvalidToken as exc:
             return _refused(f"member token refused: {exc}")
         if self._revocations.is_erased(member_id):
@@ -152,10 +153,16 @@ class Authenticator:
         )
         return viewer
 
-    def _laurel_member(self, token: str, now: datetime) -> tuple[int, datetime]:
+    def _laurel_member(
+        self, token: str, header: dict[str, Any], now: datetime
+    ) -> tuple[int, datetime]:
         """A token Laurel signed (or the PEM key's system): `sub` is the member's global ID."""
         subject, expires_at = access.verify_member_token(
-            token, hmac_secrets=self._jwt_secrets, public_key=self._jwt_public_key, now=now
+            token,
+            hmac_secrets=self._jwt_secrets,
+            public_key=self._jwt_public_key,
+            now=now,
+            header=header,
         )
         decoded = decode_id(subject)
         if decoded is None or decoded[0] != "Member":

@@ -157,12 +157,18 @@ def token_header(token: str) -> dict[str, Any]:
 
 
 def verify_member_token(
-    token: str, *, hmac_secrets: Sequence[str], public_key: str | None, now: datetime
+    token: str,
+    *,
+    hmac_secrets: Sequence[str],
+    public_key: str | None,
+    now: datetime,
+    header: dict[str, Any] | None = None,
 ) -> tuple[str, datetime]:
     """A token Laurel signed (HS256 with any of `hmac_secrets`, the signing one first) or another
     system signed with the PEM `public_key` (RS256): its subject (a member's global ID) and
-    expiry; raises InvalidToken for anything not acceptable."""
-    algorithm = token_header(token).get("alg")
+    expiry; raises InvalidToken for anything not acceptable. `header`: the token's header if
+    the caller has read it already (`token_header`)."""
+    algorithm = (header if header is not None else token_header(token)).get("alg")
     if algorithm == "HS256" and hmac_secrets:
         keys: Sequence[str] = hmac_secrets
     elif algorithm == "RS256" and public_key:
