@@ -119,3 +119,27 @@ async def test_reused_answers_count_in_the_metrics_like_computed_ones(api: Api) 
     await dashboard(api, token)
     assert views(api).hits == hits + 1
     assert await count() == 2.0
+
+
+async def test_hits_and_misses_are_in_the_metrics(api: Api) -> None:
+    """The bench reads these before and after a run to print its hit rate."""
+    _, token, _ = await setup(api)
+
+    async def read() -> dict[str, float]:
+        text = (await api.client.get("/metrics")).text
+        found = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("laurel_member_views_"):
+                found[name] = float(value)
+        return found
+
+    before = await read()
+    await dashboard(api, token)  # a miss, then kept
+    await dashboard(api, token)  # a hit
+    await api.gql("{ program { name } }", token=token)  # not a member view: neither
+    after = await read()
+    assert after["laurel_member_views_hits_total"] - before["laurel_member_views_hits_total"] == 1
+    misses = "laurel_member_views_misses_total"
+    assert after[misses] - before[misses] == 1
+    assert after["laurel_member_views_entries"] >= 1
