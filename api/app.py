@@ -165,6 +165,7 @@ def create_app(
         observe=observe,
     )
     member_views = MemberViews(bus, clock, observe=observe)
+    metrics.watch_member_views(member_views.counters)
     rate_limits = RateLimits(
         _role_limits(settings) if settings.rate_limits else {},
         redis=redis,

@@ -110,6 +110,10 @@ class MemberViews:
         self.misses = 0
         bus.on_ring(self._rung)
 
+    def counters(self) -> tuple[int, int, int]:
+        """(hits, misses, answers kept), for the metrics."""
+        return self.hits, self.misses, len(self._entries)
+
     def _rung(self, member_ids: Iterable[int] | None) -> None:
         if member_ids is None:
             self._epoch += 1

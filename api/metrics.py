@@ -1,9 +1,14 @@
 """Prometheus metrics: GraphQL operations counted and timed by name and type; webhook
-deliveries by result, their attempts' latency and the age of the oldest undelivered work."""
+deliveries by result, their attempts' latency and the age of the oldest undelivered work; the
+member-views cache's hits, misses and size."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Operation names come from clients: past this many distinct ones, new names count as "other"
 # so a client cannot blow up the metrics' memory.
@@ -43,6 +48,11 @@ class Metrics:
         # and looks up on every call. Bounded like the names: (MAX_OPERATION_NAMES + 2)
         # names x 4 types x 2 outcomes at most.
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def watch_member_views(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Expose the member-views cache's (hits, misses, answers kept), read at each scrape:
+        the cache keeps plain integers, so a request pays nothing for the metric."""
+        self.registry.register(_MemberViewsCollector(read))
 
     def label(self, name: str | None) -> str:
         if not name:
@@ -107,3 +117,24 @@ class WebhookMetrics:
     def backlog(self, oldest_pending: float, oldest_undispatched: float) -> None:
         self._oldest_pending.set(oldest_pending)
         self._oldest_undispatched.set(oldest_undispatched)
+
+
+class _MemberViewsCollector(Collector):
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        hits, misses, size = self._read()
+        yield CounterMetricFamily(
+            "laurel_member_views_hits",
+            "Member dashboard queries answered from the member-views cache",
+            value=hits,
+        )
+        yield CounterMetricFamily(
+            "laurel_member_views_misses",
+            "Member dashboard queries the member-views cache could keep but did not have",
+            value=misses,
+        )
+        yield GaugeMetricFamily(
+            "laurel_member_views_entries", "Answers the member-views cache holds", value=size
+        )

@@ -4,6 +4,13 @@
   must answer without errors and with the same data; an earn on each, then its replay, which
   must return the same entry (idempotency); a redemption on each, then its replay, which must
   return the same redemption. Error bodies are kept verbatim.
+* Read probes (`probe_reads`): the dashboard and the leaderboard as a few members of the
+  population from every target that serves them (Laurel with and without Redis, the raw
+  endpoints, PostGraphile 5), each answer brought to one form (`_dashboard`, `_board`) and
+  compared with Laurel's: the same numbers or the run is invalid. The raw Redis endpoint has
+  no names and no competition rank (ZREVRANK is a position), so it is compared with the raw
+  SQL endpoint: the same top (member ids, points) and total, and a position at or after the
+  member's rank. PostGraphile must also report its transactions read-only.
 * Ledger checks (SQL, after the earn workload): every purchase the run created has exactly one
   PURCHASE entry of its member, order and points, and its idempotency claim (which, if it
   names an entry, names that one), and every such entry exactly one POINTS_UPDATED event;
@@ -22,6 +29,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +39,7 @@ import httpx
 from bench import workloads
 from bench.config import Database
 from models import QUALIFYING_KINDS
+from schema.ids import encode_id
 
 PROBE_MEMBERS = 5
 MAX_BODY = 4000
@@ -98,6 +108,172 @@ def probe(urls: dict[str, str], creds: workloads.Credentials, run_id: str) -> di
                 _shape(report["redeem"]["raw"]["answer"])
             )
     return report
+
+
+def probe_reads(
+    urls: dict[str, str], creds: workloads.Credentials, files: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The reads (dashboard, leaderboard) as PROBE_MEMBERS members of the population, from
+    every target in `urls` (target -> server url), compared with Laurel's answers."""
+    members = creds.members[:PROBE_MEMBERS]
+    tokens = dict(zip(creds.members, files["token"], strict=True))
+    report: dict[str, Any] = {}
+    with httpx.Client(timeout=30.0) as client:
+        for workload in workloads.READS:
+            normalize = _dashboard if workload == "dashboard" else _board
+            targets = [t for t in workloads.WORKLOAD_TARGETS[workload] if t in urls]
+            answers: dict[str, list[Any]] = {t: [] for t in targets}
+            errors: dict[str, str] = {}
+            for pk in members:
+                for target in targets:
+                    data = lua_request(
+                        workloads.member_lua_data(
+                            workload,
+                            target,
+                            {"token": Path("-"), "pk": Path("-")},
+                            draw="uniform",
+                            hot=1,
+                        ),
+                        tokens[pk] if workloads.is_laurel(target) else str(pk),
+                    )
+                    response = client.post(urls[target] + data[0], headers=data[1], content=data[2])
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    if (
+                        response.status_code != 200
+                        or not isinstance(body, dict)
+                        or ("errors" in body)
+                    ):
+                        errors.setdefault(
+                            target, f"{response.status_code} {response.text[:MAX_BODY]}"
+                        )
+                        answers[target].append(None)
+                        continue
+                    answers[target].append(normalize(target, body))
+            laurel = next(t for t in targets if workloads.is_laurel(t))
+            same = {
+                t: [_without_ids(a) for a in answers[t]] == answers[laurel]
+                for t in targets
+                if t != "raw-redis"
+            }
+            if "raw-redis" in answers and "raw-sql" in answers:
+                same["raw-redis"] = all(
+                    _redis_agrees(r, s)
+                    for r, s in zip(answers["raw-redis"], answers["raw-sql"], strict=True)
+                )
+            report[workload] = {
+                "errors": errors,
+                "same_data": same,
+                "answers": {t: answers[t][:1] for t in targets},
+            }
+        if "pg5" in urls:
+            body = client.post(
+                urls["pg5"] + "/graphql", json={"query": "{ benchPg5ReadOnly }"}
+            ).json()
+            report["pg5_read_only"] = (body.get("data") or {}).get("benchPg5ReadOnly") == "on"
+    return report
+
+
+def lua_request(data: dict[str, Any], subject: str) -> tuple[str, dict[str, str], str]:
+    """(path, headers, body) as member.lua builds them from its data for one subject."""
+    headers = {"Content-Type": "application/json"}
+    if data["header_format"]:
+        headers["Authorization"] = data["header_format"].replace("%s", subject)
+    body = data["body_format"]
+    if data["body_has_subject"]:
+        body = body.replace('"%s"', f'"{subject}"').replace("%%", "%")
+    return data["path"], headers, body
+
+
+def _instant(value: str) -> str:
+    return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+
+
+def _dashboard(target: str, body: dict[str, Any]) -> Any:
+    """Any target's dashboard in Laurel's form."""
+    data = body.get("data") or {}
+    if target != "pg5":
+        me = data.get("me")
+        for edge in (me or {}).get("transactions", {}).get("edges", []):
+            edge["node"]["createdAt"] = _instant(edge["node"]["createdAt"])
+        return me
+    member = data.get("memberByRowId")
+    if member is None:
+        return None
+    tier = member["tierByTierId"]
+    above = [
+        t["threshold"] for t in data["allTiers"]["nodes"] if t["threshold"] > tier["threshold"]
+    ]
+    return {
+        "balance": {"available": member["available"], "pending": member["pending"]},
+        "tier": {"name": tier["name"]},
+        "tierProgress": {
+            "pointsToNext": max(above[0] - member["qualifyingPoints"], 0) if above else None
+        },
+        "transactions": {
+            "edges": [
+                {
+                    "node": {
+                        "id": encode_id("PointsTransaction", int(e["rowId"])),
+                        "kind": e["kind"],
+                        "points": e["points"],
+                        "createdAt": _instant(e["createdAt"]),
+                        "description": e["description"],
+                    }
+                }
+                for e in member["ledgerEntriesByMemberId"]["nodes"]
+            ]
+        },
+    }
+
+
+def _board(target: str, body: dict[str, Any]) -> Any:
+    """Any target's leaderboard as {entries: [(rank, name, points)], me, total}; the raw Redis
+    endpoint's as {top: [(member id, points)], position, total}."""
+    if target == "raw-redis":
+        me = body["me"]
+        return {
+            "top": [(e["memberId"], e["points"]) for e in body["entries"]],
+            "position": me and me["position"],
+            "total": body["totalRanked"],
+        }
+    if target == "raw-sql":
+        entries, me, total = body["entries"], body["me"], body["totalRanked"]
+    elif target == "pg5":
+        data = body["data"]
+        entries = data["benchPg5LeaderboardTop"]["nodes"]
+        me = data["benchPg5LeaderboardMe"]
+        me = me if me and me.get("memberId") is not None else None
+        total = data["benchPg5LeaderboardTotal"]
+    else:
+        board = body["data"]["leaderboard"]
+        entries, me, total = board["entries"], board["me"], board["totalRanked"]
+    shaped: dict[str, Any] = {
+        "entries": [(e["rank"], e["displayName"], e["points"]) for e in entries],
+        "me": me and (me["rank"], me["displayName"], me["points"]),
+        "total": total,
+    }
+    if target == "raw-sql":  # what the Redis endpoint is compared with
+        shaped["ids"] = [(e["memberId"], e["points"]) for e in entries]
+    return shaped
+
+
+def _without_ids(answer: Any) -> Any:
+    if isinstance(answer, dict) and "ids" in answer:
+        return {k: v for k, v in answer.items() if k != "ids"}
+    return answer
+
+
+def _redis_agrees(redis: Any, sql: Any) -> bool:
+    if redis is None or sql is None:
+        return False
+    if redis["top"] != sql["ids"] or redis["total"] != sql["total"]:
+        return False
+    if sql["me"] is None:
+        return redis["position"] is None
+    return redis["position"] is not None and redis["position"] >= sql["me"][0]
 
 
 def _redemption(outcome: dict[str, Any]) -> tuple[str, str] | None:

@@ -6,12 +6,13 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.config import LUA_DIR
-from bench.servers import Server, cpu_seconds, machine_cpu
+from bench.servers import RssSampler, Server, cpu_seconds, machine_cpu, rss_bytes
 
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -51,7 +52,19 @@ class Measurement:
     first_bad_body: str
     server_cpu: float  # the server process's CPU use, in cores (1.0 = one core busy)
     machine_cpu: float  # the whole machine's, as a fraction of all its cores
+    draw: str = ""  # how members were drawn (reads), "" for the write workloads
+    rss_peak_mib: float = 0.0  # the server process's peak RSS during the run
+    rss_after_mib: float = 0.0  # and a second after it
+    # Laurel's member-views cache during the run (None: not Laurel, or no lookups).
+    hits: int | None = None
+    misses: int | None = None
     db: dict[str, Any] = field(default_factory=dict)  # PostgreSQL's counters per request
+
+    @property
+    def hit_rate(self) -> float | None:
+        if self.hits is None or self.misses is None or not self.hits + self.misses:
+            return None
+        return self.hits / (self.hits + self.misses)
 
     @property
     def failed(self) -> int:
@@ -73,6 +86,7 @@ def run_wrk(
     connections: int,
     threads: int,
     timeout: float = 10.0,
+    target: str | None = None,
 ) -> Measurement:
     """One bounded wrk run (`duration` seconds) against `server`."""
     command = [
@@ -87,9 +101,10 @@ def run_wrk(
     ]
     env = {**os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_LUA_DATA": str(data_file)}
     cpu_before, (busy_before, total_before) = cpu_seconds(server.process.pid), machine_cpu()
-    completed = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=duration + timeout + 30
-    )
+    with RssSampler(server.process.pid) as rss:
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=duration + timeout + 30
+        )
     cpu_after, (busy_after, total_after) = cpu_seconds(server.process.pid), machine_cpu()
     lines = [ln for ln in completed.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
@@ -97,10 +112,12 @@ def run_wrk(
             f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
         )
     result = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+    time.sleep(1.0)  # what the process keeps once the load is over
+    rss_after = rss_bytes(server.process.pid)
     seconds = result["duration_us"] / 1e6
     latency = result["latency_us"]
     return Measurement(
-        target=server.name,
+        target=target or server.name,
         workload=workload,
         phase=phase,
         requests=result["requests"],
@@ -117,4 +134,6 @@ def run_wrk(
         first_bad_body=result["first_bad_body"],
         server_cpu=round((cpu_after - cpu_before) / seconds, 2),
         machine_cpu=round((busy_after - busy_before) / max(total_after - total_before, 1), 2),
+        rss_peak_mib=round(max(rss.peak, rss_after) / 2**20, 1),
+        rss_after_mib=round(rss_after / 2**20, 1),
     )

@@ -26,8 +26,17 @@ tiers read once at startup (they are static during a run), one pool of ~8 connec
   the first redemption; a key reused for another reward, IDEMPOTENCY_CONFLICT. Refusals
   (insufficient points, out of stock, ...) roll everything back and answer ``userErrors``.
 
+* ``POST /leaderboard/sql`` as a member (``Authorization: Bearer <member pk>``): the all-time
+  board's top 10, the member's standing and the number ranked, in one statement
+  (``bench.ranking.BOARD``: Laurel's rule, counts over the points index); ranks as Laurel's.
+* ``POST /leaderboard/redis`` alike: one redis-py pipeline ``ZREVRANGE 0 9 WITHSCORES`` +
+  ``ZREVRANK`` + ``ZCARD`` on the board Laurel built (``BENCH_RAW_BOARD_KEY``, members stored
+  as ``services.leaderboards.encode_member``), no names; ``me.position`` is ZREVRANK + 1 (the
+  member's place in Redis's order, not a competition rank: ties are not resolved).
+
 Run it like Laurel: ``uvicorn bench.raw_app:app --loop uvloop --http httptools``; configured by
-BENCH_RAW_DSN, BENCH_RAW_POOL_SIZE and BENCH_RAW_SERVICE_TOKEN (the bearer /earn requires).
+BENCH_RAW_DSN, BENCH_RAW_POOL_SIZE, BENCH_RAW_SERVICE_TOKEN (the bearer /earn requires), and
+BENCH_RAW_REDIS_URL and BENCH_RAW_BOARD_KEY for ``/leaderboard/redis``.
 """
 
 from __future__ import annotations
@@ -46,14 +55,20 @@ from typing import Any
 
 import asyncpg
 import orjson
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bench import ranking
+
 DSN = os.environ.get("BENCH_RAW_DSN", "postgresql://postgres@127.0.0.1:5432/laurel_bench")
 POOL_SIZE = int(os.environ.get("BENCH_RAW_POOL_SIZE", "8"))
 SERVICE_TOKEN = os.environ.get("BENCH_RAW_SERVICE_TOKEN", "")
+REDIS_URL = os.environ.get("BENCH_RAW_REDIS_URL", "")
+BOARD_KEY = os.environ.get("BENCH_RAW_BOARD_KEY", "")
+ID_SPAN = 10**15  # services.leaderboards.store: members stored as ID_SPAN - id, 15 digits
 CENT = Decimal("0.01")
 
 
@@ -104,11 +119,12 @@ class Static:
 
 pool: asyncpg.Pool | None = None
 static: Static | None = None
+redis: Redis | None = None
 
 
 @contextlib.asynccontextmanager
 async def lifespan(_: Starlette) -> AsyncIterator[None]:
-    global pool, static
+    global pool, static, redis
     pool = await asyncpg.create_pool(DSN, min_size=POOL_SIZE, max_size=POOL_SIZE)
     program = await pool.fetchrow(
         "SELECT points_per_currency_unit, currency, pending_days, expiry_days FROM program"
@@ -121,10 +137,13 @@ async def lifespan(_: Starlette) -> AsyncIterator[None]:
         expiry_days=program["expiry_days"],
         tiers=tuple(TierRow(t["id"], t["name"], t["threshold"], t["multiplier"]) for t in tiers),
     )
+    redis = Redis.from_url(REDIS_URL) if REDIS_URL else None
     try:
         yield
     finally:
         await pool.close()
+        if redis is not None:
+            await redis.aclose()
 
 
 # -- dashboard -------------------------------------------------------------------------------
@@ -183,6 +202,54 @@ async def dashboard(request: Request) -> Response:
         },
     }
     return JSONResponse({"data": {"me": me}})
+
+
+# -- leaderboard -----------------------------------------------------------------------------
+
+
+async def leaderboard_sql(request: Request) -> Response:
+    member_id = member_from(request)
+    if member_id is None:
+        return error(401, "a member is needed: Authorization: Bearer <member id>")
+    assert pool is not None
+    rows = await pool.fetch(ranking.BOARD, 10, member_id)
+    top = [row for row in rows if row["part"] == 0]
+    ranks = ranking.competition_ranks([row["points"] for row in top])
+    me = next((row for row in rows if row["part"] == 1), None)
+    return JSONResponse(
+        {
+            "entries": [
+                {"memberId": r["id"], "displayName": r["display_name"], "points": r["points"],
+                 "rank": rank}
+                for r, rank in zip(top, ranks, strict=True)
+            ],
+            "me": me and {"memberId": me["id"], "displayName": me["display_name"],
+                          "points": me["points"], "rank": me["n"]},
+            "totalRanked": next(row["n"] for row in rows if row["part"] == 2),
+        }
+    )  # fmt: skip
+
+
+async def leaderboard_redis(request: Request) -> Response:
+    member_id = member_from(request)
+    if member_id is None:
+        return error(401, "a member is needed: Authorization: Bearer <member id>")
+    if redis is None:
+        return error(503, "BENCH_RAW_REDIS_URL is not set")
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrevrange(BOARD_KEY, 0, 9, withscores=True)
+        pipe.zrevrank(BOARD_KEY, f"{ID_SPAN - member_id:015d}")
+        pipe.zcard(BOARD_KEY)
+        top, position, total = await pipe.execute()
+    return JSONResponse(
+        {
+            "entries": [
+                {"memberId": ID_SPAN - int(member), "points": int(score)} for member, score in top
+            ],
+            "me": None if position is None else {"position": position + 1},
+            "totalRanked": total,
+        }
+    )
 
 
 # -- earn ------------------------------------------------------------------------------------
@@ -560,6 +627,8 @@ app = Starlette(
         Route("/dashboard", dashboard, methods=["GET", "POST"]),
         Route("/earn", earn, methods=["POST"]),
         Route("/redeem", redeem, methods=["POST"]),
+        Route("/leaderboard/sql", leaderboard_sql, methods=["GET", "POST"]),
+        Route("/leaderboard/redis", leaderboard_redis, methods=["GET", "POST"]),
         Route("/healthz", healthz),
     ],
     lifespan=lifespan,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import secrets
 import statistics
@@ -20,11 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import checks, dbstats, workloads
+from bench import checks, dbstats, pg5, workloads
 from bench.config import RESULTS_DIR, Database
 from bench.load import Measurement, require_wrk, run_wrk
 from bench.seed import SeedSize, ensure_seeded
-from bench.servers import Server, start_uvicorn, stop, wait_until_ready
+from bench.servers import Server, member_view_counters, start_uvicorn, stop, wait_until_ready
+from models.engine import create_engine, read_session_factory
+from services.leaderboards import LeaderboardStore, Period, connect_redis
+
+# Laurel-with-Redis and the raw Redis endpoint share it, under a key prefix of the run's own.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 ORDER_PREFIX = {"laurel": "L", "raw": "R"}
 
@@ -44,7 +50,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--workloads", default=",".join(workloads.WORKLOADS), help="comma-separated subset"
     )
-    parser.add_argument("--token-pool", type=int, default=1000, help="members with a JWT")
+    parser.add_argument(
+        "--draw",
+        default="uniform",
+        help="comma-separated draws of members for the reads (dashboard, leaderboard): uniform "
+        "(any member alike, the default), zipf (skewed, s=1.1, over a random permutation), hot "
+        "(uniform over the first --hot-pool members: the old bench, its answers cached)",
+    )
+    parser.add_argument(
+        "--hot-pool",
+        "--token-pool",
+        dest="hot_pool",
+        type=int,
+        default=1000,
+        help="members of the hot draw",
+    )
+    parser.add_argument("--no-pg5", action="store_true", help="leave PostGraphile 5 out")
     parser.add_argument("--earn-pool", type=int, default=10_000, help="members earning")
     parser.add_argument("--redeem-pool", type=int, default=10, help="hot members redeeming")
     parser.add_argument(
@@ -58,6 +79,9 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.workloads) - set(workloads.WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    args.draw = [d for d in args.draw.split(",") if d]
+    if not args.draw or set(args.draw) - set(workloads.DRAWS):
+        parser.error(f"--draw: a comma-separated subset of {', '.join(workloads.DRAWS)}")
     if args.redeem_pool < 1:
         parser.error("--redeem-pool must be at least 1")
     if not 1 <= args.rounds <= 20 or not 1 <= args.duration <= 300 or args.warmup > 300:
@@ -94,7 +118,7 @@ def main() -> None:
     creds = asyncio.run(
         workloads.make_credentials(
             db,
-            dashboard_pool=args.token_pool,
+            dashboard_pool=args.hot_pool,
             earn_pool=args.earn_pool,
             redeem_pool=args.redeem_pool if "redeem" in args.workloads else 0,
             redeem_mix=args.redeem_mix,
@@ -111,19 +135,45 @@ def main() -> None:
         "cost": workloads.REDEEM_COST,
         "top_up": creds.rewards.top_up,
     }
+    reads = [w for w in args.workloads if w in workloads.READS]
+    pg5_wanted = bool(reads) and not args.no_pg5
+    if pg5_wanted:
+        pg5.ensure_installed()
+        asyncio.run(pg5.prepare_schema(db))
+    prefix = f"bench-{run_id}:"  # Laurel's Redis keys for this run, deleted at the end
     with tempfile.TemporaryDirectory(prefix="laurel-bench-") as tmp:
         workdir = Path(tmp)
-        servers = _start_servers(db, creds, workdir)
+        files = workloads.subject_files(workdir, creds) if reads else {}
+        servers = _start_servers(
+            db,
+            creds,
+            workdir,
+            redis_prefix=prefix if "leaderboard" in args.workloads else None,
+            pg5_wanted=pg5_wanted,
+        )
         try:
             urls = {name: server.url for name, server in servers.items()}
             results["servers"] = urls
+            if "laurel-redis" in servers:
+                results["board_built"] = asyncio.run(_build_board(db, prefix))
+                print(f"  Redis board built: {results['board_built']}", flush=True)
             print("probing ...", flush=True)
-            results["probe"] = checks.probe(urls, creds, run_id)
+            results["probe"] = checks.probe({t: urls[t] for t in workloads.TARGETS}, creds, run_id)
             _print_probe(results["probe"])
+            if reads:
+                read_urls = {
+                    target: urls[workloads.server_of(target)]
+                    for workload in reads
+                    for target in workloads.WORKLOAD_TARGETS[workload]
+                    if workloads.server_of(target) in urls
+                }
+                lines = {k: v.read_text().split() for k, v in files.items()}
+                results["probe_reads"] = checks.probe_reads(read_urls, creds, lines)
+                _print_probe_reads(results["probe_reads"])
             measurements: list[Measurement] = []
             for workload in args.workloads:
-                before = asyncio.run(checks.marks(db)) if workload != "dashboard" else None
-                runs = _run_workload(workload, args, db, creds, servers, workdir, run_id)
+                before = asyncio.run(checks.marks(db)) if workload not in workloads.READS else None
+                runs = _run_workload(workload, args, db, servers, workdir, run_id, creds, files)
                 measurements += runs
                 if before is None:
                     continue
@@ -145,9 +195,11 @@ def main() -> None:
         finally:
             for server in servers.values():
                 stop(server)
+            if "leaderboard" in args.workloads:
+                asyncio.run(_delete_keys(prefix))
 
     results["measurements"] = [m.as_dict() for m in measurements]
-    results["summary"] = summarize(measurements, args.workloads)
+    results["summary"] = summarize(measurements)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     print_table(results["summary"])
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -182,11 +234,19 @@ def find_problems(results: dict[str, Any]) -> list[str]:
         problems.append("laurel and raw dashboards return different data")
     if probe["redeem"].get("same_shape") is False:
         problems.append("laurel and raw redemptions answer in different shapes")
-    for workload, entry in results["summary"].items():
-        for target in workloads.TARGETS:
-            failed = entry.get(target, {}).get("failed_requests", 0)
-            if failed:
-                problems.append(f"{workload} on {target}: {failed} failed requests")
+    reads = results.get("probe_reads") or {}
+    for workload in workloads.READS:
+        for target, error in (reads.get(workload) or {}).get("errors", {}).items():
+            problems.append(f"{workload} probe on {target}: {error[:300]}")
+        for target, same in (reads.get(workload) or {}).get("same_data", {}).items():
+            if not same:
+                problems.append(f"{workload}: {target} does not answer the same numbers as Laurel")
+    if reads.get("pg5_read_only") is False:
+        problems.append("PostGraphile 5's transactions are not read-only")
+    for key, entry in results["summary"].items():
+        for target, row in entry["targets"].items():
+            if row["failed_requests"]:
+                problems.append(f"{key} on {target}: {row['failed_requests']} failed requests")
     earn_check = results.get("earn_correctness")
     if earn_check is not None and earn_check["foreign_purchases"]:
         problems.append(
@@ -206,7 +266,17 @@ def find_problems(results: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _start_servers(db: Database, creds: workloads.Credentials, workdir: Path) -> dict[str, Server]:
+def _start_servers(
+    db: Database,
+    creds: workloads.Credentials,
+    workdir: Path,
+    *,
+    redis_prefix: str | None,
+    pg5_wanted: bool,
+) -> dict[str, Server]:
+    """raw and laurel (no Redis, as a default deployment) always; with the leaderboard,
+    laurel-redis (Redis configured, `redis_prefix` its keys) and the raw app reading its board;
+    pg5 with the reads."""
     laurel_env = {
         "LAUREL_DATABASE_URL": db.sqlalchemy_url,
         "LAUREL_ENV": "production",
@@ -218,6 +288,9 @@ def _start_servers(db: Database, creds: workloads.Credentials, workdir: Path) ->
         "BENCH_RAW_POOL_SIZE": "8",
         "BENCH_RAW_SERVICE_TOKEN": creds.raw_token,
     }
+    if redis_prefix is not None:
+        raw_env["BENCH_RAW_REDIS_URL"] = REDIS_URL
+        raw_env["BENCH_RAW_BOARD_KEY"] = f"{redis_prefix}lb:board:ALL_TIME"
     servers = {
         "raw": start_uvicorn("raw", "bench.raw_app:app", env=raw_env, log_path=workdir / "raw.log"),
         "laurel": start_uvicorn(
@@ -228,10 +301,22 @@ def _start_servers(db: Database, creds: workloads.Credentials, workdir: Path) ->
             log_path=workdir / "laurel.log",
         ),
     }
+    if redis_prefix is not None:
+        servers["laurel-redis"] = start_uvicorn(
+            "laurel-redis",
+            "api.app:create_app",
+            factory=True,
+            env={**laurel_env, "LAUREL_REDIS_URL": REDIS_URL, "LAUREL_REDIS_PREFIX": redis_prefix},
+            log_path=workdir / "laurel-redis.log",
+        )
+    if pg5_wanted:
+        servers["pg5"] = pg5.start(db, log_path=workdir / "pg5.log")
     try:
         for server in servers.values():
             wait_until_ready(server)
-        wait_until_ready(servers["laurel"], path="/readyz")  # and its database
+        for name in ("laurel", "laurel-redis"):
+            if name in servers:
+                wait_until_ready(servers[name], path="/readyz")  # and its database (and Redis)
     except BaseException:
         for server in servers.values():
             stop(server)
@@ -239,54 +324,106 @@ def _start_servers(db: Database, creds: workloads.Credentials, workdir: Path) ->
     return servers
 
 
+async def _build_board(db: Database, prefix: str) -> int:
+    """Laurel's all-time board in Redis, built as `laurel leaderboards rebuild` builds it:
+    members ranked."""
+    engine = create_engine(db.sqlalchemy_url, pool_size=1)
+    redis = connect_redis(REDIS_URL, timeout=30.0)
+    try:
+        store = LeaderboardStore(redis, prefix=prefix)
+        now = datetime.now(UTC)
+        return await store.rebuild(read_session_factory(engine), Period.ALL_TIME, now)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def _delete_keys(prefix: str) -> None:
+    redis = connect_redis(REDIS_URL, timeout=30.0)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
+
+
 def _run_workload(
     workload: str,
     args: argparse.Namespace,
     db: Database,
-    creds: workloads.Credentials,
     servers: dict[str, Server],
     workdir: Path,
     run_id: str,
+    creds: workloads.Credentials,
+    files: dict[str, Path],
 ) -> list[Measurement]:
-    """Warm-up of each server, then rounds, alternating which server goes first."""
-    print(f"\n{workload}: warm-up {args.warmup:g}s, {args.rounds} x {args.duration:g}s", flush=True)
+    """Per draw (reads) : a warm-up of each target, then rounds, alternating the order."""
+    targets = [t for t in workloads.WORKLOAD_TARGETS[workload] if workloads.server_of(t) in servers]
     runs: list[Measurement] = []
-    phases = (["warmup"] if args.warmup > 0 else []) + [
-        f"round {n}" for n in range(1, args.rounds + 1)
-    ]
-    counters = dbstats.read(db)
-    for number, phase in enumerate(phases):
-        order = list(workloads.TARGETS) if number % 2 == 0 else list(reversed(workloads.TARGETS))
-        for target in order:
-            tag = f"{ORDER_PREFIX[target]}-{run_id}-{phase.replace(' ', '')}-{secrets.token_hex(2)}"
-            data = workloads.lua_data(workload, target, creds, order_prefix=tag)
-            data_file = workloads.write_lua_data(workdir / f"{workload}-{target}.lua", data)
-            measurement = run_wrk(
-                server=servers[target],
-                workload=workload,
-                phase=phase,
-                script=workloads.lua_script(workload),
-                data_file=data_file,
-                path=data["path"],
-                duration=args.warmup if phase == "warmup" else args.duration,
-                connections=args.connections,
-                threads=args.threads,
-            )
-            after = dbstats.read(db)
-            measurement.db = dbstats.per_request(counters, after, measurement.requests)
-            counters = after
-            runs.append(measurement)
-            flag = f"  FAILED {measurement.failed}" if measurement.failed else ""
-            print(
-                f"  {phase:<8} {target:<6} {measurement.rps:>8.0f} req/s  "
-                f"p50 {measurement.p50_ms:6.1f} ms  p99 {measurement.p99_ms:7.1f} ms  "
-                f"server cpu {measurement.server_cpu:.2f}  machine {measurement.machine_cpu:.0%}  "
-                f"db tx/req {measurement.db['db_transactions_per_request']:.1f}  "
-                f"new db conn/req {measurement.db['db_connections_per_request']:.2f}"
-                f"{flag}",
-                flush=True,
-            )
+    for draw in args.draw if workload in workloads.READS else [""]:
+        label = f"{workload} ({draw})" if draw else workload
+        print(
+            f"\n{label}: warm-up {args.warmup:g}s, {args.rounds} x {args.duration:g}s", flush=True
+        )
+        phases = (["warmup"] if args.warmup > 0 else []) + [
+            f"round {n}" for n in range(1, args.rounds + 1)
+        ]
+        counters = dbstats.read(db)
+        for number, phase in enumerate(phases):
+            order = targets if number % 2 == 0 else list(reversed(targets))
+            for target in order:
+                server = servers[workloads.server_of(target)]
+                if draw:
+                    data = workloads.member_lua_data(
+                        workload, target, files, draw=draw, hot=args.hot_pool
+                    )
+                else:
+                    tag = f"{ORDER_PREFIX[target]}-{run_id}-{phase.replace(' ', '')}-"
+                    data = workloads.lua_data(
+                        workload, target, creds, order_prefix=tag + secrets.token_hex(2)
+                    )
+                data_file = workloads.write_lua_data(workdir / f"{workload}-{target}.lua", data)
+                views_before = _views(server, target)
+                measurement = run_wrk(
+                    server=server,
+                    target=target,
+                    workload=workload,
+                    phase=phase,
+                    script=workloads.lua_script(workload),
+                    data_file=data_file,
+                    path=data["path"],
+                    duration=args.warmup if phase == "warmup" else args.duration,
+                    connections=args.connections,
+                    threads=args.threads,
+                )
+                measurement.draw = draw
+                views_after = _views(server, target)
+                if views_before is not None and views_after is not None:
+                    measurement.hits = round(views_after[0] - views_before[0])
+                    measurement.misses = round(views_after[1] - views_before[1])
+                after = dbstats.read(db)
+                measurement.db = dbstats.per_request(counters, after, measurement.requests)
+                counters = after
+                runs.append(measurement)
+                flag = f"  FAILED {measurement.failed}" if measurement.failed else ""
+                rate = measurement.hit_rate
+                print(
+                    f"  {phase:<8} {target:<12} {measurement.rps:>8.0f} req/s  "
+                    f"p50 {measurement.p50_ms:6.1f} ms  p99 {measurement.p99_ms:7.1f} ms  "
+                    f"cpu {measurement.server_cpu:.2f}  machine {measurement.machine_cpu:.0%}  "
+                    f"hit {'-' if rate is None else f'{rate:.0%}'}  "
+                    f"rss {measurement.rss_peak_mib:.0f} MiB  "
+                    f"tx/req {measurement.db['db_transactions_per_request']:.1f}  "
+                    f"conn/req {measurement.db['db_connections_per_request']:.2f}"
+                    f"{flag}",
+                    flush=True,
+                )
     return runs
+
+
+def _views(server: Server, target: str) -> tuple[float, float] | None:
+    return member_view_counters(server.url) if workloads.is_laurel(target) else None
 
 
 def _answered(
@@ -308,24 +445,33 @@ def _answered(
 # -- reporting -----------------------------------------------------------------------------------
 
 
-def summarize(measurements: list[Measurement], workload_names: list[str]) -> dict[str, Any]:
-    """Medians across rounds (warm-ups excluded) per workload and server, and Laurel/raw."""
+def summarize(measurements: list[Measurement]) -> dict[str, Any]:
+    """Per workload and draw ("dashboard/uniform", "earn"): medians across rounds (warm-ups
+    excluded) per target, the peak RSS of all rounds, the hit rate of all rounds together, and
+    Laurel's ratios to each baseline."""
     summary: dict[str, Any] = {}
-    for workload in workload_names:
+    keys = list(dict.fromkeys((m.workload, m.draw) for m in measurements))
+    for workload, draw in keys:
         per_target: dict[str, Any] = {}
-        for target in workloads.TARGETS:
+        for target in workloads.WORKLOAD_TARGETS[workload]:
             rounds = [
                 m
                 for m in measurements
-                if m.workload == workload and m.target == target and m.phase != "warmup"
+                if (m.workload, m.draw, m.target) == (workload, draw, target)
+                and m.phase != "warmup"
             ]
             if not rounds:
                 continue
+            hits = sum(m.hits or 0 for m in rounds)
+            looked = hits + sum(m.misses or 0 for m in rounds)
             per_target[target] = {
                 "rps": statistics.median(m.rps for m in rounds),
                 "p50_ms": statistics.median(m.p50_ms for m in rounds),
                 "p99_ms": statistics.median(m.p99_ms for m in rounds),
                 "server_cpu": statistics.median(m.server_cpu for m in rounds),
+                "hit_rate": hits / looked if looked else None,
+                "rss_peak_mib": max(m.rss_peak_mib for m in rounds),
+                "rss_after_mib": rounds[-1].rss_after_mib,
                 "db_transactions_per_request": statistics.median(
                     m.db["db_transactions_per_request"] for m in rounds
                 ),
@@ -336,41 +482,53 @@ def summarize(measurements: list[Measurement], workload_names: list[str]) -> dic
                 "failed_requests": sum(m.failed for m in rounds),
                 "first_bad_body": next((m.first_bad_body for m in rounds if m.first_bad_body), ""),
             }
-        entry: dict[str, Any] = dict(per_target)
-        if "laurel" in per_target and "raw" in per_target:
-            laurel, raw = per_target["laurel"], per_target["raw"]
-            entry["laurel_over_raw"] = {
-                "rps": round(laurel["rps"] / raw["rps"], 3) if raw["rps"] else None,
-                "p50": round(laurel["p50_ms"] / raw["p50_ms"], 2) if raw["p50_ms"] else None,
-                "p99": round(laurel["p99_ms"] / raw["p99_ms"], 2) if raw["p99_ms"] else None,
-            }
-        summary[workload] = entry
+        ratios = {}
+        for laurel, base in workloads.RATIOS[workload]:
+            if laurel in per_target and base in per_target:
+                a, b = per_target[laurel], per_target[base]
+                ratios[f"{laurel}/{base}"] = {
+                    "rps": round(a["rps"] / b["rps"], 3) if b["rps"] else None,
+                    "p50": round(a["p50_ms"] / b["p50_ms"], 2) if b["p50_ms"] else None,
+                    "p99": round(a["p99_ms"] / b["p99_ms"], 2) if b["p99_ms"] else None,
+                }
+        key = f"{workload}/{draw}" if draw else workload
+        summary[key] = {"targets": per_target, "ratios": ratios}
     return summary
 
 
 def print_table(summary: dict[str, Any]) -> None:
     print(
-        f"\n{'workload':<10} {'server':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'cpu':>5} {'tx/req':>6} {'conn/req':>8} {'failed':>6}  rounds (req/s)"
+        f"\n{'workload':<22} {'server':<13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'cpu':>5} {'hit':>5} {'rss MiB':>8} {'tx/req':>6} {'failed':>6}  rounds (req/s)"
     )
-    for workload, entry in summary.items():
-        for target in workloads.TARGETS:
-            row = entry.get(target)
-            if row is None:
-                continue
+    for key, entry in summary.items():
+        for target, row in entry["targets"].items():
             rounds = ", ".join(f"{r:.0f}" for r in row["rounds_rps"])
+            rate = "-" if row["hit_rate"] is None else f"{row['hit_rate']:.0%}"
             print(
-                f"{workload:<10} {target:<10} {row['rps']:>8.0f} {row['p50_ms']:>8.1f} "
-                f"{row['p99_ms']:>8.1f} {row['server_cpu']:>5.2f} "
-                f"{row['db_transactions_per_request']:>6.1f} "
-                f"{row['db_connections_per_request']:>8.2f} {row['failed_requests']:>6}  {rounds}"
+                f"{key:<22} {target:<13} {row['rps']:>8.0f} {row['p50_ms']:>8.1f} "
+                f"{row['p99_ms']:>8.1f} {row['server_cpu']:>5.2f} {rate:>5} "
+                f"{row['rss_peak_mib']:>8.0f} {row['db_transactions_per_request']:>6.1f} "
+                f"{row['failed_requests']:>6}  {rounds}"
             )
-        ratio = entry.get("laurel_over_raw")
-        if ratio:
+        for name, ratio in entry["ratios"].items():
             print(
-                f"{workload:<10} {'laurel/raw':<10} {ratio['rps']:>7.2f}x "
-                f"{ratio['p50']:>7.1f}x {ratio['p99']:>7.1f}x"
+                f"{key:<22} {name:<13} {ratio['rps']:>7.2f}x {ratio['p50']:>7.1f}x "
+                f"{ratio['p99']:>7.1f}x"
             )
+
+
+def _print_probe_reads(report: dict[str, Any]) -> None:
+    for workload in workloads.READS:
+        entry = report.get(workload)
+        if entry is None:
+            continue
+        for target, error in entry["errors"].items():
+            print(f"  {workload} {target}: ERROR {error[:500]}", flush=True)
+        same = ", ".join(f"{t} {'yes' if ok else 'NO'}" for t, ok in entry["same_data"].items())
+        print(f"  {workload}: same numbers as Laurel: {same}", flush=True)
+    if "pg5_read_only" in report:
+        print(f"  pg5 read-only: {report['pg5_read_only']}", flush=True)
 
 
 def _print_probe(report: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,56 @@ def machine_cpu() -> tuple[float, float]:
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # without guest time, already counted in user
     return float(total - idle), float(total)
+
+
+def rss_bytes(pid: int) -> int:
+    """The process's resident set size now (VmRSS), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """The peak RSS of a process, sampled every `interval` seconds on a thread while in a
+    `with` block (and once at its start and end)."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        value = rss_bytes(self.pid)
+        self.peak = max(self.peak, value)
+        return value
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def member_view_counters(url: str) -> tuple[float, float]:
+    """Laurel's member-views (hits, misses) so far, from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10.0).text
+    found = {"laurel_member_views_hits_total": 0.0, "laurel_member_views_misses_total": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["laurel_member_views_hits_total"], found["laurel_member_views_misses_total"]

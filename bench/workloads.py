@@ -1,8 +1,14 @@
-"""The workloads, as requests to Laurel and to the raw baseline, and their credentials.
+"""The workloads, as requests to Laurel and to the baselines, and their credentials.
 
-* dashboard: Laurel's ``Dashboard`` query as a random member of a pool (a member JWT each,
-  issued with services.access.issue_member_token and the server's secret); the raw app's
-  ``POST /dashboard`` as the same members.
+* dashboard: Laurel's ``Dashboard`` query as a member drawn from the whole seeded population
+  (`DRAWS`: uniform, Zipf-skewed over a random permutation of the members, or the named ``hot``
+  pool of the first 1,000 of it), each with a member JWT (bench.tokens: issue_member_token's
+  bytes, signed in bulk); the raw app's ``POST /dashboard`` and PostGraphile 5's equivalent
+  query (`PG5_DASHBOARD_QUERY`) as the same members.
+* leaderboard: Laurel's ``leaderboard`` query (top 10, my entry, totalRanked) drawn alike,
+  against Laurel with Redis (``laurel-redis``) and without (``laurel-db``), the raw app's
+  ``POST /leaderboard/redis`` and ``/leaderboard/sql`` and PostGraphile 5's
+  `PG5_LEADERBOARD_QUERY` (bench/ranking.py's functions).
 * earn: ``recordPurchase`` with a service API key (services.access.create_api_key) for random
   members of a pool, a unique orderId per request; the raw app's ``POST /earn`` alike.
 * redeem: ``redeemReward`` as one of 10 hot members (a JWT each), alternating between two
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +34,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.config import LUA_DIR, Database
+from bench.tokens import check_tokens, member_tokens, write_lines
 from models import KeyRole, RewardKind
 from models.engine import create_engine, session_factory
 from schema.ids import encode_id
@@ -34,8 +42,41 @@ from services.access import create_api_key, issue_member_token
 from services.ledger.adjustments import adjust_points
 from services.rewards import create_reward
 
-WORKLOADS = ("dashboard", "earn", "redeem")
-TARGETS = ("raw", "laurel")
+WORKLOADS = ("dashboard", "leaderboard", "earn", "redeem")
+TARGETS = ("raw", "laurel")  # the write workloads' (and the probes')
+# Who answers each workload, in the order they run (reversed every other round). A target
+# names its server (SERVERS) and its request (member_lua_data).
+WORKLOAD_TARGETS: dict[str, tuple[str, ...]] = {
+    "dashboard": ("raw", "laurel", "pg5"),
+    "leaderboard": ("raw-redis", "laurel-redis", "raw-sql", "laurel-db", "pg5"),
+    "earn": TARGETS,
+    "redeem": TARGETS,
+}
+SERVERS = {"raw-redis": "raw", "raw-sql": "raw", "laurel-db": "laurel"}
+# Laurel's figure against each baseline: (laurel target, baseline target).
+RATIOS: dict[str, tuple[tuple[str, str], ...]] = {
+    "dashboard": (("laurel", "raw"), ("laurel", "pg5")),
+    "leaderboard": (
+        ("laurel-redis", "raw-redis"),
+        ("laurel-db", "raw-sql"),
+        ("laurel-redis", "pg5"),
+        ("laurel-db", "pg5"),
+    ),
+    "earn": (("laurel", "raw"),),
+    "redeem": (("laurel", "raw"),),
+}
+READS = ("dashboard", "leaderboard")  # drawn from the population (`DRAWS`)
+DRAWS = ("uniform", "zipf", "hot")
+ZIPF_S = 1.1
+
+
+def server_of(target: str) -> str:
+    return SERVERS.get(target, target)
+
+
+def is_laurel(target: str) -> bool:
+    return target.startswith("laurel")
+
 
 DASHBOARD_QUERY = (
     "query Dashboard { me { balance { available pending } tier { name } "
@@ -46,6 +87,25 @@ EARN_MUTATION = (
     "mutation Earn($input: RecordPurchaseInput!) { recordPurchase(input: $input) { "
     "transaction { id points } member { balance { available } } "
     "userErrors { code message } } }"
+)
+LEADERBOARD_QUERY = (
+    "query Leaderboard { leaderboard(period: ALL_TIME, first: 10) { totalRanked "
+    "entries { rank displayName points isMe } me { rank displayName points isMe } } }"
+)
+# PostGraphile 5's own naming over Laurel's tables (amber preset: `rowId` is the primary key,
+# `id` its Node ID; functions of the second schema get its name as a prefix). The tiers'
+# thresholds give pointsToNext as the raw app computes it (the next threshold above the
+# member's tier, minus its qualifying points); PG5 offers no order on an unindexed column.
+PG5_DASHBOARD_QUERY = (
+    "query Dashboard($id: BigInt!) { memberByRowId(rowId: $id) { available pending "
+    "qualifyingPoints tierByTierId { name threshold } ledgerEntriesByMemberId(first: 10, "
+    "orderBy: ROW_ID_DESC) { nodes { rowId kind points createdAt description } } } "
+    "allTiers { nodes { threshold } } }"
+)
+PG5_LEADERBOARD_QUERY = (
+    "query Leaderboard($id: BigInt!) { benchPg5LeaderboardTop(n: 10) { nodes { memberId "
+    "displayName points rank } } benchPg5LeaderboardMe(memberId: $id) { memberId displayName "
+    "points rank } benchPg5LeaderboardTotal }"
 )
 REDEEM_MUTATION = (
     "mutation Redeem($input: RedeemRewardInput!) { redeemReward(input: $input) { "
@@ -92,6 +152,7 @@ class Credentials:
     dashboard_members: list[int]
     member_tokens: list[str]  # one per dashboard member, same order
     earn_members: list[int]
+    members: list[int]  # every seeded member, in a random permutation (the draws' order)
     redeem_members: list[int]  # the hot members (none unless asked for)
     redeem_tokens: list[str]  # one per hot member, same order
     redeem_rewards: RedeemRewards | None  # made only when there are hot members
@@ -122,7 +183,10 @@ async def make_credentials(
     finally:
         await conn.close()
     chooser = random.Random(seed)
-    dashboard_members = chooser.sample(ids, min(dashboard_pool, len(ids)))
+    population = list(ids)
+    chooser.shuffle(population)
+    # The hot pool: the first of the permutation (the Zipf draw's most frequent members too).
+    dashboard_members = population[: min(dashboard_pool, len(ids))]
     earn_members = chooser.sample(ids, min(earn_pool, len(ids)))
     redeem_members = chooser.sample(ids, min(redeem_pool, len(ids)))
     engine = create_engine(db.sqlalchemy_url, pool_size=1)
@@ -147,6 +211,7 @@ async def make_credentials(
         dashboard_members=dashboard_members,
         member_tokens=[token(pk) for pk in dashboard_members],
         earn_members=earn_members,
+        members=population,
         redeem_members=redeem_members,
         redeem_tokens=[token(pk) for pk in redeem_members],
         redeem_rewards=rewards,
@@ -316,6 +381,60 @@ def _redeem_lua_data(target: str, creds: Credentials, key_prefix: str) -> dict[s
     }
 
 
+def subject_files(workdir: Path, creds: Credentials) -> dict[str, Path]:
+    """The population, one member a line in the permutation's order: `token` (a member JWT,
+    for Laurel) and `pk` (the baselines')."""
+    now = datetime.now(UTC)
+    ttl = timedelta(hours=6)
+    started = time.perf_counter()
+    tokens = member_tokens(creds.members, secret=creds.jwt_secret, now=now, ttl=ttl)
+    check_tokens(creds.members, tokens, secret=creds.jwt_secret, now=now, ttl=ttl)
+    print(
+        f"  {len(tokens):,} member JWTs signed in {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
+    return {
+        "token": write_lines(workdir / "subjects-token.txt", tokens),
+        "pk": write_lines(workdir / "subjects-pk.txt", [str(pk) for pk in creds.members]),
+    }
+
+
+def member_lua_data(
+    workload: str, target: str, files: dict[str, Path], *, draw: str, hot: int
+) -> dict[str, Any]:
+    """member.lua's data: a read as a member drawn from the population, for `target`."""
+    if draw not in DRAWS:
+        raise ValueError(f"unknown draw {draw!r}")
+    common = {"draw": draw, "zipf_s": ZIPF_S, "hot": hot}
+    if is_laurel(target):
+        query = DASHBOARD_QUERY if workload == "dashboard" else LEADERBOARD_QUERY
+        return common | {
+            "path": "/graphql",
+            "subjects_file": str(files["token"]),
+            "header_format": "Bearer %s",
+            "body_format": json.dumps({"query": query}),
+            "body_has_subject": False,
+        }
+    if target == "pg5":
+        query = PG5_DASHBOARD_QUERY if workload == "dashboard" else PG5_LEADERBOARD_QUERY
+        body = json.dumps({"query": query.replace("%", "%%"), "variables": {"id": "@ID@"}})
+        return common | {
+            "path": "/graphql",
+            "subjects_file": str(files["pk"]),
+            "header_format": "",
+            "body_format": body.replace('"@ID@"', '"%s"'),
+            "body_has_subject": True,
+        }
+    paths = {"raw": "/dashboard", "raw-redis": "/leaderboard/redis", "raw-sql": "/leaderboard/sql"}
+    return common | {
+        "path": paths[target],
+        "subjects_file": str(files["pk"]),
+        "header_format": "Bearer %s",
+        "body_format": "",
+        "body_has_subject": False,
+    }
+
+
 def write_lua_data(path: Path, data: dict[str, Any]) -> Path:
     """Write `data` as a Lua file returning a table (strings must be ASCII)."""
     path.write_text("return " + _lua(data) + "\n")
@@ -323,7 +442,7 @@ def write_lua_data(path: Path, data: dict[str, Any]) -> Path:
 
 
 def lua_script(workload: str) -> Path:
-    return LUA_DIR / f"{workload}.lua"
+    return LUA_DIR / ("member.lua" if workload in READS else f"{workload}.lua")
 
 
 def _lua(value: Any) -> str:

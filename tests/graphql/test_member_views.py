@@ -161,3 +161,27 @@ async def test_an_answer_too_large_to_be_worth_keeping_is_not_kept(
     hits = kept.hits
     await dashboard(api, token)
     assert (kept.hits, kept.bytes) == (hits, 0)
+
+
+async def test_hits_and_misses_are_in_the_metrics(api: Api) -> None:
+    """The bench reads these before and after a run to print its hit rate."""
+    _, token, _ = await setup(api)
+
+    async def read() -> dict[str, float]:
+        text = (await api.client.get("/metrics")).text
+        found = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("laurel_member_views_"):
+                found[name] = float(value)
+        return found
+
+    before = await read()
+    await dashboard(api, token)  # a miss, then kept
+    await dashboard(api, token)  # a hit
+    await api.gql("{ program { name } }", token=token)  # not a member view: neither
+    after = await read()
+    assert after["laurel_member_views_hits_total"] - before["laurel_member_views_hits_total"] == 1
+    misses = "laurel_member_views_misses_total"
+    assert after[misses] - before[misses] == 1
+    assert after["laurel_member_views_entries"] >= 1
