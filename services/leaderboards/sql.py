@@ -17,15 +17,20 @@ them) goes through them (the counts' triggers too, in migration 0019).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
+    Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -60,25 +65,70 @@ def keeps_standing() -> ColumnElement[bool]:
 
 
 def _score(
-    period: Period, now: datetime
+    period: Period, key: ColumnElement[int] | int
 ) -> tuple[InstrumentedAttribute[int], list[ColumnElement[bool]]]:
-    """A member's points in the period containing `now`, and the condition that they are of
-    that period: the members' cached scores, kept by `ledger.entries.apply_posting` with every
-    entry (all time: `earned_points`; a month or week: its points when its key is the
-    period's, else none)."""
+    """A member's points in the period of `key` (`periods.period_key`), and the condition that
+    they are of that period: the members' cached scores, kept by `ledger.entries.apply_posting`
+    with every entry (all time: `earned_points`; a month or week: its points when its key is
+    the period's, else none)."""
     if period is Period.MONTHLY:
-        return Member.month_points, [Member.month_key == period_key(period, now)]
+        return Member.month_points, [Member.month_key == key]
     if period is Period.WEEKLY:
-        return Member.week_points, [Member.week_key == period_key(period, now)]
+        return Member.week_points, [Member.week_key == key]
     return Member.earned_points, []
 
 
-def _counted(period: Period, now: datetime) -> list[ColumnElement[bool]]:
-    """The board's rows of `leaderboard_counts` (listed members per score)."""
-    return [
-        LeaderboardCount.period == period.value,
-        LeaderboardCount.period_key == period_key(period, now),
+@functools.cache
+def _board_statement(period: Period, mine: bool) -> Select[Any]:
+    """`board_from_database`'s statement, built once: its parameters are bound per read
+    (`period_key`, `first`, `member_id`), so SQLAlchemy's cache key for it is computed once
+    too (a new statement per read cost more CPU than the database spent answering it)."""
+    key = bindparam("period_key", type_=Integer)
+    points, of_period = _score(period, key)
+    counted = [LeaderboardCount.period == period.value, LeaderboardCount.period_key == key]
+    top = (
+        select(Member.id, Member.display_name, points.label("points"))
+        .where(*of_period, points > 0, listed())
+        .order_by(points.desc(), Member.id)
+        .limit(bindparam("first", type_=Integer))
+        .subquery("top")
+    )
+    no_int = cast(null(), BigInteger)
+    parts = [
+        select(
+            literal_column("0").label("part"),
+            top.c.id.label("member_id"),
+            top.c.display_name,
+            top.c.points,
+            no_int.label("above"),
+        )
     ]
+    if mine:
+        above = (
+            select(func.coalesce(func.sum(LeaderboardCount.members), 0))
+            .where(*counted, LeaderboardCount.points > points)
+            .scalar_subquery()
+        )
+        member_id = bindparam("member_id", type_=BigInteger)
+        parts.append(
+            select(literal_column("1"), Member.id, Member.display_name, points, above).where(
+                Member.id == member_id, *of_period, points > 0, keeps_standing()
+            )
+        )
+    total = select(func.coalesce(func.sum(LeaderboardCount.members), 0)).where(*counted)
+    parts.append(
+        select(
+            literal_column("2"),
+            no_int,
+            cast(null(), String),
+            no_int,
+            total.scalar_subquery(),
+        )
+    )
+    everything = union_all(*parts).subquery("board")
+    return select(everything).order_by(
+        everything.c.part, everything.c.points.desc(), everything.c.member_id
+    )
 
 
 async def board_from_database(
@@ -100,54 +150,11 @@ async def board_from_database(
     list starts at the top, so that is the number of members with more points."""
     if first < 0:
         raise ValueError("first must not be negative")
-    points, of_period = _score(period, now)
-    counted = _counted(period, now)
-    top = (
-        select(Member.id, Member.display_name, points.label("points"))
-        .where(*of_period, points > 0, listed())
-        .order_by(points.desc(), Member.id)
-        .limit(first)
-        .subquery("top")
-    )
-    no_int = cast(null(), BigInteger)
-    parts = [
-        select(
-            literal_column("0").label("part"),
-            top.c.id.label("member_id"),
-            top.c.display_name,
-            top.c.points,
-            no_int.label("above"),
-        )
-    ]
+    parameters: dict[str, int] = {"period_key": period_key(period, now), "first": first}
     if member_id is not None:
-        above = (
-            select(func.coalesce(func.sum(LeaderboardCount.members), 0))
-            .where(*counted, LeaderboardCount.points > points)
-            .scalar_subquery()
-        )
-        parts.append(
-            select(literal_column("1"), Member.id, Member.display_name, points, above).where(
-                Member.id == member_id, *of_period, points > 0, keeps_standing()
-            )
-        )
-    total = select(func.coalesce(func.sum(LeaderboardCount.members), 0)).where(*counted)
-    parts.append(
-        select(
-            literal_column("2"),
-            no_int,
-            cast(null(), String),
-            no_int,
-            total.scalar_subquery(),
-        )
-    )
-    everything = union_all(*parts).subquery("board")
-    rows = (
-        await session.execute(
-            select(everything).order_by(
-                everything.c.part, everything.c.points.desc(), everything.c.member_id
-            )
-        )
-    ).all()
+        parameters["member_id"] = member_id
+    statement = _board_statement(period, member_id is not None)
+    rows = (await session.execute(statement, parameters)).all()
     entries: list[Standing] = []
     me: Standing | None = None
     total_ranked = 0
@@ -185,7 +192,7 @@ async def period_points(
         return {}
 
     def score(period: Period) -> ColumnElement[int]:
-        points, of_period = _score(period, now)
+        points, of_period = _score(period, period_key(period, now))
         if not of_period:
             return points.expression
         return case((and_(*of_period), points), else_=0)
@@ -226,7 +233,7 @@ async def ranked_members(
     """Every member with points in the board as (member id, display name, points, listed), for
     a rebuild and the outage snapshot: the listed ones are the board; the opted-out ones are
     kept for their own standing. Erased members are left out."""
-    points, of_period = _score(period, now)
+    points, of_period = _score(period, period_key(period, now))
     rows = (
         await session.execute(
             select(Member.id, Member.display_name, points, listed()).where(
