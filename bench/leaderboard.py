@@ -1,27 +1,32 @@
 """The leaderboard read, "top 10 + my rank", in-process: Laurel's Redis path against a raw
-redis-py baseline and against the database path, measured in the same run.
+redis-py baseline and against the database path (PostgreSQL and the embedded SQLite default),
+measured in the same run.
 
-    .venv/bin/python -m bench.leaderboard [--members 100000] [--workers 32] [--duration 4]
+    .venv/bin/python -m bench.leaderboard [--members 100000] [--workers 32] [--duration 3]
                                           [--rounds 3] [--reuse]
 
 1. Seeds its own PostgreSQL database, `laurel_bench_lb` (dropped and created; `--reuse` keeps
-   one of the right size), migrated with `api.database.prepare_database`, with set-based SQL
-   (`INSERT ... SELECT` over `generate_series`): N members, each with 0 to 19 ledger entries
-   (skewed: most members have few), spread over the last 120 days: purchases of 10 to 500
-   points in steps of 10 (so many ties), reviews, reversals and redemptions.
-2. Builds the ALL_TIME board in Redis (`LeaderboardStore.rebuild`, a prefix of its own,
-   deleted at the end) and checks it against `board_from_database` for a few members.
+   one of the right size), migrated with `api.database.prepare_database`, with set-based SQL:
+   N members, each with 0 to 19 ledger entries (most members few) over the last 120 days:
+   purchases of 10 to 500 points in steps of 10 (so many ties), reviews, reversals and
+   redemptions; the members' cached scores (all time, month, week) as the ledger keeps them.
+   Copies the same members and entries into an SQLite file (`BENCH_SQLITE_PATH`, default
+   /tmp/laurel_bench_lb.db), migrated as the app does (reused when it holds as many entries).
+2. Builds the Redis boards (`LeaderboardStore.rebuild`, a prefix of its own, deleted at the
+   end) and checks that Redis, PostgreSQL and SQLite give the same board for 20 members and
+   every period.
 3. Runs each read with `--workers` concurrent asyncio tasks for `--duration` seconds a round,
-   after a warm-up, the order of the reads rotating from round to round:
-   * `laurel-redis`: `Leaderboards.board(ALL_TIME, first=10, member_id=random)`: one EVALSHA
-     returning the top 10 with names and competition ranks, my standing and the total;
+   after a warm-up, the order rotating from round to round; the asking member is drawn from
+   the whole population (uniform), or Zipf-skewed (`-zipf`):
+   * `laurel-redis`: `Leaderboards.board(ALL_TIME, first=10, member_id=...)`: one EVALSHA;
    * `raw-redis`: a redis-py pipeline `ZREVRANGE 0 9 WITHSCORES` + `ZREVRANK` + `ZCARD`;
-   * `database`: `board_from_database` on a read session (PostgreSQL, the app's pool size);
+   * `pg`, `pg-zipf`, `sqlite`, `sqlite-zipf`: `Leaderboards` without Redis (every read is
+     `board_from_database`, exact and immediate; no cache of any kind);
    * `laurel-outage`: `Leaderboards.board` with Redis down (a closed loopback port): the
      fallback, a ranking loaded from the database at most every 2 s and shared in process.
-   Prints per read the median over rounds of req/s, p50 and p99, and the ratios.
+   Prints per read the median over rounds of req/s, p50 and p99, the worst p99, and ratios.
 
-Loopback only; bounded (under two minutes in all, most of it the load).
+Loopback only; bounded (the load under two minutes).
 """
 
 from __future__ import annotations
