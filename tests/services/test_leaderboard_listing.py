@@ -542,12 +542,11 @@ async def brute_force(sessions: Sessions, period: Period, now: datetime, me: int
     board = rule(entries, state, period, now, me)
     names = {m.id: m.display_name for m in people}
 
-    def named(s: Standing | None) -> Standing | None:
-        return None if s is None else Standing(s.member_id, names[s.member_id], s.points, s.rank)
+    def named(s: Standing) -> Standing:
+        return Standing(s.member_id, names[s.member_id], s.points, s.rank)
 
-    return Board(
-        period, [named(s) for s in board.entries if s], named(board.me), board.total_ranked
-    )  # type: ignore[misc]
+    me_named = None if board.me is None else named(board.me)
+    return Board(period, [named(s) for s in board.entries], me_named, board.total_ranked)
 
 
 async def test_database_redis_and_the_rule_agree_after_every_kind_of_write_on_both_backends(
