@@ -23,7 +23,7 @@ from models.ledger import (
     Purchase,
     Refund,
 )
-from models.member import Member, MemberStatus
+from models.member import LeaderboardCount, Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
 from models.targeting import ActivityType, CurrencyRate, EarningRule, EarningRuleKind, Segment
@@ -59,6 +59,7 @@ __all__ = [
     "EventKind",
     "IdempotencyRecord",
     "KeyRole",
+    "LeaderboardCount",
     "LedgerEntry",
     "Member",
     "MemberBadge",

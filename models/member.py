@@ -21,6 +21,9 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         Index("ix_members_earned_points", "earned_points"),
+        # The monthly and weekly boards' top, read from an index as the all-time one is.
+        Index("ix_members_month_points", "month_key", "month_points"),
+        Index("ix_members_week_points", "week_key", "week_points"),
         # Admin listings page by (joined_at, id): newest members first without a sort.
         Index("ix_members_joined_at_id", "joined_at", "id"),
         # Each process keeps the erased members' ids (their tokens are refused) and looks for
@@ -67,6 +70,13 @@ class Member(Base):
     # Points earned ever (earning kinds less reversals): the all-time leaderboard's score, so
     # that board can be read from an index when Redis is not there.
     earned_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The same for the member's latest month and ISO week with qualifying entries (the
+    # period's `periods.period_key`): the monthly and weekly boards' scores, kept by
+    # `apply_posting`. A key older than the current period's means no points in it.
+    month_key: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    month_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    week_key: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    week_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Earliest moment a pending lot activates or a lot expires: settling is skipped before it.
     next_settlement_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
@@ -85,3 +95,19 @@ class Member(Base):
     last_purchase_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Set once its personal data was erased (privacy request): the row stays for the ledger.
     erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LeaderboardCount(Base):
+    """How many listed members (not opted out, not erased) have exactly `points` (> 0) on a
+    board: `period` and its `period_key` (0 for ALL_TIME). A rank is 1 + the sum over the
+    scores above, `totalRanked` the sum over all: one index range of distinct scores, not a
+    count over every member. Kept by triggers on `members` (migration 0019) in the same
+    transaction as the member's scores and listing, from whatever writes them; a period's
+    counts stay as they were once its members move on to the next period."""
+
+    __tablename__ = "leaderboard_counts"
+
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    period_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    points: Mapped[int] = mapped_column(Integer, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer)

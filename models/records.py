@@ -72,6 +72,10 @@ class Balances(Protocol):
     expired: int
     qualifying_points: int
     earned_points: int
+    month_key: int
+    month_points: int
+    week_key: int
+    week_points: int
     next_settlement_at: datetime | None
 
 

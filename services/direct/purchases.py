@@ -96,7 +96,8 @@ WITH claim AS (
 ), cached AS (
     UPDATE members
     SET available = $16, pending = $17, lifetime_earned = $18, qualifying_points = $19,
-        earned_points = $20, tier_id = $21, next_settlement_at = $22,
+        earned_points = $20, month_key = $29, month_points = $30, week_key = $31,
+        week_points = $32, tier_id = $21, next_settlement_at = $22,
         last_purchase_at = GREATEST(members.last_purchase_at, $13)
     FROM locked
     WHERE members.id = locked.id
@@ -218,6 +219,7 @@ async def _attempt(
         kind=EntryKind.PURCHASE,
         status=status,
         points=points,
+        now=now,
         available_at=available_at,
         expires_at=expires_at if is_lot else None,
     )
@@ -263,6 +265,10 @@ async def _attempt(
         terms.currency,
         catalog.rate_of(terms.currency) if terms.currency else None,
         orjson.dumps(lines).decode() if (lines := recorded_lines(quote, points)) else None,
+        member.month_key,
+        member.month_points,
+        member.week_key,
+        member.week_points,
     )
     if written["entry_id"] is None:
         return None  # the order id is claimed already: a retry, or a conflict

@@ -191,6 +191,7 @@ async def _redeem(
         kind=EntryKind.REDEMPTION,
         status=EntryStatus.POSTED,
         points=-cost,
+        now=now,
         available_at=None,
         expires_at=None,
     )

@@ -51,6 +51,10 @@ class LockedMember:
     expired: int
     qualifying_points: int
     earned_points: int
+    month_key: int
+    month_points: int
+    week_key: int
+    week_points: int
     next_settlement_at: datetime | None
     tier_floor_id: int | None
     status: MemberStatus

@@ -94,6 +94,10 @@ STATE_COLUMNS = (
     "expired",
     "qualifying_points",
     "earned_points",
+    "month_key",
+    "month_points",
+    "week_key",
+    "week_points",
     "next_settlement_at",
 )
 UPDATED_COLUMNS = (
@@ -108,6 +112,10 @@ UPDATED_COLUMNS = (
     "expired",
     "qualifying_points",
     "earned_points",
+    "month_key",
+    "month_points",
+    "week_key",
+    "week_points",
     "next_settlement_at",
 )
 
@@ -151,6 +159,10 @@ class MemberState:
     expired: int
     qualifying_points: int
     earned_points: int
+    month_key: int
+    month_points: int
+    week_key: int
+    week_points: int
     next_settlement_at: datetime | None
     created: bool = False
     lots: list[Lot] | None = None  # its lots in the database, read when a debit needs them
@@ -398,6 +410,10 @@ class Planner:
             expired=0,
             qualifying_points=0,
             earned_points=0,
+            month_key=0,
+            month_points=0,
+            week_key=0,
+            week_points=0,
             next_settlement_at=None,
             created=True,
             lots=[],  # nothing in the database yet
@@ -468,6 +484,7 @@ class Planner:
             kind=EntryKind.ADJUSTMENT,
             status=status,
             points=points,
+            now=self.now,
             available_at=available_at,
             expires_at=expires_at if is_lot else None,
         )
@@ -503,6 +520,7 @@ class Planner:
             kind=EntryKind.ADJUSTMENT,
             status=EntryStatus.POSTED,
             points=-points,
+            now=self.now,
             available_at=None,
             expires_at=None,
         )

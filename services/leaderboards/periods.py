@@ -47,6 +47,19 @@ def period_end(period: Period, now: datetime) -> datetime | None:
     return start + timedelta(days=7)
 
 
+def period_key(period: Period, now: datetime) -> int:
+    """The period containing `now` as a number that grows with time: 0 for ALL_TIME,
+    `202601` for January 2026, `202602` for ISO week 2 of 2026. Members keep their points of
+    their latest month and week under these keys (`members.month_key`, `week_key`)."""
+    if period is Period.ALL_TIME:
+        return 0
+    now = _utc(now)
+    if period is Period.MONTHLY:
+        return now.year * 100 + now.month
+    year, week, _ = now.isocalendar()
+    return year * 100 + week
+
+
 def period_label(period: Period, now: datetime) -> str:
     """The board's name: `ALL_TIME`, `MONTHLY:2026-01`, `WEEKLY:2026-W02` (ISO week-year)."""
     if period is Period.ALL_TIME:

@@ -1,29 +1,36 @@
-"""Leaderboards computed by the database, in set-based SQL that runs on PostgreSQL and SQLite.
+"""Leaderboards computed by the database, in SQL that runs on PostgreSQL and SQLite, each read
+an index range rather than an aggregation.
 
 A member's leaderboard points in a period are the sum of its ledger entries of the qualifying
 kinds (the earning kinds, and REVERSAL entries counting against them) that are not VOIDED and
-were created inside the period (all time: the member's cached `earned_points`, that same sum).
-Members with more than zero points are ranked.
+were created inside the period. `ledger.entries.apply_posting` keeps them on the member's row
+with every entry (`earned_points`; `month_points` / `week_points` under the period's key), and
+triggers keep `leaderboard_counts` (listed members per score) from those columns. Members with
+more than zero points are ranked.
 
 Only *listed* members appear on a board or count in anyone's rank: a member that opted out of
 the leaderboards, or was erased, is on none. An opted-out member still has a standing of its
 own (where it would rank among the listed members); an erased one has none. `unlisted()` and
 `keeps_standing()` are those two rules, and every query here (and so Redis, which is fed from
-them) goes through them.
+them) goes through them (the counts' triggers too, in migration 0019).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -35,9 +42,10 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from models import QUALIFYING_KINDS, EntryStatus, LedgerEntry, Member
-from services.leaderboards.periods import Board, Period, Standing, period_end, period_start
+from models import LeaderboardCount, LedgerEntry, Member
+from services.leaderboards.periods import Board, Period, Standing, period_key
 
 
 def unlisted() -> ColumnElement[bool]:
@@ -56,54 +64,70 @@ def keeps_standing() -> ColumnElement[bool]:
     return Member.erased_at.is_(None)
 
 
-def _qualifying() -> ColumnElement[bool]:
-    return and_(LedgerEntry.kind.in_(QUALIFYING_KINDS), LedgerEntry.status != EntryStatus.VOIDED)
+def _score(
+    period: Period, key: ColumnElement[int] | int
+) -> tuple[InstrumentedAttribute[int], list[ColumnElement[bool]]]:
+    """A member's points in the period of `key` (`periods.period_key`), and the condition that
+    they are of that period: the members' cached scores, kept by `ledger.entries.apply_posting`
+    with every entry (all time: `earned_points`; a month or week: its points when its key is
+    the period's, else none)."""
+    if period is Period.MONTHLY:
+        return Member.month_points, [Member.month_key == key]
+    if period is Period.WEEKLY:
+        return Member.week_points, [Member.week_key == key]
+    return Member.earned_points, []
 
 
-def _inside(period: Period, now: datetime) -> list[ColumnElement[bool]]:
-    start, end = period_start(period, now), period_end(period, now)
-    if start is None or end is None:
-        return []
-    return [LedgerEntry.created_at >= start, LedgerEntry.created_at < end]
-
-
-def _totals(period: Period, now: datetime, *, listed_only: bool) -> Select[tuple[int, int]]:
-    """Each member's points in the period, one row a member with points > 0: the listed
-    members only (a board), or every member (a rebuild, which keeps opted-out standings).
-
-    All time, that is the members' cached `earned_points` (kept by every ledger write, indexed):
-    no aggregation over the whole ledger. For a period, the few unlisted members are set aside
-    with `NOT IN` a subquery (hashed once, not probed per entry)."""
-    if period is Period.ALL_TIME:
-        query = select(Member.id.label("member_id"), Member.earned_points.label("points")).where(
-            Member.earned_points > 0
-        )
-        return query.where(listed()) if listed_only else query
-    points = func.sum(LedgerEntry.points)
-    conditions = [_qualifying(), *_inside(period, now)]
-    if listed_only:
-        conditions.append(LedgerEntry.member_id.not_in(select(Member.id).where(unlisted())))
-    return (
-        select(LedgerEntry.member_id.label("member_id"), points.label("points"))
-        .where(*conditions)
-        .group_by(LedgerEntry.member_id)
-        .having(points > 0)
+@functools.cache
+def _board_statement(period: Period, mine: bool) -> Select[Any]:
+    """`board_from_database`'s statement, built once: its parameters are bound per read
+    (`period_key`, `first`, `member_id`), so SQLAlchemy's cache key for it is computed once
+    too (a new statement per read cost more CPU than the database spent answering it)."""
+    key = bindparam("period_key", type_=Integer)
+    points, of_period = _score(period, key)
+    counted = [LeaderboardCount.period == period.value, LeaderboardCount.period_key == key]
+    top = (
+        select(Member.id, Member.display_name, points.label("points"))
+        .where(*of_period, points > 0, listed())
+        .order_by(points.desc(), Member.id)
+        .limit(bindparam("first", type_=Integer))
+        .subquery("top")
     )
-
-
-def _own_total(period: Period, now: datetime, member_id: int) -> Select[tuple[int, int]]:
-    """One member's points in the period, listed or not (a row only when above 0): its own
-    index range of the ledger, not the period's aggregation."""
-    if period is Period.ALL_TIME:
-        return select(Member.id.label("member_id"), Member.earned_points.label("points")).where(
-            Member.id == member_id, Member.earned_points > 0
+    no_int = cast(null(), BigInteger)
+    parts = [
+        select(
+            literal_column("0").label("part"),
+            top.c.id.label("member_id"),
+            top.c.display_name,
+            top.c.points,
+            no_int.label("above"),
         )
-    points = func.sum(LedgerEntry.points)
-    return (
-        select(LedgerEntry.member_id.label("member_id"), points.label("points"))
-        .where(LedgerEntry.member_id == member_id, _qualifying(), *_inside(period, now))
-        .group_by(LedgerEntry.member_id)
-        .having(points > 0)
+    ]
+    if mine:
+        above = (
+            select(func.coalesce(func.sum(LeaderboardCount.members), 0))
+            .where(*counted, LeaderboardCount.points > points)
+            .scalar_subquery()
+        )
+        member_id = bindparam("member_id", type_=BigInteger)
+        parts.append(
+            select(literal_column("1"), Member.id, Member.display_name, points, above).where(
+                Member.id == member_id, *of_period, points > 0, keeps_standing()
+            )
+        )
+    total = select(func.coalesce(func.sum(LeaderboardCount.members), 0)).where(*counted)
+    parts.append(
+        select(
+            literal_column("2"),
+            no_int,
+            cast(null(), String),
+            no_int,
+            total.scalar_subquery(),
+        )
+    )
+    everything = union_all(*parts).subquery("board")
+    return select(everything).order_by(
+        everything.c.part, everything.c.points.desc(), everything.c.member_id
     )
 
 
@@ -116,70 +140,34 @@ async def board_from_database(
     member_id: int | None,
 ) -> Board:
     """The top `first` of the board, `member_id`'s own standing and the number ranked, in one
-    statement: the listed members' totals are aggregated once, then a top-N sort (not a full
-    one), and counts for my rank (1 + listed members with more points) and the total. My own
-    standing is there when I opted out too (where I would rank), not when I was erased.
+    statement, each part an index range: the top from the board's index on `members` (listed
+    members by points descending, then id); my points from my row; my rank as 1 + the listed
+    members with more points and the total, both summed over `leaderboard_counts` (one row a
+    distinct score, not one a member). My own standing is there when I opted out too (where
+    I would rank), not when I was erased.
 
     Within the top, a rank is 1 + the position of the first entry with the same points: the
     list starts at the top, so that is the number of members with more points."""
     if first < 0:
         raise ValueError("first must not be negative")
-    totals = _totals(period, now, listed_only=True).cte("totals")
-    top = (
-        select(totals.c.member_id, totals.c.points)
-        .order_by(totals.c.points.desc(), totals.c.member_id)
-        .limit(first)
-        .subquery("top")
-    )
-    no_int = cast(null(), BigInteger)
-    parts = [
-        select(
-            literal_column("0").label("part"),
-            top.c.member_id,
-            Member.display_name,
-            top.c.points,
-            no_int.label("above"),
-        ).join(Member, Member.id == top.c.member_id)
-    ]
+    parameters: dict[str, int] = {"period_key": period_key(period, now), "first": first}
     if member_id is not None:
-        mine = _own_total(period, now, member_id).subquery("mine")
-        higher = totals.alias("higher")
-        above = select(func.count()).where(higher.c.points > mine.c.points).scalar_subquery()
-        parts.append(
-            select(literal_column("1"), mine.c.member_id, Member.display_name, mine.c.points, above)
-            .join(Member, Member.id == mine.c.member_id)
-            .where(keeps_standing())
-        )
-    parts.append(
-        select(
-            literal_column("2"),
-            no_int,
-            cast(null(), String),
-            no_int,
-            select(func.count()).select_from(totals).scalar_subquery(),
-        )
-    )
-    everything = union_all(*parts).subquery("board")
-    rows = (
-        await session.execute(
-            select(everything).order_by(
-                everything.c.part, everything.c.points.desc(), everything.c.member_id
-            )
-        )
-    ).all()
+        parameters["member_id"] = member_id
+    statement = _board_statement(period, member_id is not None)
+    rows = (await session.execute(statement, parameters)).all()
     entries: list[Standing] = []
     me: Standing | None = None
-    total = 0
-    for part, row_member, display_name, points, above in rows:
+    total_ranked = 0
+    for part, row_member, display_name, row_points, row_above in rows:
         if part == 0:
-            tied = entries and entries[-1].points == points
+            tied = entries and entries[-1].points == row_points
             rank = entries[-1].rank if tied else len(entries) + 1
-            entries.append(Standing(int(row_member), display_name, int(points), rank))
+            entries.append(Standing(int(row_member), display_name, int(row_points), rank))
         elif part == 1:
-            me = Standing(int(row_member), display_name, int(points), int(above) + 1)
+            me = Standing(int(row_member), display_name, int(row_points), int(row_above) + 1)
         else:
-            total = int(above)
-    return Board(period=period, entries=entries, me=me, total_ranked=total)
+            total_ranked = int(row_above)
+    return Board(period=period, entries=entries, me=me, total_ranked=total_ranked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,26 +190,29 @@ async def period_points(
     statement. Members that do not exist are left out."""
     if not member_ids:
         return {}
-    qualifying = _qualifying()
 
-    def total(*inside: ColumnElement[bool]) -> ColumnElement[int]:
-        condition = and_(qualifying, *inside) if inside else qualifying
-        return func.coalesce(func.sum(case((condition, LedgerEntry.points), else_=0)), 0)
+    def score(period: Period) -> ColumnElement[int]:
+        points, of_period = _score(period, period_key(period, now))
+        if not of_period:
+            return points.expression
+        return case((and_(*of_period), points), else_=0)
 
     periods = list(Period)
+    newest = (
+        select(func.coalesce(func.max(LedgerEntry.id), 0))
+        .where(LedgerEntry.member_id == Member.id)
+        .scalar_subquery()
+    )
     rows = (
         await session.execute(
             select(
                 Member.id,
                 Member.display_name,
-                func.coalesce(func.max(LedgerEntry.id), 0),
+                newest,
                 listed(),
                 ~keeps_standing(),
-                *(total(*_inside(period, now)) for period in periods),
-            )
-            .outerjoin(LedgerEntry, LedgerEntry.member_id == Member.id)
-            .where(Member.id.in_(sorted(set(member_ids))))
-            .group_by(Member.id, Member.display_name, Member.leaderboard_opt_out, Member.erased_at)
+                *(score(period) for period in periods),
+            ).where(Member.id.in_(sorted(set(member_ids))))
         )
     ).all()
     return {
@@ -242,12 +233,12 @@ async def ranked_members(
     """Every member with points in the board as (member id, display name, points, listed), for
     a rebuild and the outage snapshot: the listed ones are the board; the opted-out ones are
     kept for their own standing. Erased members are left out."""
-    totals = _totals(period, now, listed_only=False).subquery("totals")
+    points, of_period = _score(period, period_key(period, now))
     rows = (
         await session.execute(
-            select(totals.c.member_id, Member.display_name, totals.c.points, listed())
-            .join(Member, Member.id == totals.c.member_id)
-            .where(keeps_standing())
+            select(Member.id, Member.display_name, points, listed()).where(
+                *of_period, points > 0, keeps_standing()
+            )
         )
     ).all()
     return [(int(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows]

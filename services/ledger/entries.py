@@ -28,6 +28,7 @@ from models import (
 from models.records import Balances, MemberRecord
 from services.errors import InsufficientPoints, Invalid, LimitReached, NotFound
 from services.events import balances, record_event, record_points
+from services.leaderboards.periods import Period, period_key
 
 # Balances travel as GraphQL Int (32-bit): stay well inside it, and refuse what is beyond.
 MAX_ENTRY_POINTS = 100_000_000
@@ -128,6 +129,7 @@ def post(
         kind=kind,
         status=status,
         points=points,
+        now=now,
         available_at=available_at,
         expires_at=expires_at if is_lot else None,
     )
@@ -154,10 +156,12 @@ def apply_posting(
     kind: EntryKind,
     status: EntryStatus,
     points: int,
+    now: datetime,
     available_at: datetime | None,
     expires_at: datetime | None,
 ) -> None:
-    """Apply a new entry to the cached balances (`expires_at` only when it opens a lot)."""
+    """Apply a new entry, written at `now`, to the cached balances (`expires_at` only when it
+    opens a lot), the leaderboards' scores among them (all time, this month, this week)."""
     if status is EntryStatus.PENDING:
         member.pending += points
         assert available_at is not None, "a pending entry needs the moment it becomes available"
@@ -168,6 +172,7 @@ def apply_posting(
     if kind in QUALIFYING_KINDS and status is not EntryStatus.VOIDED:
         member.qualifying_points += points
         member.earned_points += points
+        _earn_in_periods(member, points, now)
     if expires_at is not None:
         _schedule_settlement(member, expires_at)
 
@@ -420,6 +425,22 @@ def _count_posted(member: Balances, kind: EntryKind, points: int) -> None:
         member.redeemed -= points
     elif kind is EntryKind.EXPIRATION:
         member.expired -= points
+
+
+def _earn_in_periods(member: Balances, points: int, now: datetime) -> None:
+    """Add earned points to the member's month and week (the monthly and weekly boards'
+    scores): a period after the one kept starts again from these points. An entry of a
+    period before the one kept (a clock set back) changes neither."""
+    month = period_key(Period.MONTHLY, now)
+    if month == member.month_key:
+        member.month_points += points
+    elif month > member.month_key:
+        member.month_key, member.month_points = month, points
+    week = period_key(Period.WEEKLY, now)
+    if week == member.week_key:
+        member.week_points += points
+    elif week > member.week_key:
+        member.week_key, member.week_points = week, points
 
 
 def _schedule_settlement(member: Balances, moment: datetime) -> None:

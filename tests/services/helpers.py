@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -12,6 +13,7 @@ from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member
 from services import members, rewards
 from services.clock import ManualClock
 from services.direct.writer import DirectWriter
+from services.leaderboards.periods import Period, period_end, period_key, period_start
 from services.ledger.adjustments import adjust_points
 from services.program import update_program
 
@@ -99,8 +101,45 @@ def cached_balances(member: Member) -> tuple[Any, ...]:
         member.expired,
         member.qualifying_points,
         member.earned_points,
+        member.month_key,
+        member.month_points,
+        member.week_key,
+        member.week_points,
         member.next_settlement_at,
         member.last_purchase_at,
+    )
+
+
+async def restate_scores(session: AsyncSession, now: datetime) -> None:
+    """For entries inserted around the ledger's own code: set every member's leaderboard
+    scores (all time, this month, this week) to the sums of its entries, as `post` keeps
+    them (and so, through the triggers, the boards' counts)."""
+
+    def earned(*inside: ColumnElement[bool]) -> Any:
+        return (
+            select(func.coalesce(func.sum(LedgerEntry.points), 0))
+            .where(
+                LedgerEntry.member_id == Member.id,
+                LedgerEntry.kind.in_(QUALIFYING_KINDS),
+                LedgerEntry.status != EntryStatus.VOIDED,
+                *inside,
+            )
+            .scalar_subquery()
+        )
+
+    def inside(period: Period) -> list[ColumnElement[bool]]:
+        start, end = period_start(period, now), period_end(period, now)
+        assert start is not None and end is not None
+        return [LedgerEntry.created_at >= start, LedgerEntry.created_at < end]
+
+    await session.execute(
+        update(Member).values(
+            earned_points=earned(),
+            month_key=period_key(Period.MONTHLY, now),
+            month_points=earned(*inside(Period.MONTHLY)),
+            week_key=period_key(Period.WEEKLY, now),
+            week_points=earned(*inside(Period.WEEKLY)),
+        )
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Tier
@@ -42,7 +42,7 @@ from services.leaderboards import (
 from services.leaderboards.snapshot import Ranking
 from services.ledger.purchases import record_purchase, refund_purchase
 from services.members import enroll
-from tests.services.helpers import new_member
+from tests.services.helpers import new_member, restate_scores
 
 REDIS_URL = os.environ.get("LAUREL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 Sessions = async_sessionmaker[AsyncSession]
@@ -458,17 +458,8 @@ async def test_rebuild_equals_the_database_on_random_data(
                     }
                 )
         await session.execute(insert(LedgerEntry), entries)
-        # Written around the ledger's own code: keep the members' cached sum as `post` would.
-        earned = (
-            select(func.coalesce(func.sum(LedgerEntry.points), 0))
-            .where(
-                LedgerEntry.member_id == Member.id,
-                LedgerEntry.kind.in_(QUALIFYING_KINDS),
-                LedgerEntry.status != EntryStatus.VOIDED,
-            )
-            .scalar_subquery()
-        )
-        await session.execute(update(Member).values(earned_points=earned))
+        # Written around the ledger's own code: keep the members' scores as `post` would.
+        await restate_scores(session, clock.now())
 
     probes = [*rng.sample(ids, 12), 999_999, None]
     for period in Period:
