@@ -25,13 +25,15 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 
 import asyncpg
 
 from api.database import prepare_database
 from bench.config import Database
 from models import QUALIFYING_KINDS
-from models.engine import create_engine
+from models.engine import create_engine, session_factory
+from services import rollup
 
 SEED_VERSION = 1
 EXPIRY_DAYS = 730
@@ -48,6 +50,10 @@ TABLES = (
     "member_events",
     "redemptions",
     "rewards",
+    # The charts' rollup (services.rollup): index-only reads need the visibility map.
+    "ledger_days",
+    "member_days",
+    "active_members",
 )
 VACUUM_ANALYZE = [f"VACUUM (ANALYZE) {table}" for table in TABLES]
 # Tables loaded without their secondary indexes and foreign keys (rebuilt afterwards).
@@ -91,7 +97,16 @@ async def ensure_seeded(db: Database, size: SeedSize, *, reseed: bool = False) -
         await _migrate(db)  # a no-op unless the application gained a migration since
         conn = await asyncpg.connect(db.dsn)
         try:
+            # The rollup's triggers see inserts only: the days of the entries the reset deletes
+            # are summed again after it (services.rollup.rebuild).
+            since = await conn.fetchval(
+                "SELECT min((created_at AT TIME ZONE 'UTC')::date) FROM ledger_entries"
+                " WHERE id > $1",
+                meta["max_entry_id"],
+            )
             await _timed(steps, "reset", _reset_to_seed(conn, meta))
+            if since is not None:  # the charts' rollup, from the first day entries were deleted
+                await _timed(steps, "rollup", _rebuild_rollup(db, since))
             report = await _report(conn, reused=True, steps=steps, started=started)
         finally:
             await conn.close()
@@ -584,6 +599,15 @@ async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None
     if added:
         for statement in VACUUM_ANALYZE:
             await conn.execute(statement)
+
+
+async def _rebuild_rollup(db: Database, since: date) -> None:
+    engine = create_engine(db.sqlalchemy_url, pool_size=1)
+    try:
+        async with session_factory(engine).begin() as session:
+            await rollup.rebuild(session, since)
+    finally:
+        await engine.dispose()
 
 
 async def _dangling_references(conn: asyncpg.Connection) -> dict[str, int]:

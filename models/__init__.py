@@ -26,6 +26,13 @@ from models.ledger import (
 from models.member import LeaderboardCount, Member, MemberStatus
 from models.program import PROGRAM_ID, Program, Promotion, Tier
 from models.reward import Partner, Redemption, RedemptionStatus, Reward, RewardKind
+from models.rollup import (
+    ActiveMembers,
+    ActiveMembersChange,
+    LedgerDay,
+    LedgerDayChange,
+    MemberDay,
+)
 from models.targeting import ActivityType, CurrencyRate, EarningRule, EarningRuleKind, Segment
 from models.webhooks import (
     PARTNER_EVENT_TYPES,
@@ -42,6 +49,8 @@ __all__ = [
     "PARTNER_EVENT_TYPES",
     "PROGRAM_ID",
     "QUALIFYING_KINDS",
+    "ActiveMembers",
+    "ActiveMembersChange",
     "ActivityType",
     "ApiKey",
     "AuditEntry",
@@ -60,9 +69,12 @@ __all__ = [
     "IdempotencyRecord",
     "KeyRole",
     "LeaderboardCount",
+    "LedgerDay",
+    "LedgerDayChange",
     "LedgerEntry",
     "Member",
     "MemberBadge",
+    "MemberDay",
     "MemberEvent",
     "MemberStatus",
     "Partner",

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import EARNING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Purchase
@@ -31,34 +32,43 @@ class ProgramStats:
     repeat_purchase_rate: float
 
 
+# Kinds whose entries make their member active: it earned or redeemed.
+ACTIVE_KINDS = frozenset({*EARNING_KINDS, EntryKind.REDEMPTION})
+
+# The definitions below read an entry's kind and points; the charts apply them to the daily
+# rollup too (services.timeline), whose rows sum one sign of one kind's points, so each
+# condition on a row (its kind, the sign of its sum) holds for every entry summed in it.
+Kind = SQLColumnExpression[Any]
+Points = SQLColumnExpression[Any]
+
+
 def counted_entry() -> ColumnElement[bool]:
     """The entries every figure is made of: all but VOIDED ones (pending points count)."""
     return LedgerEntry.status != EntryStatus.VOIDED
 
 
-def issued_points() -> ColumnElement[int]:
+def issued_points(kind: Kind = LedgerEntry.kind, points: Points = LedgerEntry.points) -> Points:
     """An entry's points issued: earnings (every earning kind) and positive adjustments, with
     refund reversals counting against them; 0 for other entries."""
-    e = LedgerEntry
-    issued = e.kind.in_([*EARNING_KINDS, EntryKind.REVERSAL]) | (
-        (e.kind == EntryKind.ADJUSTMENT) & (e.points > 0)
+    issued = kind.in_([*EARNING_KINDS, EntryKind.REVERSAL]) | (
+        (kind == EntryKind.ADJUSTMENT) & (points > 0)
     )
-    return case((issued, e.points), else_=0)
+    return case((issued, points), else_=0)
 
 
-def redeemed_points() -> ColumnElement[int]:
+def redeemed_points(kind: Kind = LedgerEntry.kind, points: Points = LedgerEntry.points) -> Points:
     """An entry's points spent on rewards (a cancelled redemption's refund counts against)."""
-    return case((LedgerEntry.kind == EntryKind.REDEMPTION, -LedgerEntry.points), else_=0)
+    return case((kind == EntryKind.REDEMPTION, -points), else_=0)
 
 
-def expired_points() -> ColumnElement[int]:
+def expired_points(kind: Kind = LedgerEntry.kind, points: Points = LedgerEntry.points) -> Points:
     """An entry's points written off by expiry."""
-    return case((LedgerEntry.kind == EntryKind.EXPIRATION, -LedgerEntry.points), else_=0)
+    return case((kind == EntryKind.EXPIRATION, -points), else_=0)
 
 
 def active_entry() -> ColumnElement[bool]:
     """An entry that makes its member active: it earned or redeemed."""
-    return LedgerEntry.kind.in_([*EARNING_KINDS, EntryKind.REDEMPTION])
+    return LedgerEntry.kind.in_(ACTIVE_KINDS)
 
 
 def liability_of(points: int, point_value: Decimal) -> Decimal:

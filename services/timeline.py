@@ -16,16 +16,30 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import CTE, Integer, and_, column, func, select, values
+from sqlalchemy import (
+    CTE,
+    Date,
+    Integer,
+    String,
+    and_,
+    column,
+    func,
+    or_,
+    select,
+    union,
+    union_all,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     PROGRAM_ID,
     LedgerEntry,
     Member,
+    MemberDay,
     Program,
     Redemption,
     RedemptionStatus,
@@ -33,6 +47,7 @@ from models import (
     RewardKind,
 )
 from models.base import UtcDateTime
+from services import rollup
 from services.errors import Invalid
 from services.leaderboards.periods import Period, period_end
 from services.stats import (
@@ -155,70 +170,231 @@ def _bounds(cut: Sequence[Bucket]) -> CTE:
     return table.cte("buckets")
 
 
+def _midnight_after(moment: datetime) -> datetime:
+    """`moment` if it is a UTC midnight, else the next one."""
+    midnight = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    return midnight if midnight == moment else midnight + timedelta(days=1)
+
+
+def _midnight_before(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A window as the whole UTC days the rollup holds ([days_from, days_to), empty when
+    equal) and the parts of days at its edges read from the ledger (`head`, `tail`, each
+    [start, end), empty when equal)."""
+
+    days_from: date
+    days_to: date
+    head: tuple[datetime, datetime]
+    tail: tuple[datetime, datetime]
+
+
+def _split(start: datetime, end: datetime) -> _Split:
+    first, last = _midnight_after(start), _midnight_before(end)
+    if first < last:
+        return _Split(first.date(), last.date(), (start, first), (last, end))
+    return _Split(first.date(), first.date(), (start, end), (end, end))
+
+
+# What `points` reads after the window (to work back from what is owed now): its index.
+_AFTER = -1
+
+
 async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFigures]:
     """Points issued, redeemed and expired in each bucket, and what the program owes at its
     end, in one statement.
 
-    What is owed at a moment is the sum of the counted entries before it (the members'
-    `available + pending` are kept equal to those sums). It is read backwards from what is
-    owed now, less what was entered since: the statement reads only the window and what
-    follows it, which for a chart ending today is nothing more."""
-    b = _bounds(cut)
-    e = LedgerEntry
+    Whole UTC days are read from the daily rollup (services.rollup), the parts of days at a
+    bucket's edges from the ledger, so any window costs about its number of days. What is
+    owed at a moment is the sum of the counted entries before it (the members'
+    `available + pending` are kept equal to those sums): it is read backwards from what is
+    owed now, less what was entered since the window's end."""
     end = cut[-1].end
-    owed_now = select(func.coalesce(func.sum(Member.available + Member.pending), 0))
-    entered_after = select(func.coalesce(func.sum(e.points), 0)).where(
-        e.created_at >= end, counted_entry()
+    splits = [(i, _split(bucket.start, bucket.end)) for i, bucket in enumerate(cut)]
+    after = _midnight_after(end)
+    splits.append((_AFTER, _Split(after.date(), date.max, (end, after), (after, after))))
+    day_ranges = (
+        values(column("i", Integer), column("d0", Date), column("d1", Date), name="day_ranges")
+        .data([(i, s.days_from, s.days_to) for i, s in splits if s.days_from < s.days_to])
+        .cte("day_ranges")
     )
+    live = [(i, *part) for i, s in splits for part in (s.head, s.tail) if part[0] < part[1]]
+    r, e = rollup.days(), LedgerEntry
+    parts = [
+        select(
+            day_ranges.c.i,
+            (issued_points(r.c.kind, r.c.credited) + issued_points(r.c.kind, r.c.debited)).label(
+                "issued"
+            ),
+            (
+                redeemed_points(r.c.kind, r.c.credited) + redeemed_points(r.c.kind, r.c.debited)
+            ).label("redeemed"),
+            (expired_points(r.c.kind, r.c.credited) + expired_points(r.c.kind, r.c.debited)).label(
+                "expired"
+            ),
+            (r.c.credited + r.c.debited).label("net"),
+        )
+        .select_from(day_ranges)
+        .join(r, and_(r.c.day >= day_ranges.c.d0, r.c.day < day_ranges.c.d1))
+    ]
+    if live:
+        live_ranges = (
+            values(
+                column("i", Integer),
+                column("t0", UtcDateTime),
+                column("t1", UtcDateTime),
+                name="live_ranges",
+            )
+            .data(live)
+            .cte("live_ranges")
+        )
+        parts.append(
+            select(
+                live_ranges.c.i,
+                issued_points().label("issued"),
+                redeemed_points().label("redeemed"),
+                expired_points().label("expired"),
+                e.points.label("net"),
+            )
+            .select_from(live_ranges)
+            .join(
+                e,
+                and_(
+                    e.created_at >= live_ranges.c.t0,
+                    e.created_at < live_ranges.c.t1,
+                    counted_entry(),
+                ),
+            )
+        )
+    both = union_all(*parts).subquery("parts")
+    sums = (
+        select(
+            both.c.i,
+            func.sum(both.c.issued).label("issued"),
+            func.sum(both.c.redeemed).label("redeemed"),
+            func.sum(both.c.expired).label("expired"),
+            func.sum(both.c.net).label("net"),
+        )
+        .group_by(both.c.i)
+        .subquery("sums")
+    )
+    # Every index once (the buckets', and what follows the window), so a row always comes.
+    wanted = (
+        values(column("i", Integer), name="wanted").data([(i,) for i, _ in splits]).cte("wanted")
+    )
+    owed_now = select(func.coalesce(func.sum(Member.available + Member.pending), 0))
     point_value = select(Program.point_value).where(Program.id == PROGRAM_ID)
     rows = (
         await session.execute(
             select(
-                b.c.i,
-                func.coalesce(func.sum(issued_points()), 0),
-                func.coalesce(func.sum(redeemed_points()), 0),
-                func.coalesce(func.sum(expired_points()), 0),
-                func.coalesce(func.sum(e.points), 0),
+                wanted.c.i,
+                func.coalesce(sums.c.issued, 0),
+                func.coalesce(sums.c.redeemed, 0),
+                func.coalesce(sums.c.expired, 0),
+                func.coalesce(sums.c.net, 0),
                 owed_now.scalar_subquery(),
-                entered_after.scalar_subquery(),
                 point_value.scalar_subquery(),
             )
-            .select_from(b)
-            .outerjoin(
-                e, and_(e.created_at >= b.c.starts, e.created_at < b.c.ends, counted_entry())
-            )
-            .group_by(b.c.i)
-            .order_by(b.c.i)
+            .select_from(wanted)
+            .outerjoin(sums, sums.c.i == wanted.c.i)
         )
     ).all()
-    owed = int(rows[0][5]) - int(rows[0][6])  # at the end of the last bucket
-    value = Decimal(rows[0][7])
+    found = {int(row[0]): [int(n) for n in row[1:5]] for row in rows}
+    owed_now_, value = int(rows[0][5]), Decimal(rows[0][6])
+    owed = owed_now_ - found[_AFTER][3]  # at the end of the last bucket
     figures: list[PointsFigures] = []
-    for i, issued, redeemed, expired, net, *_ in reversed(rows):
+    for i in reversed(range(len(cut))):
+        issued, redeemed, expired, net = found[i]
         figures.append(
-            PointsFigures(
-                cut[i], int(issued), int(redeemed), int(expired), owed, liability_of(owed, value)
-            )
+            PointsFigures(cut[i], issued, redeemed, expired, owed, liability_of(owed, value))
         )
-        owed -= int(net)  # what was owed at this bucket's start, the end of the one before
+        owed -= net  # what was owed at this bucket's start, the end of the one before
     figures.reverse()
     return figures
 
 
-async def members(session: AsyncSession, cut: Sequence[Bucket]) -> list[MemberFigures]:
-    """Active members, new members and members enrolled, per bucket, in one statement."""
-    b = _bounds(cut)
-    e = LedgerEntry
-    active = select(func.count(func.distinct(e.member_id))).where(
-        e.created_at >= b.c.starts, e.created_at < b.c.ends, counted_entry(), active_entry()
+def _whole_period(bucket: Bucket, interval: Interval) -> str | None:
+    """The rollup's period ('D', 'W', 'M') when `bucket` is a whole one, else None."""
+    start = bucket.start
+    if start != _midnight_before(start) or bucket.end != _next_boundary(start, interval):
+        return None
+    if interval is Interval.WEEK and start.weekday() != 0:
+        return None
+    if interval is Interval.MONTH and start.day != 1:
+        return None
+    return {Interval.DAY: "D", Interval.WEEK: "W", Interval.MONTH: "M"}[interval]
+
+
+async def members(
+    session: AsyncSession, cut: Sequence[Bucket], interval: Interval
+) -> list[MemberFigures]:
+    """Active members, new members and members enrolled, per bucket, in one statement.
+
+    A whole day, week or month reads its count of active members from the rollup; a bucket
+    cut at the window's edge counts the distinct members of its whole days (`member_days`)
+    and adds those active only in the parts of days at its edges (read from the ledger)."""
+    rows_in: list[tuple[object, ...]] = []
+    for i, bucket in enumerate(cut):
+        period = _whole_period(bucket, interval)
+        if period is not None:  # nothing else to read: empty day and edge ranges
+            day = bucket.start.date()
+            edges = [bucket.start] * 4
+            rows_in.append((i, bucket.start, bucket.end, period, day, day, day, *edges))
+        else:  # a period no summary row holds ('' matches none)
+            s = _split(bucket.start, bucket.end)
+            whole_days = (s.days_from, s.days_to)
+            rows_in.append(
+                (i, bucket.start, bucket.end, "", date.min, *whole_days, *s.head, *s.tail)
+            )
+    b = (
+        values(
+            column("i", Integer),
+            column("starts", UtcDateTime),
+            column("ends", UtcDateTime),
+            column("period", String(1)),
+            column("pstart", Date),
+            column("d0", Date),
+            column("d1", Date),
+            column("t0", UtcDateTime),
+            column("t1", UtcDateTime),
+            column("u0", UtcDateTime),
+            column("u1", UtcDateTime),
+            name="buckets",
+        )
+        .data(rows_in)
+        .cte("buckets")
     )
+    e, a, md = LedgerEntry, rollup.active_members(), MemberDay
+    whole = select(func.coalesce(func.sum(a.c.members), 0)).where(
+        a.c.period == b.c.period, a.c.starts == b.c.pstart
+    )
+    # Members of the bucket's whole days, and those active in the parts of days at its
+    # edges: one distinct set (UNION), each part read through its index. Correlated to the
+    # bucket two levels up (auto-correlation looks one level up only).
+    on_days = select(md.member_id).where(md.day >= b.c.d0, md.day < b.c.d1).correlate(b)
+    at_edges = (
+        select(e.member_id)
+        .where(
+            or_(
+                and_(e.created_at >= b.c.t0, e.created_at < b.c.t1),
+                and_(e.created_at >= b.c.u0, e.created_at < b.c.u1),
+            ),
+            counted_entry(),
+            active_entry(),
+        )
+        .correlate(b)
+    )
+    cut_bucket = select(func.count()).select_from(union(on_days, at_edges).subquery("ids"))
     joined = select(func.count()).where(Member.joined_at >= b.c.starts, Member.joined_at < b.c.ends)
     before = select(func.count()).where(Member.joined_at < cut[0].start)
     rows = (
         await session.execute(
             select(
                 b.c.i,
-                active.scalar_subquery(),
+                whole.scalar_subquery() + cut_bucket.scalar_subquery(),
                 joined.scalar_subquery(),
                 before.scalar_subquery(),
             ).order_by(b.c.i)

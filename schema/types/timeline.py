@@ -97,7 +97,7 @@ async def _points(root: ProgramTimeline, info: Info) -> list[PointsBucket]:
 
 async def _members(root: ProgramTimeline, info: Info) -> list[MembersBucket]:
     async with info.context.runtime.read_sessions() as session:
-        figures = await timeline.members(session, root.cut)
+        figures = await timeline.members(session, root.cut, root.interval)
     return [
         MembersBucket(
             start=f.bucket.start,

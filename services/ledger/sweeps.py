@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import QUALIFYING_KINDS, LedgerEntry, Member, Tier
+from services import rollup
 from services.celebrations import DEFAULT_LOOKBACK, pay_celebrations
 from services.ledger.entries import lock_member, settle
 from services.ledger.reminders import remind_expiring
@@ -65,6 +66,10 @@ async def sweep(
     await _refresh_windowed_tiers(sessions, now, window_lookback, report)
     await _move_off_retired_tiers(sessions, now, report)
     report.expiry_reminders = await remind_expiring(sessions, now)
+    # The charts' rollup: what the ledger's trigger appended since the last sweep is folded
+    # into the daily sums, so readers add up few changes (services.rollup).
+    async with sessions.begin() as session:
+        await rollup.fold(session)
     return report
 
 
