@@ -122,6 +122,8 @@ def probe_reads(
         for workload in workloads.READS:
             normalize = _dashboard if workload == "dashboard" else _board
             targets = [t for t in workloads.WORKLOAD_TARGETS[workload] if t in urls]
+            if not any(workloads.is_laurel(t) for t in targets):
+                continue  # the workload is not in this run
             answers: dict[str, list[Any]] = {t: [] for t in targets}
             errors: dict[str, str] = {}
             for pk in members:

@@ -4,26 +4,28 @@ request will list them, the newest page of its transactions, in one statement.
 A member's app opens on its dashboard (balance, tier, progress, last transactions): through
 SQLAlchemy Core that was two statements and most of the request's CPU. Here the member and its
 page come back in one round trip, as the rows the general reads return (`LockedMember` is a
-`MemberRecord`, `WrittenEntry` an `EntryRecord`), so every field is still computed by the
+`MemberRecord`, `ReadEntry` an `EntryRecord`), so every field is still computed by the
 schema's own resolvers. SQLite reads through SQLAlchemy Core (`schema.loaders`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from models import EntryKind, EntryStatus
-from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
+from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember
 
-__all__ = ["MemberPage", "member_with_page", "members"]
+__all__ = ["MemberPage", "ReadEntry", "member_with_page", "members"]
 
 # In the order `_entry` unpacks them.
 _ENTRY_COLUMNS = (
     "id", "member_id", "kind", "status", "points", "description", "reference",
-    "created_at", "available_at", "expires_at", "breakdown",
+    "created_at", "available_at", "expires_at", "breakdown::text",
 )  # fmt: skip
 
 # (The only text formatted into these statements is column names.)
@@ -41,8 +43,6 @@ FROM members AS m
 WHERE m.id = $1
 """  # noqa: S608
 
-MemberPage = tuple[LockedMember, list[WrittenEntry]]
-
 
 async def members(direct: DirectWriter, ids: Sequence[int]) -> list[LockedMember]:
     """The members of `ids` that exist, in no particular order."""
@@ -59,22 +59,38 @@ async def member_with_page(direct: DirectWriter, member_id: int, size: int) -> M
     return LockedMember.from_record(row), [_entry(entry) for entry in row["page"]]
 
 
-def _entry(row: Any) -> WrittenEntry:
+@dataclass(frozen=True, slots=True)
+class ReadEntry:
+    """An entry as a member read returns it (an `EntryRecord`), its breakdown parsed only when
+    asked for: a dashboard lists transactions without it."""
+
+    id: int
+    member_id: int
+    kind: EntryKind
+    status: EntryStatus
+    points: int
+    description: str
+    reference: str | None
+    created_at: datetime
+    available_at: datetime | None
+    expires_at: datetime | None
+    breakdown_json: str
+
+    @property
+    def breakdown(self) -> list[dict[str, Any]]:
+        parsed: list[dict[str, Any]] = orjson.loads(self.breakdown_json)
+        return parsed
+
+
+MemberPage = tuple[LockedMember, list[ReadEntry]]
+
+
+def _entry(row: Any) -> ReadEntry:
     (
         id_, member_id, kind, status, points, description, reference,
         created_at, available_at, expires_at, breakdown,
     ) = row  # fmt: skip
-    return WrittenEntry(
-        id=id_,
-        member_id=member_id,
-        kind=EntryKind(kind),
-        status=EntryStatus(status),
-        points=points,
-        description=description,
-        reference=reference,
-        created_at=created_at,
-        available_at=available_at,
-        expires_at=expires_at,
-        # SQLAlchemy's pool gives asyncpg a json codec; plain asyncpg hands text over
-        breakdown=orjson.loads(breakdown) if isinstance(breakdown, str) else breakdown,
-    )
+    return ReadEntry(
+        id_, member_id, EntryKind(kind), EntryStatus(status), points, description, reference,
+        created_at, available_at, expires_at, breakdown,
+    )  # fmt: skip
