@@ -297,6 +297,17 @@ async def test_local_counters_keep_a_bounded_number_of_windows() -> None:
     assert await counters.get("address:0") == 0
 
 
+async def test_local_counters_drop_ended_windows_as_new_ones_start() -> None:
+    counters = LocalCounters(max_keys=1_000)
+    for n in range(10):
+        await counters.incr(f"short:{n}", 0)  # ended at once
+    await counters.incr("minute:1", 60)
+    await counters.incr("minute:1", 60)  # a window that goes on keeps its count
+
+    assert list(counters._windows) == ["minute:1"]
+    assert await counters.get("minute:1") == 2
+
+
 async def test_leases_never_let_two_processes_past_the_limit_and_lose_little() -> None:
     # 40 a minute: each process leases 4 calls per round trip.
     prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
