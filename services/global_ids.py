@@ -14,7 +14,13 @@ MAX_ID_LENGTH = 100
 
 
 def encode_id(type_name: str, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+    # base64.urlsafe_b64encode's result, with binascii's function called directly: a page of
+    # transactions encodes two of these an entry (its ID and its cursor).
+    raw = binascii.b2a_base64(f"{type_name}:{pk}".encode(), newline=False)
+    return raw.translate(_URLSAFE).rstrip(b"=").decode()
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def decode_id(value: str) -> tuple[str, int] | None:

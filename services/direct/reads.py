@@ -91,6 +91,11 @@ def _entry(row: Any) -> ReadEntry:
         created_at, available_at, expires_at, breakdown,
     ) = row  # fmt: skip
     return ReadEntry(
-        id_, member_id, EntryKind(kind), EntryStatus(status), points, description, reference,
+        id_, member_id, _KINDS[kind], _STATUSES[status], points, description, reference,
         created_at, available_at, expires_at, breakdown,
     )  # fmt: skip
+
+
+# The enums by value (a dict lookup; calling the enum costs several times more).
+_KINDS = {kind.value: kind for kind in EntryKind}
+_STATUSES = {status.value: status for status in EntryStatus}
