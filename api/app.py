@@ -91,7 +91,7 @@ def create_app(
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     redis = connect_redis(settings.redis_url) if settings.redis_url else None
     if tracing is None and otlp_configured():
-        tracing = Tracing()
+        tracing = Tracing(slow_resolver_ms=settings.trace_slow_resolver_ms)
     if tracing is not None:
         tracing.instrument(engine, redis)
     bus: LocalBus = LocalBus()
@@ -163,6 +163,7 @@ def create_app(
         limits=QueryLimits(),
         mask_internal_errors=settings.is_production,
         observe=observe,
+        resolvers_observed=tracing.resolver_ended if tracing is not None else None,
     )
     member_views = MemberViews(bus, clock, observe=observe)
     metrics.watch_member_views(member_views.counters)

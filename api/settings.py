@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     jwks_timeout_seconds: float = 3.0
     member_token_ttl_seconds: int = 7 * 24 * 3600
     graphiql: bool | None = None  # default: on in development, off in production
+    # With tracing on (api.tracing): a resolver that takes this long gets a span of its own.
+    trace_slow_resolver_ms: float = 10.0
     # The reference member page (/member) and the admin charts (/admin); same default.
     member_page: bool | None = None
     admin_page: bool | None = None

@@ -20,8 +20,10 @@ On, a trace per HTTP request:
   SQLAlchemy's statements and the direct paths' raw asyncpg ones alike, one span each) and
   SQLAlchemy's on SQLite; and a span per Redis command of the app's client.
 
-No span per resolver: the operation span and its statement spans tell where a slow operation
-spent its time, and a span per field would cost more than the rest of a small operation.
+A span per resolver only where it was slow: every resolver function is timed (two clock reads,
+`schema.resolver_timing`) and one that took `slow_resolver_ms` (LAUREL_TRACE_SLOW_RESOLVER_MS,
+default 10) or longer gets a span under the operation, `resolve Member.transactions`, with its
+path; a span for every field would cost more than the rest of a small operation.
 
 The instrumentation of asyncpg patches its classes for the whole process, so `Tracing.close`
 (at shutdown) takes it off again.
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from api.logs import current_request_id
 
 if TYPE_CHECKING:
+    from graphql import GraphQLResolveInfo
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Tracer
@@ -67,10 +70,17 @@ class Tracing:
     """A tracer provider of this app's own (never installed as the global one), and what
     instruments the app's engine and Redis client with it."""
 
-    def __init__(self, exporter: SpanExporter | None = None, *, batch: bool = True) -> None:
+    def __init__(
+        self,
+        exporter: SpanExporter | None = None,
+        *,
+        batch: bool = True,
+        slow_resolver_ms: float = 10.0,
+    ) -> None:
         """`exporter`: where spans go (default: OTLP over HTTP, configured by the OTEL_*
         variables); `batch`: exported in the background (False: as each span ends, for
-        tests)."""
+        tests); `slow_resolver_ms`: a resolver that takes this long gets a span."""
+        self.slow_resolver_ns = int(slow_resolver_ms * 1_000_000)
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -144,6 +154,21 @@ class Tracing:
             span.set_attribute("graphql.operation.name", operation)
         if failed:
             span.set_attribute("laurel.graphql.errors", True)
+
+    def resolver_ended(
+        self, coordinate: str, info: GraphQLResolveInfo[Any], started: int, ended: int
+    ) -> None:
+        """A span for a resolver call that was slow (`schema.resolver_timing.ResolverObserver`),
+        under the current (operation) span, with the times it really took."""
+        if ended - started < self.slow_resolver_ns:
+            return
+        path = ".".join(str(key) for key in info.path.as_list())
+        span = self.tracer.start_span(
+            f"resolve {coordinate}",
+            start_time=started,
+            attributes={"graphql.field.coordinate": coordinate, "graphql.field.path": path},
+        )
+        span.end(end_time=ended)
 
     def close(self) -> None:
         """Export what is left and take the process-wide instrumentation off."""

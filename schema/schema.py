@@ -41,6 +41,7 @@ from schema.inputs import FloatRangeInput
 from schema.limits import QueryLimits, code_parser_limits
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.resolver_timing import ResolverObserver, time_resolvers
 from schema.scalars import DateTime, guard_text_inputs
 from schema.subscription import Subscription
 from schema.types.ledger import PointsTransaction
@@ -152,10 +153,12 @@ def build_schema(
     mask_internal_errors: bool = True,
     extra_extensions: Sequence[type[SchemaExtension]] = (),
     observe: OperationObserver | None = None,
+    resolvers_observed: ResolverObserver | None = None,
 ) -> strawberry.Schema:
     """The schema, with :class:`OperationHooks` first and then ``extra_extensions`` (whose
     ``on_operation`` thus ends before errors get their codes); ``observe`` is called as
-    each operation ends (``api.metrics.Metrics.observe``)."""
+    each operation ends (``api.metrics.Metrics.observe``); ``resolvers_observed`` after
+    each call of a resolver function (``schema.resolver_timing``, for traces)."""
     # Strawberry builds extensions per request; the cache lives as long as the schema.
     documents = DocumentCache(limits or QueryLimits())
 
@@ -174,6 +177,8 @@ def build_schema(
         extensions=[hooks, *extra_extensions],
     )
     guard_text_inputs(schema._schema)
+    if resolvers_observed is not None:  # tracing: slow resolvers get spans (api.tracing)
+        time_resolvers(schema._schema, resolvers_observed)
     if not extra_extensions:
         schema.compiled = CompiledOperations(
             schema._schema, documents, mask_internal=mask_internal_errors, observe=observe

@@ -87,9 +87,16 @@ async def apps() -> AsyncIterator[list[Starlette]]:
         await app.state.laurel.engine.dispose()
 
 
-async def _traced(engine: AsyncEngine, clock: ManualClock, apps: list[Starlette], **settings: Any):
+async def _traced(
+    engine: AsyncEngine,
+    clock: ManualClock,
+    apps: list[Starlette],
+    slow_resolver_ms: float = 10.0,
+    **settings: Any,
+):
     spans = InMemorySpanExporter()
-    tracing = Tracing(spans, batch=False)  # each span exported as it ends
+    # each span exported as it ends
+    tracing = Tracing(spans, batch=False, slow_resolver_ms=slow_resolver_ms)
     app = create_app(_settings(engine, **settings), clock=clock, tracing=tracing)
     apps.append(app)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
@@ -154,6 +161,53 @@ async def test_an_operation_span_named_after_the_operation_holds_the_statements(
     assert len(server) == 1 and operation.parent is not None
     assert operation.parent.span_id == server[0].context.span_id
     assert {s.context.trace_id for s in spans} == {operation.context.trace_id}
+
+
+@pytest.mark.parametrize("path", ["planned", "general"])
+async def test_a_slow_resolver_gets_a_span_of_its_own_under_the_operation(
+    engine: AsyncEngine, clock: ManualClock, apps: list[Starlette], path: str
+) -> None:
+    # Every resolver function is "slow" at a threshold of 0; attribute reads are never timed.
+    traced = await _traced(engine, clock, apps, slow_resolver_ms=0)
+    api = traced.api
+    token = await _member_token(api)
+    if path == "general":
+        _view(api.app).compiled = None
+    traced.spans.clear()
+
+    body = await api.gql(DASHBOARD_QUERY, token=token)
+
+    assert "errors" not in body, body
+    spans = traced.spans.get_finished_spans()
+    operation = _operation_span(spans, "query Dashboard")
+    resolvers = {s.name: s for s in _children(spans, operation) if s.name.startswith("resolve ")}
+    assert set(resolvers) == {
+        "resolve Query.me",
+        "resolve Member.tier",
+        "resolve Member.tierProgress",
+        "resolve Member.transactions",
+    }
+    page = resolvers["resolve Member.transactions"]
+    assert page.attributes is not None
+    assert page.attributes["graphql.field.path"] == "me.transactions"
+    assert page.attributes["graphql.field.coordinate"] == "Member.transactions"
+    assert page.start_time is not None and page.end_time is not None
+    assert operation.start_time is not None and operation.end_time is not None
+    assert operation.start_time <= page.start_time <= page.end_time <= operation.end_time
+
+
+async def test_resolvers_faster_than_the_threshold_get_no_span(
+    engine: AsyncEngine, clock: ManualClock, apps: list[Starlette]
+) -> None:
+    traced = await _traced(engine, clock, apps, slow_resolver_ms=60_000)
+    api = traced.api
+    token = await _member_token(api)
+    traced.spans.clear()
+
+    body = await api.gql(DASHBOARD_QUERY, token=token)
+
+    assert "errors" not in body, body
+    assert not [s for s in traced.spans.get_finished_spans() if s.name.startswith("resolve ")]
 
 
 async def test_an_incoming_traceparent_is_continued(
