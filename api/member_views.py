@@ -74,6 +74,9 @@ MAX_DOCUMENTS = 256
 # answer over MAX_ANSWER_BYTES is not kept at all.
 MAX_BYTES = 4 * 1024 * 1024
 MAX_ANSWER_BYTES = 64 * 1024
+# A generation is kept per member whose events rang; past this many, all are forgotten at
+# once (with every kept answer): a large program's members would otherwise add up forever.
+MAX_GENERATIONS = 100_000
 
 
 @dataclass(slots=True)
@@ -115,11 +118,15 @@ class MemberViews:
         return self.hits, self.misses, len(self._entries)
 
     def _rung(self, member_ids: Iterable[int] | None) -> None:
-        if member_ids is None:
+        if member_ids is None or len(self._generations) >= MAX_GENERATIONS:
+            # Everyone may have news (or too many members rang to remember each: start
+            # again, every answer computed before now unusable, as the epoch says).
             self._epoch += 1
             self._entries.clear()
+            self._generations.clear()
             self.bytes = 0
-            return
+            if member_ids is None:
+                return
         for member_id in member_ids:
             self._generations[member_id] = self._generations.get(member_id, 0) + 1
 

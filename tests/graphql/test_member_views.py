@@ -185,3 +185,18 @@ async def test_hits_and_misses_are_in_the_metrics(api: Api) -> None:
     misses = "laurel_member_views_misses_total"
     assert after[misses] - before[misses] == 1
     assert after["laurel_member_views_entries"] >= 1
+
+
+async def test_members_that_rang_are_remembered_boundedly_and_forgetting_keeps_answers_right(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member_id, token, key = await setup(api)
+    monkeypatch.setattr(member_views, "MAX_GENERATIONS", 3)
+    kept = views(api)
+    await dashboard(api, token)  # kept
+    for other in range(1_000, 1_010):  # other members' events: more than it remembers
+        kept._rung([other])
+    assert len(kept._generations) <= 3
+
+    await buy(api, key, member_id, "o-1")  # its own event still ends its kept answer
+    assert (await dashboard(api, token))["balance"] == {"available": 20, "pending": 0}
