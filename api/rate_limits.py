@@ -9,10 +9,12 @@ the same LAUREL_REDIS_PREFIX.
 In Redis a process does not ask for every call: it leases a slice of the caller's window (one
 INCRBY of a tenth of the limit, and the window's end, in one script) and serves calls from it
 until it is used up or the window ends. A round trip costs 200-300 µs of CPU with redis-py; a
-lease makes it one in ten calls or fewer (the 50 µs budget). The count in Redis is always at
-least the calls served, so no window ever serves more than the limit; the price is that units a
-process leased and did not use are lost when the window ends, so a caller spread over several
-processes may be refused a little before the limit (at most a tenth of it per other process).
+lease makes it one in ten calls or fewer (the 50 µs budget), and the leases asked for in one
+turn of the event loop (many callers' first calls, under load) share one pipelined round trip.
+The count in Redis is always at least the calls served, so no window ever serves more than the
+limit; the price is that units a process leased and did not use are lost when the window ends,
+so a caller spread over several processes may be refused a little before the limit (at most a
+tenth of it per other process).
 `limits` has no leasing; the script is six lines.
 
 A Redis that fails or hangs never fails or stalls a request: each call has a short deadline, and
@@ -22,11 +24,12 @@ of waiting on Redis again with every request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Literal
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
@@ -156,7 +159,11 @@ class RateLimits:
         self.local = FixedWindowRateLimiter(LocalCounters())
         self.redis = redis if redis_url is not None else None
         self.prefix = f"{prefix}ratelimit/"
-        self._lease_script = self.redis.register_script(_LEASE) if self.redis is not None else None
+        # Leases being asked for: key -> the answer to come; and this turn's requests, sent
+        # together (`_ask_lease`).
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._batch: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Future[None]] = set()
         # Slices of callers' windows this process holds: key -> [calls left, window end].
         self._leases: dict[str, list[float]] = {}
         # Each call has a short deadline; after a failure this process counts alone for
@@ -205,28 +212,96 @@ class RateLimits:
         if lease is not None and lease[1] > now and lease[0] >= 1:
             lease[0] -= 1
             return None
-        script = self._lease_script
-        if script is not None:
+        if self.redis is not None:
             size = max(1, limit.amount // LEASE_SHARE)
-            window_ms = limit.get_expiry() * 1000
-            leased = await self.breaker.call(
-                lambda: script(keys=[self.prefix + key], args=[size, window_ms])
-            )
-            if leased is not SKIPPED:
-                count, left_ms = leased
-                ends = time.monotonic() + int(left_ms) / 1000
-                # The units of this lease still under the limit (others may have taken the rest).
-                granted = min(size, limit.amount - (int(count) - size))
-                if granted >= 1:
-                    if len(self._leases) >= MAX_LEASES:  # bounded: drop the oldest
-                        del self._leases[next(iter(self._leases))]
-                    self._leases[key] = [granted - 1, ends]
-                    return None
-                return self._refuse(key, limit, time.time() + (ends - time.monotonic()))
-        # No Redis, or the breaker is open: counted in this process.
+            if self.breaker.failing:
+                # Redis failed lately: one call at a time tries it (the breaker lets one
+                # probe through, the rest count here at once), never a batch that waits.
+                leased = await self.breaker.call(
+                    lambda: self._lease_one(key, size, limit.get_expiry() * 1000)
+                )
+                verdict = self._leased(key, limit, size, leased)
+                return await self._locally(limit, who) if verdict is False else verdict
+            pending = self._pending.get(key)
+            if pending is not None:
+                # Another call of this caller is fetching a lease: take from that one.
+                await asyncio.shield(pending)
+                return await self.hit(limit, who)
+            pending = self._pending[key] = self._ask_lease(key, size, limit.get_expiry() * 1000)
+            try:
+                leased = await asyncio.shield(pending)
+            finally:
+                self._pending.pop(key, None)
+            verdict = self._leased(key, limit, size, leased)
+            return await self._locally(limit, who) if verdict is False else verdict
+        return await self._locally(limit, who)
+
+    def _leased(
+        self, key: str, limit: RateLimitItem, size: int, leased: Any
+    ) -> Refusal | Literal[False] | None:
+        """Serve the call from the lease Redis gave (None), or refuse it (a Refusal); False
+        when Redis was skipped."""
+        if leased is SKIPPED:
+            return False
+        count, left_ms = leased
+        ends = time.monotonic() + int(left_ms) / 1000
+        # The units of this lease still under the limit (others may have taken the rest).
+        granted = min(size, limit.amount - (int(count) - size))
+        if granted >= 1:
+            if len(self._leases) >= MAX_LEASES:  # bounded: drop the oldest
+                del self._leases[next(iter(self._leases))]
+            self._leases[key] = [granted - 1, ends]
+            return None
+        return self._refuse(key, limit, time.time() + (ends - time.monotonic()))
+
+    async def _locally(self, limit: RateLimitItem, who: str) -> Refusal | None:
+        """No Redis, or the breaker is open: counted in this process."""
         if await self.local.hit(limit, who):
             return None
+        key = limit.key_for(who)
         return self._refuse(key, limit, await self.local.storage.get_expiry(key))
+
+    async def _lease_one(self, key: str, size: int, window_ms: int) -> Any:
+        assert self.redis is not None
+        return await self.redis.eval(_LEASE, 1, self.prefix + key, size, window_ms)
+
+    def _ask_lease(self, key: str, size: int, window_ms: int) -> asyncio.Future[Any]:
+        """A lease of `size` units of `key`'s window, asked for with every other lease asked
+        for in this turn of the event loop in one pipeline: a round trip's CPU is mostly
+        redis-py's, whatever it carries. Resolves to (count, ms left), or SKIPPED."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((key, size, window_ms, future))
+        if len(self._batch) == 1:
+            flush = asyncio.ensure_future(self._flush())
+            self._flushing.add(flush)
+            flush.add_done_callback(self._flushing.discard)
+        return future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let this turn's other first calls join the batch
+        batch, self._batch = self._batch, []
+        redis = self.redis
+        assert redis is not None
+
+        async def lease_all() -> list[Any]:
+            # EVAL, not EVALSHA: a pipeline of registered scripts first asks SCRIPT EXISTS,
+            # a round trip more; Redis caches the compiled script by its text anyway.
+            async with redis.pipeline(transaction=False) as pipe:
+                for key, size, window_ms, _ in batch:
+                    pipe.eval(_LEASE, 1, self.prefix + key, size, window_ms)
+                results: list[Any] = await pipe.execute()
+                return results
+
+        try:
+            answers = await self.breaker.call(lease_all)
+        except BaseException:  # cancelled with the process: nobody waits in vain
+            for *_, future in batch:
+                if not future.done():
+                    future.cancel()
+            raise
+        for index, (*_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result(SKIPPED if answers is SKIPPED else answers[index])
 
     def _refuse(self, key: str, limit: RateLimitItem, ends: float) -> Refusal:
         left = max(0.0, ends - time.time())

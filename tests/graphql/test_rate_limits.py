@@ -308,6 +308,37 @@ async def test_local_counters_drop_ended_windows_as_new_ones_start() -> None:
     assert await counters.get("minute:1") == 2
 
 
+async def test_first_calls_at_once_share_one_round_trip_and_stay_exact() -> None:
+    prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
+    redis = Redis.from_url(REDIS_URL)
+    limits = RateLimits({}, redis=redis, redis_url=REDIS_URL, prefix=prefix)
+    limit = parse("3/minute")  # a lease of one call: every call asks Redis
+    round_trips = 0
+    execute = redis.pipeline().__class__.execute
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal round_trips
+        round_trips += 1
+        return await execute(self, *args, **kwargs)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(redis.pipeline().__class__, "execute", counted)
+            # 40 callers' first calls in one turn of the loop: one pipeline carries them all
+            first = await asyncio.gather(*(limits.hit(limit, f"member:{n}") for n in range(40)))
+            assert first == [None] * 40
+            assert round_trips == 1
+            # Each caller's next calls, all at once: three served in all, the fourth refused
+            # (a caller's calls waiting on one lease take turns, nothing is counted twice).
+            more = await asyncio.gather(
+                *(limits.hit(limit, f"member:{n}") for n in range(40) for _ in range(3))
+            )
+        served = [sum(verdict is None for verdict in more[n * 3 : n * 3 + 3]) for n in range(40)]
+        assert served == [2] * 40
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
 async def test_leases_never_let_two_processes_past_the_limit_and_lose_little() -> None:
     # 40 a minute: each process leases 4 calls per round trip.
     prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
