@@ -51,7 +51,7 @@ RAW_CHANNEL = "laurel_bench_live"
 RAW_UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
-    "ws": "websockets",
+    "ws": "websockets-sansio",
     "ws_per_message_deflate": False,
     "lifespan": "on",
     "access_log": False,

@@ -69,15 +69,7 @@ async def _stream(
     engine = ctx.runtime.read_engine
     try:
         if after is None:
-            async with engine.connect() as connection:
-                after = int(
-                    await connection.scalar(
-                        select(func.coalesce(func.max(_events.c.id), 0)).where(
-                            _events.c.member_id == member_id
-                        )
-                    )
-                    or 0
-                )
+            after = await _last_event_id(engine, member_id)
         while not ctx.runtime.revocations.is_erased(member_id):  # erasure ends the stream
             rows, entries, member = await _read_after(engine, member_id, after)
             if member is not None:
@@ -92,6 +84,16 @@ async def _stream(
             await bell.wait()
     finally:
         bus.unsubscribe(member_id, bell)
+
+
+async def _last_event_id(engine: AsyncEngine, member_id: int) -> int:
+    """The id of the member's last event (0: none). A function of its own, so that no
+    connection stays in the waiting stream's frame (~2.5 KiB a subscriber)."""
+    async with engine.connect() as connection:
+        last = await connection.scalar(
+            select(func.coalesce(func.max(_events.c.id), 0)).where(_events.c.member_id == member_id)
+        )
+    return int(last or 0)
 
 
 async def _read_after(
