@@ -219,6 +219,8 @@ def create_app(
         """Only a valid credential gets a connection (4403 otherwise), and a member's ends
         when its token expires."""
         params = context.connection_params or {}
+        # Read once: neither the payload nor its credential is kept while the socket is open.
+        context.connection_params = None
         authorization = params.get("authorization", params.get("Authorization"))
         viewer = (
             await authenticator.viewer(authorization)
@@ -364,6 +366,7 @@ def create_app(
     app.state.webhooks = webhooks
     app.state.rate_limits = rate_limits
     app.state.tracing = tracing
+    app.state.token_expiries = expiries  # the open sockets' expiry timers (and closings)
     return app
 
 

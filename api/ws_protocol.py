@@ -10,7 +10,7 @@ tasks, stream buffers, the handshake), the sans-I/O one ~19 KiB, and of that:
   list and, while the app waits, one future (one reader: the app's `receive`);
 * the write gate, an `asyncio.Event`: a deque, ~0.8 KiB. `_Gate` makes a list of waiters only
   while the transport is paused;
-* the handshake's request and response (their headers as `websockets` objects, ~2.5 KiB),
+* the handshake's request and response (their headers as `websockets` objects, ~3 KiB),
   dropped once the handshake is answered: the ASGI scope keeps the headers the app reads.
 
 Everything else (the handshake, pings, closing, back-pressure) is uvicorn's own code.
@@ -104,7 +104,10 @@ class LaurelWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
         if self.handshake_complete:
-            # Answered: nothing reads the handshake's request and response again.
+            # Answered: nothing reads the handshake's request and response again. The
+            # request's headers are emptied too: the parser's frame keeps the request.
             state = vars(self)
-            state.pop("request", None)
+            request = state.pop("request", None)
+            if request is not None:
+                request.headers.clear()
             state.pop("response", None)

@@ -99,3 +99,17 @@ async def test_stopping_right_after_a_commit_finishes_promptly(channel: str) -> 
         bus.committed(frozenset({1, 2, 3}))
         await asyncio.wait_for(bus.stop(), timeout=5)
         await bus.listener.aclose()
+
+
+async def test_a_doorbell_coalesces_rings_and_survives_a_cancelled_wait() -> None:
+    bell = LocalBus().subscribe(1)
+    bell.ring()
+    bell.ring()
+    await asyncio.wait_for(bell.wait(), timeout=1)  # rung before: at once, and only once
+    assert not bell.rung
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bell.wait(), timeout=0.05)
+    waiting = asyncio.create_task(bell.wait())
+    await asyncio.sleep(0)
+    bell.ring()
+    await asyncio.wait_for(waiting, timeout=1)  # a ring after a cancelled wait still wakes
