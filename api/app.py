@@ -213,7 +213,7 @@ def create_app(
         await limit_rate(viewer, request)
         return Context(request=request, response=response, runtime=runtime, viewer=viewer)
 
-    expiries: set[asyncio.TimerHandle | asyncio.Task[None]] = set()
+    expiries: set[_Expiry | asyncio.Task[None]] = set()
 
     async def on_connect(context: Context) -> None:
         """Only a valid credential gets a connection (4403 otherwise), and a member's ends
@@ -235,26 +235,11 @@ def create_app(
             raise ConnectionRejectionError({"message": viewer.credential_problem or "refused"})
         context.viewer = viewer
         if viewer.expires_at is not None and isinstance(context.request, WebSocket):
-            websocket = context.request
-
-            # A timer, not a sleeping task (~1 KiB less a connection); the task that closes
-            # the socket exists only once the token has expired.
-            def expire() -> None:
-                expiries.discard(timer)
-                task = asyncio.create_task(_close_expired(websocket), name="laurel-token-expiry")
-                expiries.add(task)
-                task.add_done_callback(expiries.discard)
-
-            def forget() -> None:
-                timer.cancel()
-                expiries.discard(timer)
-
             delay = max(0.0, (viewer.expires_at - clock.now()).total_seconds())
-            timer = asyncio.get_running_loop().call_later(delay, expire)
-            expiries.add(timer)
+            expiry = _Expiry(context.request, delay, expiries)
             # Cancelled when the socket closes first (LaurelGraphQL runs these cleanups).
-            state = websocket.scope.setdefault("state", {})
-            state.setdefault(CONNECTION_CLEANUPS, []).append(forget)
+            state = context.request.scope.setdefault("state", {})
+            state.setdefault(CONNECTION_CLEANUPS, []).append(expiry.cancel)
 
     graphql = LaurelGraphQL[Context](
         schema,
@@ -422,6 +407,31 @@ def _identity_provider(settings: Settings) -> IdentityProvider | None:
         audience=settings.jwt_audience,
         member_claim=settings.jwt_member_claim,
     )
+
+
+class _Expiry:
+    """A member socket's token expiry: a timer (not a sleeping task: ~1 KiB less a socket),
+    and once it fires, the task that closes the socket. Kept in `expiries` meanwhile."""
+
+    __slots__ = ("_expiries", "_timer", "_websocket")
+
+    def __init__(
+        self, websocket: WebSocket, delay: float, expiries: set[_Expiry | asyncio.Task[None]]
+    ) -> None:
+        self._websocket = websocket
+        self._expiries = expiries
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+        expiries.add(self)
+
+    def _expire(self) -> None:
+        self._expiries.discard(self)
+        task = asyncio.create_task(_close_expired(self._websocket), name="laurel-token-expiry")
+        self._expiries.add(task)
+        task.add_done_callback(self._expiries.discard)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        self._expiries.discard(self)
 
 
 async def _close_expired(websocket: WebSocket) -> None:

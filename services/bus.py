@@ -81,7 +81,9 @@ class LocalBus:
     """Subscribers of this process, rung by this process's commits."""
 
     def __init__(self) -> None:
-        self._by_member: dict[int, set[Doorbell]] = {}
+        # A member's one doorbell, or a set when it has several (a set is ~0.2 KiB: most
+        # members have one subscriber, and a process may hold 20,000).
+        self._by_member: dict[int, Doorbell | set[Doorbell]] = {}
         self._everything: set[Doorbell] = set()
         self._commit_listeners: list[Listener] = []
         self._ring_listeners: list[Callable[[Iterable[int] | None], None]] = []
@@ -90,25 +92,34 @@ class LocalBus:
 
     @property
     def subscribers(self) -> int:
-        return sum(len(bells) for bells in self._by_member.values()) + len(self._everything)
+        held = self._by_member.values()
+        return sum(1 if isinstance(h, Doorbell) else len(h) for h in held) + len(self._everything)
 
     def subscribe(self, member_id: int | None) -> Doorbell:
         """A doorbell rung when `member_id` (None: any member) has newly committed events."""
         bell = Doorbell()
         if member_id is None:
             self._everything.add(bell)
+            return bell
+        held = self._by_member.get(member_id)
+        if held is None:
+            self._by_member[member_id] = bell
+        elif isinstance(held, Doorbell):
+            self._by_member[member_id] = {held, bell}
         else:
-            self._by_member.setdefault(member_id, set()).add(bell)
+            held.add(bell)
         return bell
 
     def unsubscribe(self, member_id: int | None, bell: Doorbell) -> None:
         if member_id is None:
             self._everything.discard(bell)
             return
-        bells = self._by_member.get(member_id)
-        if bells is not None:
-            bells.discard(bell)
-            if not bells:
+        held = self._by_member.get(member_id)
+        if held is bell:
+            del self._by_member[member_id]
+        elif isinstance(held, set):
+            held.discard(bell)
+            if not held:
                 del self._by_member[member_id]
 
     def on_commit(self, listener: Listener) -> None:
@@ -134,17 +145,24 @@ class LocalBus:
         for listener in self._ring_listeners:
             listener(member_ids)
         for member_id in member_ids:
-            for bell in self._by_member.get(member_id, ()):
-                bell.ring()
+            held = self._by_member.get(member_id)
+            if isinstance(held, Doorbell):
+                held.ring()
+            elif held is not None:
+                for bell in held:
+                    bell.ring()
         for bell in self._everything:
             bell.ring()
 
     def ring_everyone(self) -> None:
         for listener in self._ring_listeners:
             listener(None)
-        for bells in self._by_member.values():
-            for bell in bells:
-                bell.ring()
+        for held in self._by_member.values():
+            if isinstance(held, Doorbell):
+                held.ring()
+            else:
+                for bell in held:
+                    bell.ring()
         for bell in self._everything:
             bell.ring()
 

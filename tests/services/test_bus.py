@@ -113,3 +113,23 @@ async def test_a_doorbell_coalesces_rings_and_survives_a_cancelled_wait() -> Non
     await asyncio.sleep(0)
     bell.ring()
     await asyncio.wait_for(waiting, timeout=1)  # a ring after a cancelled wait still wakes
+
+
+async def test_every_subscriber_of_a_member_is_rung_as_they_come_and_go() -> None:
+    bus = LocalBus()
+    first, second, third = bus.subscribe(5), bus.subscribe(5), bus.subscribe(5)
+    assert bus.subscribers == 3
+    bus.ring([5])
+    assert first.rung and second.rung and third.rung
+    for bell in (first, second, third):
+        await bell.wait()
+    bus.unsubscribe(5, second)
+    bus.unsubscribe(5, first)
+    bus.ring_everyone()
+    assert third.rung and not first.rung and not second.rung
+    bus.unsubscribe(5, third)
+    bus.unsubscribe(5, third)  # twice: nothing
+    assert bus.subscribers == 0
+    lone = bus.subscribe(5)
+    bus.ring([5, 6])
+    assert lone.rung
