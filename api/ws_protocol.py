@@ -4,7 +4,7 @@
 A process holds tens of thousands of idle subscribers, so what one connection keeps is what
 the process needs. Measured with tracemalloc between 1,000 and 2,000 open subscribers
 (`bench.live`): uvicorn's legacy ``websockets`` protocol kept ~28 KiB a connection (three
-tasks, stream buffers, the handshake), the sans-I/O one ~19 KiB, and of that:
+tasks, stream buffers, the handshake), the sans-I/O one ~18 KiB, and of that:
 
 * the receive queue, an `asyncio.Queue`: three deques of 64 slots, ~2.3 KiB. `_Inbox` is a
   list and, while the app waits, one future (one reader: the app's `receive`);
