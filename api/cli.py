@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import sys
-import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,13 +43,13 @@ DEMO_SECRET_FILE = ".laurel-demo-secret"  # noqa: S105 (a file name, not a secre
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
-    "ws": "websockets",
+    # uvicorn's sans-I/O WebSocket protocol, keeping less a connection (see api.ws_protocol).
+    "ws": "api.ws_protocol:LaurelWebSocketProtocol",
     "ws_per_message_deflate": False,
     "proxy_headers": True,
     "lifespan": "on",
     "access_log": False,
 }
-_WS_WARNING_MODULE = "uvicorn.protocols.websockets.websockets_impl"
 FIRST_QUERY = """\
 query FirstLook {
   me {
@@ -186,12 +185,6 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def _serve(app: Any, **options: Any) -> None:
-    # uvicorn 0.54 warns that ws="websockets" will later mean its sans-I/O implementation:
-    # nothing an operator can act on, so silence it here and (via the environment) in workers.
-    warnings.filterwarnings("ignore", category=UserWarning, module=_WS_WARNING_MODULE)
-    quiet = f"ignore::UserWarning:{_WS_WARNING_MODULE}"
-    inherited = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = f"{inherited},{quiet}" if inherited else quiet
     # JSON lines with request ids, in every worker (uvicorn applies it in each).
     uvicorn.run(app, **options, **UVICORN_OPTIONS, log_config=logging_config())
 

@@ -54,6 +54,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
     ErrorMessage,
     SubscribeMessage,
 )
@@ -210,6 +211,11 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             await self.handle_invalid_message("Invalid message")
             return
         await super().handle_message(message)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        # Cancelled by now, or the connection is closing: not kept as long as it is open.
+        self.connection_init_timeout_task = None
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         view = self.view

@@ -15,8 +15,9 @@ has failed), then answers commands read from stdin, one JSON object a line:
 `{"cmd": "count"}`, `{"cmd": "collect"}` (the receipts) and `{"cmd": "stop"}` (closes every
 socket and exits).
 
-**Raw baseline** (`create_raw_app`): Starlette + uvicorn with Laurel's WebSocket options
-(uvloop, httptools, websockets, per-message deflate off), asyncpg and PostgreSQL
+**Raw baseline** (`create_raw_app`): Starlette + uvicorn with Laurel's options (uvloop,
+httptools, per-message deflate off) and uvicorn's stock sans-I/O WebSocket protocol (Laurel
+serves with its leaner subclass, `api.ws_protocol`), asyncpg and PostgreSQL
 LISTEN/NOTIFY, and nothing else. It speaks the same subset of graphql-transport-ws (HS256
 JWT checked in `connection_init`, `connection_ack`, `subscribe`, `next`), keeps a dict of
 member id -> open subscriptions, and one LISTEN connection. `POST /purchase` runs one
@@ -47,22 +48,28 @@ import orjson
 
 PROTOCOL = "graphql-transport-ws"
 RAW_CHANNEL = "laurel_bench_live"
-# What api.cli.UVICORN_OPTIONS sets for `laurel serve`; bench.live checks that they agree.
+# What api.cli.UVICORN_OPTIONS sets for `laurel serve` but the WebSocket protocol (uvicorn's
+# own, where Laurel has a leaner subclass); bench.live shows where they differ.
 RAW_UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
-    "ws": "websockets",
+    "ws": "websockets-sansio",
     "ws_per_message_deflate": False,
     "lifespan": "on",
     "access_log": False,
 }
 
 
-def raise_open_files_limit() -> int:
-    """The soft limit on open files raised to the hard one; returns the new soft limit."""
+def raise_open_files_limit(needed: int = 0) -> int:
+    """The soft limit on open files raised to the hard one, and the hard one to `needed` when
+    it is lower and the process may (root); returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20
+    if hard < needed:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            hard = needed
     if soft == resource.RLIM_INFINITY or soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

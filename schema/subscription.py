@@ -15,19 +15,19 @@ from services.leaderboards import Period
 
 @strawberry.type
 class Subscription:
+    # The resolvers' own streams, not generators around them: each layer is a frame that a
+    # waiting subscriber keeps (20,000 of them on one process).
     @strawberry.subscription  # member token: its own balance changes only
-    async def points_updated(self, info: Info) -> AsyncGenerator[PointsUpdate, None]:
-        async for update in live.points_updated(info):
-            yield update
+    def points_updated(self, info: Info) -> AsyncGenerator[PointsUpdate, None]:
+        return live.points_updated(info)
 
     # Member token: its own events, in commit order; with `after`, first every event since
     # that cursor (no gap, no duplicate at the seam), then live ones.
     @strawberry.subscription
-    async def member_events(
+    def member_events(
         self, info: Info, after: str | None = None
     ) -> AsyncGenerator[MemberEvent, None]:
-        async for event in live.member_events(info, after):
-            yield event
+        return live.member_events(info, after)
 
     # The board, then again whenever its top `first` changes, at most about once a second.
     @strawberry.subscription

@@ -58,8 +58,16 @@ class Loaders:
         self._clock = clock
         self._direct = direct  # member reads straight on asyncpg (PostgreSQL)
         self._pages: dict[tuple[int, int], list[EntryRecord]] = {}
-        self.member = DataLoader[int, MemberRecord | None](self._load_members)
-        self.expiring_soon = DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
+
+    # Built on first use, as the others: a WebSocket's context holds its loaders as long as
+    # it is open, and a live subscription renews them for every delivery.
+    @cached_property
+    def member(self) -> DataLoader[int, MemberRecord | None]:
+        return DataLoader[int, MemberRecord | None](self._load_members)
+
+    @cached_property
+    def expiring_soon(self) -> DataLoader[int, list[tuple[int, datetime]]]:
+        return DataLoader[int, list[tuple[int, datetime]]](self._load_expiring)
 
     @cached_property
     def badges(self) -> DataLoader[int, Badge | None]:

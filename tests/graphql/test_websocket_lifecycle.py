@@ -17,7 +17,7 @@ async def test_a_closed_socket_leaves_no_timer_behind(api: Api) -> None:
     token = api.member_token(ann.id)
 
     def timers() -> int:
-        return sum(1 for t in asyncio.all_tasks() if t.get_name() == "laurel-token-expiry")
+        return len(api.app.state.token_expiries)
 
     before = timers()
     async with WebSocketSession(api.app, ["graphql-transport-ws"]) as socket:

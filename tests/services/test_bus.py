@@ -46,7 +46,7 @@ async def test_a_commit_in_one_process_rings_subscribers_in_another(
 
     await asyncio.wait_for(ann_on_b.wait(), timeout=5)
     await asyncio.wait_for(everything_on_b.wait(), timeout=5)
-    assert not bob_on_b._event.is_set()  # another member's subscriber hears nothing
+    assert not bob_on_b.rung  # another member's subscriber hears nothing
 
 
 async def test_commits_ring_local_subscribers_and_listeners_at_once() -> None:
@@ -99,3 +99,37 @@ async def test_stopping_right_after_a_commit_finishes_promptly(channel: str) -> 
         bus.committed(frozenset({1, 2, 3}))
         await asyncio.wait_for(bus.stop(), timeout=5)
         await bus.listener.aclose()
+
+
+async def test_a_doorbell_coalesces_rings_and_survives_a_cancelled_wait() -> None:
+    bell = LocalBus().subscribe(1)
+    bell.ring()
+    bell.ring()
+    await asyncio.wait_for(bell.wait(), timeout=1)  # rung before: at once, and only once
+    assert not bell.rung
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bell.wait(), timeout=0.05)
+    waiting = asyncio.create_task(bell.wait())
+    await asyncio.sleep(0)
+    bell.ring()
+    await asyncio.wait_for(waiting, timeout=1)  # a ring after a cancelled wait still wakes
+
+
+async def test_every_subscriber_of_a_member_is_rung_as_they_come_and_go() -> None:
+    bus = LocalBus()
+    first, second, third = bus.subscribe(5), bus.subscribe(5), bus.subscribe(5)
+    assert bus.subscribers == 3
+    bus.ring([5])
+    assert first.rung and second.rung and third.rung
+    for bell in (first, second, third):
+        await bell.wait()
+    bus.unsubscribe(5, second)
+    bus.unsubscribe(5, first)
+    bus.ring_everyone()
+    assert third.rung and not first.rung and not second.rung
+    bus.unsubscribe(5, third)
+    bus.unsubscribe(5, third)  # twice: nothing
+    assert bus.subscribers == 0
+    lone = bus.subscribe(5)
+    bus.ring([5, 6])
+    assert lone.rung
