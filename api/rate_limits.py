@@ -162,7 +162,7 @@ class RateLimits:
         # Leases being asked for: key -> the answer to come; and this turn's requests, sent
         # together (`_ask_lease`).
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        self._batch: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+        self._batch: list[tuple[str, RateLimitItem, int, int, asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Future[None]] = set()
         # Slices of callers' windows this process holds: key -> [calls left, window end].
         self._leases: dict[str, list[float]] = {}
@@ -201,8 +201,38 @@ class RateLimits:
         return await self.hit(limit, who)
 
     async def hit(self, limit: RateLimitItem, who: str) -> Refusal | None:
-        now = time.monotonic()
         key = limit.key_for(who)
+        served = self._from_lease(key, limit)
+        if served is not False:
+            return served
+        if self.redis is None:
+            return await self._locally(limit, who)
+        size = max(1, limit.amount // LEASE_SHARE)
+        window_ms = limit.get_expiry() * 1000
+        if self.breaker.failing:
+            # Redis failed lately: one call at a time tries it (the breaker lets one probe
+            # through, the rest count here at once), never a batch that waits.
+            answer = await self.breaker.call(lambda: self._lease_one(key, size, window_ms))
+            if answer is SKIPPED:
+                return await self._locally(limit, who)
+            self._install(key, limit, size, answer)
+        else:
+            # A caller's calls at once wait on one lease; callers' first calls in one turn
+            # of the event loop share one round trip (`_flush`, which installs the leases).
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = self._ask_lease(key, limit, size, window_ms)
+            if await asyncio.shield(pending) is SKIPPED:
+                return await self._locally(limit, who)
+        served = self._from_lease(key, limit)
+        if served is not False:
+            return served
+        return await self.hit(limit, who)  # others took the new lease already: another one
+
+    def _from_lease(self, key: str, limit: RateLimitItem) -> Refusal | Literal[False] | None:
+        """Served from this process's lease of the window (None), refused in it (a Refusal),
+        or False: no lease with units left."""
+        now = time.monotonic()
         refused_until = self._refused.get(key)
         if refused_until is not None:
             if now < refused_until:
@@ -212,47 +242,21 @@ class RateLimits:
         if lease is not None and lease[1] > now and lease[0] >= 1:
             lease[0] -= 1
             return None
-        if self.redis is not None:
-            size = max(1, limit.amount // LEASE_SHARE)
-            if self.breaker.failing:
-                # Redis failed lately: one call at a time tries it (the breaker lets one
-                # probe through, the rest count here at once), never a batch that waits.
-                leased = await self.breaker.call(
-                    lambda: self._lease_one(key, size, limit.get_expiry() * 1000)
-                )
-                verdict = self._leased(key, limit, size, leased)
-                return await self._locally(limit, who) if verdict is False else verdict
-            pending = self._pending.get(key)
-            if pending is not None:
-                # Another call of this caller is fetching a lease: take from that one.
-                await asyncio.shield(pending)
-                return await self.hit(limit, who)
-            pending = self._pending[key] = self._ask_lease(key, size, limit.get_expiry() * 1000)
-            try:
-                leased = await asyncio.shield(pending)
-            finally:
-                self._pending.pop(key, None)
-            verdict = self._leased(key, limit, size, leased)
-            return await self._locally(limit, who) if verdict is False else verdict
-        return await self._locally(limit, who)
+        return False
 
-    def _leased(
-        self, key: str, limit: RateLimitItem, size: int, leased: Any
-    ) -> Refusal | Literal[False] | None:
-        """Serve the call from the lease Redis gave (None), or refuse it (a Refusal); False
-        when Redis was skipped."""
-        if leased is SKIPPED:
-            return False
-        count, left_ms = leased
+    def _install(self, key: str, limit: RateLimitItem, size: int, answer: Any) -> None:
+        """Keep the lease Redis answered (count after taking `size`, ms left), or, when the
+        window has nothing left, the refusal until it ends."""
+        count, left_ms = answer
         ends = time.monotonic() + int(left_ms) / 1000
         # The units of this lease still under the limit (others may have taken the rest).
         granted = min(size, limit.amount - (int(count) - size))
         if granted >= 1:
             if len(self._leases) >= MAX_LEASES:  # bounded: drop the oldest
                 del self._leases[next(iter(self._leases))]
-            self._leases[key] = [granted - 1, ends]
-            return None
-        return self._refuse(key, limit, time.time() + (ends - time.monotonic()))
+            self._leases[key] = [granted, ends]
+        else:
+            self._refuse(key, limit, time.time() + (ends - time.monotonic()))
 
     async def _locally(self, limit: RateLimitItem, who: str) -> Refusal | None:
         """No Redis, or the breaker is open: counted in this process."""
@@ -265,12 +269,15 @@ class RateLimits:
         assert self.redis is not None
         return await self.redis.eval(_LEASE, 1, self.prefix + key, size, window_ms)
 
-    def _ask_lease(self, key: str, size: int, window_ms: int) -> asyncio.Future[Any]:
+    def _ask_lease(
+        self, key: str, limit: RateLimitItem, size: int, window_ms: int
+    ) -> asyncio.Future[Any]:
         """A lease of `size` units of `key`'s window, asked for with every other lease asked
         for in this turn of the event loop in one pipeline: a round trip's CPU is mostly
-        redis-py's, whatever it carries. Resolves to (count, ms left), or SKIPPED."""
+        redis-py's, whatever it carries. Resolves once the lease (or the refusal) is kept, to
+        Redis's answer, or SKIPPED."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append((key, size, window_ms, future))
+        self._batch.append((key, limit, size, window_ms, future))
         if len(self._batch) == 1:
             flush = asyncio.ensure_future(self._flush())
             self._flushing.add(flush)
@@ -287,21 +294,29 @@ class RateLimits:
             # EVAL, not EVALSHA: a pipeline of registered scripts first asks SCRIPT EXISTS,
             # a round trip more; Redis caches the compiled script by its text anyway.
             async with redis.pipeline(transaction=False) as pipe:
-                for key, size, window_ms, _ in batch:
+                for key, _, size, window_ms, _ in batch:
                     pipe.eval(_LEASE, 1, self.prefix + key, size, window_ms)
                 results: list[Any] = await pipe.execute()
                 return results
 
+        answers: Any = None
         try:
             answers = await self.breaker.call(lease_all)
-        except BaseException:  # cancelled with the process: nobody waits in vain
-            for *_, future in batch:
-                if not future.done():
+        finally:
+            # Settled before anyone waiting resumes: a caller finds the lease kept (or the
+            # window refused) and no request pending for its key. Cancelled with the process:
+            # nobody waits in vain.
+            for index, (key, limit, size, _, future) in enumerate(batch):
+                self._pending.pop(key, None)
+                if future.done():
+                    continue
+                if answers is None:
                     future.cancel()
-            raise
-        for index, (*_, future) in enumerate(batch):
-            if not future.done():
-                future.set_result(SKIPPED if answers is SKIPPED else answers[index])
+                elif answers is SKIPPED:
+                    future.set_result(SKIPPED)
+                else:
+                    self._install(key, limit, size, answers[index])
+                    future.set_result(answers[index])
 
     def _refuse(self, key: str, limit: RateLimitItem, ends: float) -> Refusal:
         left = max(0.0, ends - time.time())

@@ -339,6 +339,23 @@ async def test_first_calls_at_once_share_one_round_trip_and_stay_exact() -> None
         await redis.aclose(close_connection_pool=True)
 
 
+async def test_many_calls_of_one_caller_at_once_are_counted_exactly() -> None:
+    # A caller's calls waiting on one lease all resume together, most finding its units
+    # taken: they ask again (no call may spin on a lease already answered) and none is lost.
+    prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
+    redis = Redis.from_url(REDIS_URL)
+    limits = RateLimits({}, redis=redis, redis_url=REDIS_URL, prefix=prefix)
+    limit = parse("100/minute")  # leases of 10
+    try:
+        verdicts = await asyncio.gather(*(limits.hit(limit, f"member:{n % 3}") for n in range(900)))
+        for caller in range(3):
+            mine = verdicts[caller::3]
+            assert sum(v is None for v in mine) == 100
+            assert all(v is None or v.retry_after >= 1 for v in mine)
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
 async def test_leases_never_let_two_processes_past_the_limit_and_lose_little() -> None:
     # 40 a minute: each process leases 4 calls per round trip.
     prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
