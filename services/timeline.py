@@ -386,14 +386,14 @@ async def members(
         .join(md, and_(md.day >= b.c.d0, md.day < b.c.d1))
         .where(cut_only)
     )
-    edges = [
+    at_edges = [
         select(b.c.i, e.member_id)
         .select_from(b)
         .join(e, and_(e.created_at >= low, e.created_at < high))
         .where(cut_only, counted_entry(), active_entry())
         for low, high in ((b.c.t0, b.c.t1), (b.c.u0, b.c.u1))
     ]
-    ids = union(on_days, *edges).subquery("ids")
+    ids = union(on_days, *at_edges).subquery("ids")
     in_cut = select(ids.c.i, func.count().label("n")).group_by(ids.c.i).subquery("in_cut")
     joined = (
         select(b.c.i, func.count().label("n"))
