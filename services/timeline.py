@@ -215,30 +215,43 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
     splits = [(i, _split(bucket.start, bucket.end)) for i, bucket in enumerate(cut)]
     after = _midnight_after(end)
     splits.append((_AFTER, _Split(after.date(), date.max, (end, after), (after, after))))
-    day_ranges = (
-        values(column("i", Integer), column("d0", Date), column("d1", Date), name="day_ranges")
-        .data([(i, s.days_from, s.days_to) for i, s in splits if s.days_from < s.days_to])
-        .cte("day_ranges")
-    )
+    # A bucket of one whole day is joined to the rollup by equality (a hash join); only
+    # longer ranges by range (a nested loop over the rollup's rows, once per range): a year
+    # by day is 365 one-day ranges.
+    whole = [(i, s.days_from, s.days_to) for i, s in splits if s.days_from < s.days_to]
+    one_day = [(i, d0) for i, d0, d1 in whole if d1 - d0 == timedelta(days=1)]
+    longer = [(i, d0, d1) for i, d0, d1 in whole if d1 - d0 > timedelta(days=1)]
     live = [(i, *part) for i, s in splits for part in (s.head, s.tail) if part[0] < part[1]]
     r, e = rollup.days(), LedgerEntry
+    figures_of_days = (
+        (issued_points(r.c.kind, r.c.credited) + issued_points(r.c.kind, r.c.debited)).label(
+            "issued"
+        ),
+        (redeemed_points(r.c.kind, r.c.credited) + redeemed_points(r.c.kind, r.c.debited)).label(
+            "redeemed"
+        ),
+        (expired_points(r.c.kind, r.c.credited) + expired_points(r.c.kind, r.c.debited)).label(
+            "expired"
+        ),
+        (r.c.credited + r.c.debited).label("net"),
+    )
+    day_ranges = (  # never empty: what follows the window is one
+        values(column("i", Integer), column("d0", Date), column("d1", Date), name="day_ranges")
+        .data(longer)
+        .cte("day_ranges")
+    )
     parts = [
-        select(
-            day_ranges.c.i,
-            (issued_points(r.c.kind, r.c.credited) + issued_points(r.c.kind, r.c.debited)).label(
-                "issued"
-            ),
-            (
-                redeemed_points(r.c.kind, r.c.credited) + redeemed_points(r.c.kind, r.c.debited)
-            ).label("redeemed"),
-            (expired_points(r.c.kind, r.c.credited) + expired_points(r.c.kind, r.c.debited)).label(
-                "expired"
-            ),
-            (r.c.credited + r.c.debited).label("net"),
-        )
+        select(day_ranges.c.i, *figures_of_days)
         .select_from(day_ranges)
         .join(r, and_(r.c.day >= day_ranges.c.d0, r.c.day < day_ranges.c.d1))
     ]
+    if one_day:
+        days_ = (
+            values(column("i", Integer), column("day", Date), name="days").data(one_day).cte("days")
+        )
+        parts.append(
+            select(days_.c.i, *figures_of_days).select_from(days_).join(r, r.c.day == days_.c.day)
+        )
     if live:
         live_ranges = (
             values(
