@@ -18,13 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     CTE,
     Date,
     Integer,
     String,
     and_,
+    bindparam,
+    cast,
     column,
     func,
     select,
@@ -33,6 +37,7 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from models import (
     PROGRAM_ID,
@@ -158,15 +163,37 @@ def _next_boundary(moment: datetime, interval: Interval) -> datetime:
     return boundary
 
 
-def _bounds(cut: Sequence[Bucket]) -> CTE:
+Columns = Sequence[tuple[str, TypeEngine[Any]]]
+
+
+def _table(
+    session: AsyncSession, name: str, columns: Columns, rows: Sequence[tuple[Any, ...]]
+) -> CTE:
+    """`rows` as a table the database joins to. On PostgreSQL one array a column, unnested:
+    the statement is the same whatever the rows, so SQLAlchemy compiles it once and the
+    driver sends a few arrays (a `VALUES` list of a year of days was compiled again every
+    call: thousands of parameters, more time than the database took). SQLite has no
+    arrays: a `VALUES` list."""
+    if session.get_bind().dialect.name != "postgresql":
+        listed = values(*(column(key, type_) for key, type_ in columns), name=name).data(rows)
+        return listed.cte(name)
+    arrays = [
+        cast(bindparam(f"{name}_{key}", [row[n] for row in rows], ARRAY(type_)), ARRAY(type_))
+        for n, (key, type_) in enumerate(columns)
+    ]
+    unnested = (
+        func.unnest(*arrays)
+        .table_valued(*(column(key, type_) for key, type_ in columns))
+        .render_derived(name=f"{name}_rows")
+    )
+    return select(*(unnested.c[key] for key, _ in columns)).cte(name)
+
+
+def _bounds(session: AsyncSession, cut: Sequence[Bucket]) -> CTE:
     """The buckets as a table the database joins to: (i, starts, ends)."""
-    table = values(
-        column("i", Integer),
-        column("starts", UtcDateTime),
-        column("ends", UtcDateTime),
-        name="buckets",
-    ).data([(i, bucket.start, bucket.end) for i, bucket in enumerate(cut)])
-    return table.cte("buckets")
+    columns: Columns = [("i", Integer()), ("starts", UtcDateTime()), ("ends", UtcDateTime())]
+    rows = [(i, bucket.start, bucket.end) for i, bucket in enumerate(cut)]
+    return _table(session, "buckets", columns, rows)
 
 
 def _midnight_after(moment: datetime) -> datetime:
@@ -236,9 +263,7 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
         (r.c.credited + r.c.debited).label("net"),
     )
     day_ranges = (  # never empty: what follows the window is one
-        values(column("i", Integer), column("d0", Date), column("d1", Date), name="day_ranges")
-        .data(longer)
-        .cte("day_ranges")
+        _table(session, "day_ranges", [("i", Integer()), ("d0", Date()), ("d1", Date())], longer)
     )
     parts = [
         select(day_ranges.c.i, *figures_of_days)
@@ -246,22 +271,16 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
         .join(r, and_(r.c.day >= day_ranges.c.d0, r.c.day < day_ranges.c.d1))
     ]
     if one_day:
-        days_ = (
-            values(column("i", Integer), column("day", Date), name="days").data(one_day).cte("days")
-        )
+        days_ = _table(session, "days", [("i", Integer()), ("day", Date())], one_day)
         parts.append(
             select(days_.c.i, *figures_of_days).select_from(days_).join(r, r.c.day == days_.c.day)
         )
     if live:
-        live_ranges = (
-            values(
-                column("i", Integer),
-                column("t0", UtcDateTime),
-                column("t1", UtcDateTime),
-                name="live_ranges",
-            )
-            .data(live)
-            .cte("live_ranges")
+        live_ranges = _table(
+            session,
+            "live_ranges",
+            [("i", Integer()), ("t0", UtcDateTime()), ("t1", UtcDateTime())],
+            live,
         )
         parts.append(
             select(
@@ -294,9 +313,7 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
         .subquery("sums")
     )
     # Every index once (the buckets', and what follows the window), so a row always comes.
-    wanted = (
-        values(column("i", Integer), name="wanted").data([(i,) for i, _ in splits]).cte("wanted")
-    )
+    wanted = _table(session, "wanted", [("i", Integer())], [(i,) for i, _ in splits])
     owed_now = select(func.coalesce(func.sum(Member.available + Member.pending), 0))
     point_value = select(Program.point_value).where(Program.id == PROGRAM_ID)
     rows = (
@@ -363,24 +380,20 @@ async def members(
             rows_in.append(
                 (i, bucket.start, bucket.end, "", date.min, *whole_days, *s.head, *s.tail)
             )
-    b = (
-        values(
-            column("i", Integer),
-            column("starts", UtcDateTime),
-            column("ends", UtcDateTime),
-            column("period", String(1)),
-            column("pstart", Date),
-            column("d0", Date),
-            column("d1", Date),
-            column("t0", UtcDateTime),
-            column("t1", UtcDateTime),
-            column("u0", UtcDateTime),
-            column("u1", UtcDateTime),
-            name="buckets",
-        )
-        .data(rows_in)
-        .cte("buckets")
-    )
+    columns: Columns = [
+        ("i", Integer()),
+        ("starts", UtcDateTime()),
+        ("ends", UtcDateTime()),
+        ("period", String(1)),
+        ("pstart", Date()),
+        ("d0", Date()),
+        ("d1", Date()),
+        ("t0", UtcDateTime()),
+        ("t1", UtcDateTime()),
+        ("u0", UtcDateTime()),
+        ("u1", UtcDateTime()),
+    ]
+    b = _table(session, "buckets", columns, rows_in)
     e, a, md = LedgerEntry, rollup.active_members(), MemberDay
     whole = (
         select(b.c.i, func.sum(a.c.members).label("n"))
@@ -443,7 +456,7 @@ async def redemptions(session: AsyncSession, cut: Sequence[Bucket]) -> list[Rede
     """Redemptions made in each bucket and not cancelled since, by reward kind, in one
     statement. (`programStats.pointsRedeemed` counts a cancellation when it happens instead:
     it is a flow of points, these are the rewards members took.)"""
-    b = _bounds(cut)
+    b = _bounds(session, cut)
     r = Redemption
     rows = (
         await session.execute(
