@@ -10,11 +10,12 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ActivityType, Challenge, EarningRule, Member, Promotion, Reward, Segment
+from models.engine import planner_settings
 from services.errors import AlreadyExists, NotFound
 from services.program import bump_catalog_version, clean_text
 from services.segments.rules import GROUPS, RuleChecker, named_segments
@@ -171,16 +172,11 @@ async def delete_segment(session: AsyncSession, segment: Segment) -> None:
 async def member_count(session: AsyncSession, segment: Segment, now: datetime) -> int:
     sql = await _sql(session, now)
     stmt = select(func.count()).select_from(Member.__table__).where(sql.matches(segment.rule))
-    if _dialect(session) != "postgresql":
-        return int(await session.scalar(stmt) or 0)
     # A serial plan: PostgreSQL's parallel plan for a purchase window builds the whole
     # per-member aggregate once in every worker (the inner side of a parallel join is not
     # shared), three processes doing one's work on two cores (bench.segments).
-    await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    try:
+    async with planner_settings(session, {"max_parallel_workers_per_gather": "0"}):
         return int(await session.scalar(stmt) or 0)
-    finally:
-        await session.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
 
 
 async def members_page(
