@@ -121,6 +121,8 @@ async def ensure_seeded(db: Database, size: SeedSize, *, reseed: bool = False) -
         async with pool.acquire() as conn:
             await _timed(steps, "program and tiers", _seed_program(conn, size))
             await _timed(steps, "plan", _plan(conn, size))
+            await conn.execute(f"ALTER TABLE members DISABLE TRIGGER {LEADERBOARD_INSERT}")
+            await conn.execute(f"ALTER TABLE members DISABLE TRIGGER {LEADERBOARD_UPDATE}")
             await _timed(steps, "members", _seed_members(conn))
             # Loading without secondary indexes and foreign keys, then building them, is
             # several times faster than maintaining them row by row.
@@ -140,6 +142,9 @@ async def ensure_seeded(db: Database, size: SeedSize, *, reseed: bool = False) -
         await _timed(steps, "foreign keys", _in_parallel(pool, deferred.foreign_keys))
         async with pool.acquire() as conn:
             await _timed(steps, "member balances", _seed_balances(conn))
+            await _timed(steps, "leaderboard counts", _count_leaderboards(conn))
+            await conn.execute(f"ALTER TABLE members ENABLE TRIGGER {LEADERBOARD_INSERT}")
+            await conn.execute(f"ALTER TABLE members ENABLE TRIGGER {LEADERBOARD_UPDATE}")
             await _reset_sequences(conn)
             await conn.execute("DROP TABLE seed_plan")
         await _timed(steps, "vacuum analyze", _in_parallel(pool, VACUUM_ANALYZE))
@@ -398,6 +403,34 @@ async def _seed_idempotency(pool: asyncpg.Pool) -> None:
 async def _seed_balances(conn: asyncpg.Connection) -> None:
     await conn.execute(BALANCES_FROM_ENTRIES, list(QUALIFYING_KINDS))
     await conn.execute(LAST_PURCHASES)
+
+
+# The leaderboards' per-score counts are kept by row triggers on `members` (migration 0019):
+# a bulk load would upsert the same few count rows once per member in one transaction, each
+# update walking the versions the ones before it left (a million members' balances took over
+# 20 minutes). The seed turns the triggers off while it loads and counts once afterwards, as
+# the migration's backfill does.
+LEADERBOARD_INSERT = "members_leaderboard_counts_insert"
+LEADERBOARD_UPDATE = "members_leaderboard_counts_update"
+LEADERBOARD_COUNTS = [
+    "DELETE FROM leaderboard_counts",
+    *(
+        "INSERT INTO leaderboard_counts (period, period_key, points, members) "
+        f"SELECT '{period}', {key}, {points}, count(*) FROM members "
+        f"WHERE NOT leaderboard_opt_out AND erased_at IS NULL AND {points} > 0 "
+        f"GROUP BY {points if key == '0' else f'{key}, {points}'}"
+        for period, key, points in (
+            ("ALL_TIME", "0", "earned_points"),
+            ("MONTHLY", "month_key", "month_points"),
+            ("WEEKLY", "week_key", "week_points"),
+        )
+    ),
+]
+
+
+async def _count_leaderboards(conn: asyncpg.Connection) -> None:
+    for statement in LEADERBOARD_COUNTS:
+        await conn.execute(statement)
 
 
 # Members' latest purchase (segments read it), from their purchases; only rows that differ.

@@ -130,6 +130,8 @@ async def explain_all(engine: AsyncEngine, cut: list[Bucket]) -> None:
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         for statement, parameters in seen:
+            if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                continue  # the services' SET LOCALs
             rows = await driver.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *parameters)
             print("\n".join(row[0] for row in rows), "\n")
 

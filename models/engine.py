@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -174,3 +175,24 @@ async def once_more_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
                 raise
         await asyncio.sleep(0)  # lets asyncpg read the other dropped connections' ends
     return await attempt()
+
+
+@contextlib.asynccontextmanager
+async def planner_settings(
+    session: AsyncSession, settings: Mapping[str, str]
+) -> AsyncIterator[None]:
+    """PostgreSQL planner settings (trusted names and values) for the statements run inside,
+    set and reset around them: reads run in autocommit, where `SET LOCAL` does nothing.
+    Nothing on other databases."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    for name, value in settings.items():
+        await session.execute(text(f"SET {name} = {value}"))
+    try:
+        yield
+    finally:
+        # After an error inside a transaction the reset fails, and the rollback undoes the SET.
+        with contextlib.suppress(exc.DBAPIError):
+            for name in settings:
+                await session.execute(text(f"RESET {name}"))

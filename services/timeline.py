@@ -18,13 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     CTE,
     Date,
     Integer,
+    Row,
+    Select,
     String,
     and_,
+    bindparam,
+    case,
+    cast,
     column,
     func,
     or_,
@@ -34,6 +41,7 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from models import (
     PROGRAM_ID,
@@ -47,6 +55,7 @@ from models import (
     RewardKind,
 )
 from models.base import UtcDateTime
+from models.engine import planner_settings
 from services import rollup
 from services.errors import Invalid
 from services.leaderboards.periods import Period, period_end
@@ -159,15 +168,48 @@ def _next_boundary(moment: datetime, interval: Interval) -> datetime:
     return boundary
 
 
-def _bounds(cut: Sequence[Bucket]) -> CTE:
+Columns = Sequence[tuple[str, TypeEngine[Any]]]
+
+
+def _table(
+    session: AsyncSession, name: str, columns: Columns, rows: Sequence[tuple[Any, ...]]
+) -> CTE:
+    """`rows` as a table the database joins to. On PostgreSQL one array a column, unnested:
+    the statement is the same whatever the rows, so SQLAlchemy compiles it once and the
+    driver sends a few arrays (a `VALUES` list of a year of days was compiled again every
+    call: thousands of parameters, more time than the database took). SQLite has no
+    arrays: a `VALUES` list."""
+    if session.get_bind().dialect.name != "postgresql":
+        listed = values(*(column(key, type_) for key, type_ in columns), name=name).data(rows)
+        return listed.cte(name)
+    arrays = [
+        cast(bindparam(f"{name}_{key}", [row[n] for row in rows], ARRAY(type_)), ARRAY(type_))
+        for n, (key, type_) in enumerate(columns)
+    ]
+    unnested = (
+        func.unnest(*arrays)
+        .table_valued(*(column(key, type_) for key, type_ in columns))
+        .render_derived(name=f"{name}_rows")
+    )
+    return select(*(unnested.c[key] for key, _ in columns)).cte(name)
+
+
+# Each chart statement planned for its own buckets: their text no longer changes with the
+# window, so after five runs on a connection PostgreSQL would switch to a generic plan, blind
+# to the arrays (1.5-2 s where the custom plan takes ~40 ms: bench.timeline).
+_CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
+
+
+async def _run(session: AsyncSession, statement: Select[Any]) -> Sequence[Row[Any]]:
+    async with planner_settings(session, _CUSTOM_PLANS):
+        return (await session.execute(statement)).all()
+
+
+def _bounds(session: AsyncSession, cut: Sequence[Bucket]) -> CTE:
     """The buckets as a table the database joins to: (i, starts, ends)."""
-    table = values(
-        column("i", Integer),
-        column("starts", UtcDateTime),
-        column("ends", UtcDateTime),
-        name="buckets",
-    ).data([(i, bucket.start, bucket.end) for i, bucket in enumerate(cut)])
-    return table.cte("buckets")
+    columns: Columns = [("i", Integer()), ("starts", UtcDateTime()), ("ends", UtcDateTime())]
+    rows = [(i, bucket.start, bucket.end) for i, bucket in enumerate(cut)]
+    return _table(session, "buckets", columns, rows)
 
 
 def _midnight_after(moment: datetime) -> datetime:
@@ -216,40 +258,45 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
     splits = [(i, _split(bucket.start, bucket.end)) for i, bucket in enumerate(cut)]
     after = _midnight_after(end)
     splits.append((_AFTER, _Split(after.date(), date.max, (end, after), (after, after))))
-    day_ranges = (
-        values(column("i", Integer), column("d0", Date), column("d1", Date), name="day_ranges")
-        .data([(i, s.days_from, s.days_to) for i, s in splits if s.days_from < s.days_to])
-        .cte("day_ranges")
-    )
+    # A bucket of one whole day is joined to the rollup by equality (a hash join); only
+    # longer ranges by range (a nested loop over the rollup's rows, once per range): a year
+    # by day is 365 one-day ranges.
+    whole = [(i, s.days_from, s.days_to) for i, s in splits if s.days_from < s.days_to]
+    one_day = [(i, d0) for i, d0, d1 in whole if d1 - d0 == timedelta(days=1)]
+    longer = [(i, d0, d1) for i, d0, d1 in whole if d1 - d0 > timedelta(days=1)]
     live = [(i, *part) for i, s in splits for part in (s.head, s.tail) if part[0] < part[1]]
     r, e = rollup.days(), LedgerEntry
+    figures_of_days = (
+        (issued_points(r.c.kind, r.c.credited) + issued_points(r.c.kind, r.c.debited)).label(
+            "issued"
+        ),
+        (redeemed_points(r.c.kind, r.c.credited) + redeemed_points(r.c.kind, r.c.debited)).label(
+            "redeemed"
+        ),
+        (expired_points(r.c.kind, r.c.credited) + expired_points(r.c.kind, r.c.debited)).label(
+            "expired"
+        ),
+        (r.c.credited + r.c.debited).label("net"),
+    )
+    day_ranges = (  # never empty: what follows the window is one
+        _table(session, "day_ranges", [("i", Integer()), ("d0", Date()), ("d1", Date())], longer)
+    )
     parts = [
-        select(
-            day_ranges.c.i,
-            (issued_points(r.c.kind, r.c.credited) + issued_points(r.c.kind, r.c.debited)).label(
-                "issued"
-            ),
-            (
-                redeemed_points(r.c.kind, r.c.credited) + redeemed_points(r.c.kind, r.c.debited)
-            ).label("redeemed"),
-            (expired_points(r.c.kind, r.c.credited) + expired_points(r.c.kind, r.c.debited)).label(
-                "expired"
-            ),
-            (r.c.credited + r.c.debited).label("net"),
-        )
+        select(day_ranges.c.i, *figures_of_days)
         .select_from(day_ranges)
         .join(r, and_(r.c.day >= day_ranges.c.d0, r.c.day < day_ranges.c.d1))
     ]
+    if one_day:
+        days_ = _table(session, "days", [("i", Integer()), ("day", Date())], one_day)
+        parts.append(
+            select(days_.c.i, *figures_of_days).select_from(days_).join(r, r.c.day == days_.c.day)
+        )
     if live:
-        live_ranges = (
-            values(
-                column("i", Integer),
-                column("t0", UtcDateTime),
-                column("t1", UtcDateTime),
-                name="live_ranges",
-            )
-            .data(live)
-            .cte("live_ranges")
+        live_ranges = _table(
+            session,
+            "live_ranges",
+            [("i", Integer()), ("t0", UtcDateTime()), ("t1", UtcDateTime())],
+            live,
         )
         parts.append(
             select(
@@ -282,26 +329,23 @@ async def points(session: AsyncSession, cut: Sequence[Bucket]) -> list[PointsFig
         .subquery("sums")
     )
     # Every index once (the buckets', and what follows the window), so a row always comes.
-    wanted = (
-        values(column("i", Integer), name="wanted").data([(i,) for i, _ in splits]).cte("wanted")
-    )
+    wanted = _table(session, "wanted", [("i", Integer())], [(i,) for i, _ in splits])
     owed_now = select(func.coalesce(func.sum(Member.available + Member.pending), 0))
     point_value = select(Program.point_value).where(Program.id == PROGRAM_ID)
-    rows = (
-        await session.execute(
-            select(
-                wanted.c.i,
-                func.coalesce(sums.c.issued, 0),
-                func.coalesce(sums.c.redeemed, 0),
-                func.coalesce(sums.c.expired, 0),
-                func.coalesce(sums.c.net, 0),
-                owed_now.scalar_subquery(),
-                point_value.scalar_subquery(),
-            )
-            .select_from(wanted)
-            .outerjoin(sums, sums.c.i == wanted.c.i)
+    rows = await _run(
+        session,
+        select(
+            wanted.c.i,
+            func.coalesce(sums.c.issued, 0),
+            func.coalesce(sums.c.redeemed, 0),
+            func.coalesce(sums.c.expired, 0),
+            func.coalesce(sums.c.net, 0),
+            owed_now.scalar_subquery(),
+            point_value.scalar_subquery(),
         )
-    ).all()
+        .select_from(wanted)
+        .outerjoin(sums, sums.c.i == wanted.c.i),
+    )
     found = {int(row[0]): [int(n) for n in row[1:5]] for row in rows}
     owed_now_, value = int(rows[0][5]), Decimal(rows[0][6])
     owed = owed_now_ - found[_AFTER][3]  # at the end of the last bucket
@@ -335,7 +379,9 @@ async def members(
 
     A whole day, week or month reads its count of active members from the rollup; a bucket
     cut at the window's edge counts the distinct members of its whole days (`member_days`)
-    and adds those active only in the parts of days at its edges (read from the ledger)."""
+    and adds those active only in the parts of days at its edges (read from the ledger).
+    Every family of figures is a join of the bucket list grouped by bucket, not a subquery
+    run once per bucket: a year by day is 366 buckets."""
     rows_in: list[tuple[object, ...]] = []
     for i, bucket in enumerate(cut):
         period = _whole_period(bucket, interval)
@@ -349,31 +395,34 @@ async def members(
             rows_in.append(
                 (i, bucket.start, bucket.end, "", date.min, *whole_days, *s.head, *s.tail)
             )
-    b = (
-        values(
-            column("i", Integer),
-            column("starts", UtcDateTime),
-            column("ends", UtcDateTime),
-            column("period", String(1)),
-            column("pstart", Date),
-            column("d0", Date),
-            column("d1", Date),
-            column("t0", UtcDateTime),
-            column("t1", UtcDateTime),
-            column("u0", UtcDateTime),
-            column("u1", UtcDateTime),
-            name="buckets",
-        )
-        .data(rows_in)
-        .cte("buckets")
-    )
+    columns: Columns = [
+        ("i", Integer()),
+        ("starts", UtcDateTime()),
+        ("ends", UtcDateTime()),
+        ("period", String(1)),
+        ("pstart", Date()),
+        ("d0", Date()),
+        ("d1", Date()),
+        ("t0", UtcDateTime()),
+        ("t1", UtcDateTime()),
+        ("u0", UtcDateTime()),
+        ("u1", UtcDateTime()),
+    ]
+    b = _table(session, "buckets", columns, rows_in)
     e, a, md = LedgerEntry, rollup.active_members(), MemberDay
-    whole = select(func.coalesce(func.sum(a.c.members), 0)).where(
-        a.c.period == b.c.period, a.c.starts == b.c.pstart
+    whole = (
+        select(b.c.i, func.sum(a.c.members).label("n"))
+        .select_from(b)
+        .join(a, and_(a.c.period == b.c.period, a.c.starts == b.c.pstart))
+        .group_by(b.c.i)
+        .subquery("whole")
     )
-    # Members of the bucket's whole days, and those active in the parts of days at its
-    # edges: one distinct set (UNION), each part read through its index. Correlated to the
-    # bucket two levels up (auto-correlation looks one level up only).
+    # A cut bucket's members: those of its whole days and those active in the parts of days
+    # at its edges, one distinct set (UNION), each part read through its index. A subquery
+    # correlated to the bucket two levels up (auto-correlation looks one level up only), run
+    # for cut buckets only (a CASE evaluates it only there): a window has at most two. As a
+    # join of (bucket, member) pairs it sorted all of them together, on disk, and read
+    # `member_days` through its heap (planned for ~220,000 rows a bucket): slower.
     on_days = select(md.member_id).where(md.day >= b.c.d0, md.day < b.c.d1).correlate(b)
     at_edges = (
         select(e.member_id)
@@ -387,19 +436,29 @@ async def members(
         )
         .correlate(b)
     )
-    cut_bucket = select(func.count()).select_from(union(on_days, at_edges).subquery("ids"))
-    joined = select(func.count()).where(Member.joined_at >= b.c.starts, Member.joined_at < b.c.ends)
+    in_cut = select(func.count()).select_from(union(on_days, at_edges).subquery("ids"))
+    cut_count = case((b.c.period == "", in_cut.scalar_subquery()), else_=0)
+    joined = (
+        select(b.c.i, func.count().label("n"))
+        .select_from(b)
+        .join(Member, and_(Member.joined_at >= b.c.starts, Member.joined_at < b.c.ends))
+        .group_by(b.c.i)
+        .subquery("joined")
+    )
     before = select(func.count()).where(Member.joined_at < cut[0].start)
-    rows = (
-        await session.execute(
-            select(
-                b.c.i,
-                whole.scalar_subquery() + cut_bucket.scalar_subquery(),
-                joined.scalar_subquery(),
-                before.scalar_subquery(),
-            ).order_by(b.c.i)
+    rows = await _run(
+        session,
+        select(
+            b.c.i,
+            func.coalesce(whole.c.n, 0) + cut_count,
+            func.coalesce(joined.c.n, 0),
+            before.scalar_subquery(),
         )
-    ).all()
+        .select_from(b)
+        .outerjoin(whole, whole.c.i == b.c.i)
+        .outerjoin(joined, joined.c.i == b.c.i)
+        .order_by(b.c.i),
+    )
     enrolled = int(rows[0][3])
     figures: list[MemberFigures] = []
     for i, active_count, joined_count, _ in rows:
@@ -412,18 +471,17 @@ async def redemptions(session: AsyncSession, cut: Sequence[Bucket]) -> list[Rede
     """Redemptions made in each bucket and not cancelled since, by reward kind, in one
     statement. (`programStats.pointsRedeemed` counts a cancellation when it happens instead:
     it is a flow of points, these are the rewards members took.)"""
-    b = _bounds(cut)
+    b = _bounds(session, cut)
     r = Redemption
-    rows = (
-        await session.execute(
-            select(b.c.i, Reward.kind, func.count(), func.sum(r.points))
-            .select_from(b)
-            .join(r, and_(r.created_at >= b.c.starts, r.created_at < b.c.ends))
-            .join(Reward, Reward.id == r.reward_id)
-            .where(r.status != RedemptionStatus.CANCELLED)
-            .group_by(b.c.i, Reward.kind)
-        )
-    ).all()
+    rows = await _run(
+        session,
+        select(b.c.i, Reward.kind, func.count(), func.sum(r.points))
+        .select_from(b)
+        .join(r, and_(r.created_at >= b.c.starts, r.created_at < b.c.ends))
+        .join(Reward, Reward.id == r.reward_id)
+        .where(r.status != RedemptionStatus.CANCELLED)
+        .group_by(b.c.i, Reward.kind),
+    )
     found = {(i, RewardKind(kind)): (int(n), int(spent)) for i, kind, n, spent in rows}
     return [
         RedemptionFigures(

@@ -199,6 +199,49 @@ async def test_each_bucket_agrees_with_program_stats_over_the_same_window(api: A
     assert sum(p["issued"] for p in timeline["points"]) == whole["programStats"]["pointsIssued"]
 
 
+async def test_members_active_at_the_edges_are_counted_in_their_own_bucket(api: Api) -> None:
+    """Buckets cut at both edges of a window count different members, each from its whole
+    days and its parts of days: a count that mixed the cut buckets up (or read one's range
+    for the other) shows here."""
+    api.clock.set(day(-10))
+    admin, service = await api.key(KeyRole.ADMIN), await api.key(KeyRole.SERVICE)
+    people = [await new_member(api, service, f"edge{n}") for n in range(9)]
+    purchases = {  # member: when it bought (days after MONDAY, hour)
+        0: [(2, 9), (2, 11)],  # before the window, then in its first part of a day
+        1: [(4, 12)],  # a whole day of the first week
+        2: [(2, 11), (5, 8)],  # twice in the first bucket: counted once
+        3: [(9, 12)],  # the whole middle week
+        4: [(16, 14)],  # the last part of a day
+        5: [(14, 10), (16, 16)],  # a whole day of the last bucket; then after the window
+        6: [(2, 9), (16, 16)],  # only outside the window
+        7: [(15, 12), (16, 1)],  # a whole day and the last part of a day
+        8: [(3, 0)],  # at the first midnight inside the window
+    }
+    for n, moments in purchases.items():
+        for k, (offset, hour) in enumerate(moments):
+            api.clock.set(day(offset, hour))
+            bought = await call(
+                api, PURCHASE, service, memberId=people[n].id, orderId=f"e{n}-{k}", amount=10
+            )
+            ok(bought, "recordPurchase")
+    api.clock.set(day(20))
+    start, end = day(2, 10), day(16, 15)  # Wednesday 10:00 to Wednesday 15:00, two weeks on
+
+    active = {}
+    for interval in ("DAY", "WEEK", "MONTH"):
+        body = await query(api, TIMELINE, admin, **window(start, end, interval))
+        buckets = body["programTimeline"]["members"]
+        active[interval] = [bucket["active"] for bucket in buckets]
+        for bucket in buckets:
+            stats = await query(api, STATS, admin, **{"from": bucket["start"], "to": bucket["end"]})
+            assert bucket["active"] == stats["programStats"]["activeMembers"], bucket["start"]
+
+    assert active["WEEK"] == [4, 1, 3]  # 0, 1, 2, 8 | 3 | 4, 5, 7
+    assert active["MONTH"] == [8]  # everyone but 6
+    days = active["DAY"]
+    assert (len(days), days[0], days[1], days[-1], sum(days)) == (15, 2, 1, 2, 10)  # member-days
+
+
 async def test_members_by_tier_and_top_rewards(api: Api) -> None:
     admin, ann = await history(api)
     await new_tier(api, admin, "Gold", 1000)
