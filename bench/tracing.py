@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.tracing [--members 50 --requests 2000 --rounds 3]
 
-The whole app in process (`create_app`, production settings, an SQLite file migrated here;
-no sockets), the JSON log handler of `laurel serve` at INFO writing to /dev/null. Members
+The whole app in process (`create_app`, production settings, an SQLite file migrated here,
+its lifespan running as when served; no sockets; `compare`, which `bench.internet` shares),
+the JSON log handler of `laurel serve` at INFO writing to /dev/null. Members
 enrolled through the API, then their `Dashboard` query (the bench's read: a few statements,
 each a span when tracing is on) and `{ __typename }` (no statement: the tracing's fixed share
 as large as it gets), as random members with their tokens, in each configuration:
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -87,7 +89,18 @@ async def cpu_per_request(
     return (time.process_time() - started) / (n // concurrency * concurrency) * 1e6
 
 
-async def main(args: argparse.Namespace) -> None:
+Configurations = dict[str, tuple[dict[str, Any], Tracing | None]]
+"""Name -> (Settings overrides, the tracing to give `create_app`, or None)."""
+
+
+async def compare(
+    configs: Configurations, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
+    """Each configuration as an app in process (production settings, one SQLite file, the
+    JSON log to /dev/null, each app's lifespan running as when served), the same members
+    enrolled through the first, and each body in `BODIES` sent as those members: CPU per
+    request, configuration after configuration, rotating the order round after round.
+    Returns body label -> configuration -> µs of each round."""
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         os.environ.pop(name, None)  # each configuration says for itself
     laurel = logging.getLogger("laurel")
@@ -106,70 +119,86 @@ async def main(args: argparse.Namespace) -> None:
             )
         await engine.dispose()
 
-        encoded = EncodingExporter()
-        configs: dict[str, tuple[dict[str, Any], Tracing | None]] = {
-            "off, no access log": ({"access_log": False}, None),
-            "off": ({}, None),
-            "on, OTLP-encoded": ({}, Tracing(encoded, batch=True)),
-        }
         clients: dict[str, httpx.AsyncClient] = {}
-        apps = []
-        for name, (overrides, tracing) in configs.items():
-            settings = Settings(
-                env="production",
-                database_url=url,
-                jwt_secret=SecretStr(SECRET),
-                sweep_interval_seconds=0,
-                webhooks_in_process=False,
-                rate_limits=False,
-                _env_file=None,  # type: ignore[call-arg]
-                **overrides,
-            )
-            app = create_app(settings, tracing=tracing)
-            apps.append(app)
-            clients[name] = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://bench"
-            )
-        first = next(iter(clients.values()))
-        tokens = []
-        for i in range(args.members):
-            enrolled = await first.post(
-                "/graphql",
-                json={
-                    "query": ENROLL,
-                    "variables": {"input": {"email": f"b{i}@example.com", "displayName": f"B{i}"}},
-                },
-                headers={"authorization": f"Bearer {admin.secret}"},
-            )
-            tokens.append(enrolled.json()["data"]["enroll"]["token"])
+        lifespans = contextlib.AsyncExitStack()
+        try:
+            for name, (overrides, tracing) in configs.items():
+                settings = Settings(
+                    env="production",
+                    database_url=url,
+                    jwt_secret=SecretStr(SECRET),
+                    sweep_interval_seconds=0,
+                    webhooks_in_process=False,
+                    _env_file=None,  # type: ignore[call-arg]
+                    **overrides,
+                )
+                app = create_app(settings, tracing=tracing)
+                # Started as served (the bus subscribed, caches on): with Redis configured
+                # the member views cache only while the bus listens.
+                await lifespans.enter_async_context(app.router.lifespan_context(app))
+                clients[name] = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://bench"
+                )
+            tokens = await _enrol(next(iter(clients.values())), admin.secret, args.members)
+            results: dict[str, dict[str, list[float]]] = {}
+            for label, body in BODIES.items():
+                rounds: dict[str, list[float]] = {name: [] for name in configs}
+                for client in clients.values():  # warm-up: plans, caches, connections
+                    await cpu_per_request(client, body, tokens, 200)
+                names = list(configs)
+                for round_ in range(args.rounds):
+                    for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                        rounds[name].append(
+                            await cpu_per_request(clients[name], body, tokens, args.requests)
+                        )
+                results[label] = rounds
+            return results
+        finally:
+            for client in clients.values():
+                await client.aclose()
+            await lifespans.aclose()  # engines disposed, tracing closed
+            laurel.removeHandler(handler)
 
-        bodies = {
-            "Dashboard": {"query": DASHBOARD_QUERY},
-            "{ __typename }": {"query": "{ __typename }"},
-        }
-        for label, body in bodies.items():
-            results: dict[str, list[float]] = {name: [] for name in configs}
-            for client in clients.values():  # warm-up: plans, caches, connections
-                await cpu_per_request(client, body, tokens, 200)
-            names = list(configs)
-            for round_ in range(args.rounds):
-                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-                    results[name].append(
-                        await cpu_per_request(clients[name], body, tokens, args.requests)
-                    )
-            base = statistics.median(results["off"])
-            print(f"{label}: CPU per request (median of {args.rounds} rounds), ratio to off")
-            for name, figures in results.items():
-                median = statistics.median(figures)
-                print(f"   {name:<20} {median:>7.0f} µs  {median / base:>5.2f}x")
-        for app in apps:
-            tracing = app.state.tracing
-            if tracing is not None:
-                tracing.close()
-            await app.state.laurel.engine.dispose()
-        size = encoded.bytes / max(1, encoded.spans)
-        print(f"(OTLP-encoded: {encoded.spans:,} spans, {size:.0f} B each)")
-        laurel.removeHandler(handler)
+
+BODIES: dict[str, dict[str, Any]] = {
+    "Dashboard": {"query": DASHBOARD_QUERY},
+    "{ __typename }": {"query": "{ __typename }"},
+}
+
+
+async def _enrol(client: httpx.AsyncClient, admin_key: str, members: int) -> list[str]:
+    tokens = []
+    for i in range(members):
+        enrolled = await client.post(
+            "/graphql",
+            json={
+                "query": ENROLL,
+                "variables": {"input": {"email": f"b{i}@example.com", "displayName": f"B{i}"}},
+            },
+            headers={"authorization": f"Bearer {admin_key}"},
+        )
+        tokens.append(enrolled.json()["data"]["enroll"]["token"])
+    return tokens
+
+
+async def main(args: argparse.Namespace) -> None:
+    encoded = EncodingExporter()
+    results = await compare(
+        {
+            "off, no access log": ({"access_log": False, "rate_limits": False}, None),
+            "off": ({"rate_limits": False}, None),
+            "on, OTLP-encoded": ({"rate_limits": False}, Tracing(encoded, batch=True)),
+        },
+        args,
+    )
+    for label, rounds in results.items():
+        base = statistics.median(rounds["off"])
+        print(f"{label}: CPU per request (median of {args.rounds} rounds), ratio to off")
+        for name, figures in rounds.items():
+            median = statistics.median(figures)
+            print(f"   {name:<20} {median:>7.0f} µs  {median / base:>5.2f}x")
+    size = encoded.bytes / max(1, encoded.spans)
+    print(f"(OTLP-encoded: {encoded.spans:,} spans, {size:.0f} B each)")
 
 
 if __name__ == "__main__":
