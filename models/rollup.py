@@ -1,7 +1,7 @@
 """The ledger summed per UTC day, and who was active when: what the admin charts read
 (services.timeline) instead of millions of entries.
 
-Kept by triggers on `ledger_entries` (migration 0019), so every writer keeps them alike: the
+Kept by triggers on `ledger_entries` (migration 0020), so every writer keeps them alike: the
 general path, the direct path's one-statement writes, imports, and anything set-based. Only
 counted entries (not VOIDED) are summed, and an entry that makes its member active (it earned
 or redeemed: `services.stats.active_entry`) notes the member's day.

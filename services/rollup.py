@@ -1,7 +1,7 @@
 """The ledger's daily rollup (models.rollup): reading it, folding the changes PostgreSQL's
 trigger appends, and rebuilding it from the ledger.
 
-The triggers of migration 0019 keep the rollup with every write; `rebuild` computes the same
+The triggers of migration 0020 keep the rollup with every write; `rebuild` computes the same
 tables from scratch (the migration's backfill does too), and tests hold the two equal."""
 
 from __future__ import annotations

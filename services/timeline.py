@@ -6,9 +6,11 @@ every bucket is itself a window over which `programStats` gives the same figures
 definitions of what counts as issued, redeemed, expired and active are `services.stats`'s.
 
 Each figure family is one set-based statement, on PostgreSQL and SQLite alike: the bucket
-bounds, computed here, are a `VALUES` list the ledger is joined to by range (the
-`created_at` index finds each bucket's entries), so the calendar's rules live in Python once
-and the database only sums. The number of buckets is bounded (`MAX_BUCKETS`).
+bounds, computed here, are a table the database joins to (`_table`: arrays unnested on
+PostgreSQL, so the statement's text never changes; a `VALUES` list on SQLite), whole days
+read from the daily rollup (`services.rollup`) and cut edges from the ledger by range, so the
+calendar's rules live in Python once and the database only sums. The number of buckets is
+bounded (`MAX_BUCKETS`).
 """
 
 from __future__ import annotations

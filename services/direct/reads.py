@@ -3,26 +3,25 @@ request will list them, the newest page of its transactions, in one statement.
 
 A member's app opens on its dashboard (balance, tier, progress, last transactions): through
 SQLAlchemy Core that was two statements and most of the request's CPU. Here the member and its
-page come back in one round trip, as the rows the general reads return (`LockedMember` is a
-`MemberRecord`, `ReadEntry` an `EntryRecord`), so every field is still computed by the
-schema's own resolvers. SQLite reads through SQLAlchemy Core (`schema.loaders`).
+page come back in one round trip, in the shapes the direct writes hand over (`LockedMember`
+is a `MemberRecord`, `WrittenEntry` an `EntryRecord`), so every field is still computed by
+the schema's own resolvers. SQLite reads through SQLAlchemy Core (`schema.loaders`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from models import EntryKind, EntryStatus
-from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember
+from services.direct.writer import MEMBER_COLUMNS, DirectWriter, LockedMember, WrittenEntry
 
-__all__ = ["MemberPage", "ReadEntry", "member_with_page", "members"]
+__all__ = ["MemberPage", "member_with_page", "members"]
 
-# In the order `_entry` unpacks them.
+# In the order `_entry` unpacks them; the breakdown as text, parsed by orjson (the pool's
+# json codec is the standard library's, several times slower).
 _ENTRY_COLUMNS = (
     "id", "member_id", "kind", "status", "points", "description", "reference",
     "created_at", "available_at", "expires_at", "breakdown::text",
@@ -59,40 +58,17 @@ async def member_with_page(direct: DirectWriter, member_id: int, size: int) -> M
     return LockedMember.from_record(row), [_entry(entry) for entry in row["page"]]
 
 
-@dataclass(frozen=True, slots=True)
-class ReadEntry:
-    """An entry as a member read returns it (an `EntryRecord`), its breakdown parsed only when
-    asked for: a dashboard lists transactions without it."""
-
-    id: int
-    member_id: int
-    kind: EntryKind
-    status: EntryStatus
-    points: int
-    description: str
-    reference: str | None
-    created_at: datetime
-    available_at: datetime | None
-    expires_at: datetime | None
-    breakdown_json: str
-
-    @property
-    def breakdown(self) -> list[dict[str, Any]]:
-        parsed: list[dict[str, Any]] = orjson.loads(self.breakdown_json)
-        return parsed
+MemberPage = tuple[LockedMember, list[WrittenEntry]]
 
 
-MemberPage = tuple[LockedMember, list[ReadEntry]]
-
-
-def _entry(row: Any) -> ReadEntry:
+def _entry(row: Any) -> WrittenEntry:
     (
         id_, member_id, kind, status, points, description, reference,
         created_at, available_at, expires_at, breakdown,
     ) = row  # fmt: skip
-    return ReadEntry(
+    return WrittenEntry(
         id_, member_id, _KINDS[kind], _STATUSES[status], points, description, reference,
-        created_at, available_at, expires_at, breakdown,
+        created_at, available_at, expires_at, orjson.loads(breakdown),
     )  # fmt: skip
 
 

@@ -84,7 +84,7 @@ class LockedMember:
 
 @dataclass(frozen=True, slots=True)
 class WrittenEntry:
-    """An entry as a direct path wrote it (an `EntryRecord`)."""
+    """An entry as a direct path wrote it, or as a member read found it (an `EntryRecord`)."""
 
     id: int
     member_id: int

@@ -1,4 +1,4 @@
-"""The charts' rollup (models.rollup, kept by triggers of migration 0019) against the ledger,
+"""The charts' rollup (models.rollup, kept by triggers of migration 0020) against the ledger,
 on both backends, through the real app: after purchases (the direct path's one-statement
 write on PostgreSQL, the general path with lines, referrals), full and line refunds,
 redemptions and a cancellation, expiry, adjustments either way, an activity, an erasure and
