@@ -34,7 +34,7 @@ import uuid
 from redis.asyncio import Redis
 
 from api.tracing import Tracing
-from bench.tracing import Configurations, EncodingExporter, compare
+from bench.tracing import Configurations, EncodingExporter, arguments, compare
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -90,8 +90,4 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    asyncio.run(main(parser.parse_args()))
+    asyncio.run(main(arguments(__doc__)))

@@ -201,9 +201,14 @@ async def main(args: argparse.Namespace) -> None:
     print(f"(OTLP-encoded: {encoded.spans:,} spans, {size:.0f} B each)")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.Namespace:
+    """The options `compare` takes (members, requests a round, rounds), from the command line."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    asyncio.run(main(parser.parse_args()))
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(arguments(__doc__)))
