@@ -94,9 +94,14 @@ async def ensure_seeded(db: Database, size: SeedSize, *, reseed: bool = False) -
         and meta["entries_per_member"] == size.entries_per_member
     )
     if meta is not None and reusable:
-        await _migrate(db)  # a no-op unless the application gained a migration since
         conn = await asyncpg.connect(db.dsn)
         try:
+            before = await conn.fetchval("SELECT version_num FROM alembic_version")
+            await _migrate(db)  # a no-op unless the application gained a migration since
+            if await conn.fetchval("SELECT version_num FROM alembic_version") != before:
+                # A migration may have rewritten a table (losing its visibility map, so every
+                # index-only scan would visit the heap until autovacuum came by).
+                await _timed(steps, "vacuum analyze", _vacuum_analyze(conn))
             # The rollup's triggers see inserts only: the days of the entries the reset deletes
             # are summed again after it (services.rollup.rebuild).
             since = await conn.fetchval(
@@ -630,8 +635,12 @@ async def _reset_to_seed(conn: asyncpg.Connection, meta: asyncpg.Record) -> None
         if dangling:  # e.g. a new table referencing rewards: the reset must learn to delete it
             raise RuntimeError(f"the reset would leave rows referencing deleted ones: {dangling}")
     if added:
-        for statement in VACUUM_ANALYZE:
-            await conn.execute(statement)
+        await _vacuum_analyze(conn)
+
+
+async def _vacuum_analyze(conn: asyncpg.Connection) -> None:
+    for statement in VACUUM_ANALYZE:
+        await conn.execute(statement)
 
 
 async def _rebuild_rollup(db: Database, since: date) -> None:

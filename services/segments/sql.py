@@ -6,13 +6,15 @@ for counts and sums over a window (computed once for every member, not once a me
 correlated `EXISTS` for badges. So the same condition counts a million members in one pass
 and decides one member with a few index lookups (the member's id pushes down into each
 subquery). A purchase counts by when it happened (`occurredAt`), for its amount in the
-program currency less what was refunded; the latest one is kept on the member row.
+program currency less what was refunded (`net_cents`, kept by the database); the latest one is
+kept on the member row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -68,9 +70,12 @@ class RuleSql:
         if name == "purchaseCount":
             return self._per_member(func.count(), value)
         if name == "purchaseAmount":
-            return self._per_member(
-                func.coalesce(func.sum(_p.amount - _p.refunded_amount), 0), value
-            )
+            # Summed in cents (integers: a streaming sum, not numeric arithmetic per row).
+            cents = dict(value)
+            for bound in ("min", "max"):
+                if value.get(bound) is not None:
+                    cents[bound] = Decimal(str(value[bound])) * 100
+            return self._per_member(func.coalesce(func.sum(_p.net_cents), 0), cents)
         if name == "daysSinceLastPurchase":
             return self._days_since_last_purchase(value)
         if name == "joinedAfter":
@@ -94,8 +99,9 @@ class RuleSql:
         self, figure: ColumnElement[Any], bounds: Mapping[str, Any]
     ) -> ColumnElement[bool]:
         """min <= figure <= max, the figure taken over the member's purchases in the window
-        (0 for a member with none): one pass over the window's purchases (on PostgreSQL
-        their `occurred_at` index holds the member and the amounts), grouped by member."""
+        (0 for a member with none): one pass over the window's purchases, grouped by member.
+        On PostgreSQL an index holds the member, the time and the cents: a long window is
+        read in member order and merged with `members`, a short one read by time."""
         since = self.now - timedelta(days=bounds["lastDays"])
         low, high = bounds.get("min"), bounds.get("max")
         grouped = select(_p.member_id).where(_p.occurred_at >= since).group_by(_p.member_id)

@@ -140,6 +140,8 @@ def tier(pk: int) -> str:
         ({"purchaseCount": {"lastDays": 30, "max": 0}}, {"bob", "cat"}),
         ({"purchaseCount": {"lastDays": 60, "min": 1, "max": 1}}, {"bob"}),
         ({"purchaseAmount": {"lastDays": 30, "min": 100}}, {"ann"}),  # 150 less 20 refunded
+        ({"purchaseAmount": {"lastDays": 30, "min": 130}}, {"ann"}),  # exactly: cents compared
+        ({"purchaseAmount": {"lastDays": 30, "min": 130.01}}, set()),
         ({"purchaseAmount": {"lastDays": 30, "min": 131}}, set()),
         ({"purchaseAmount": {"lastDays": 60, "max": 39.99}}, {"cat"}),
         ({"daysSinceLastPurchase": {"max": 7}}, {"ann"}),
