@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from graphql import (
@@ -174,7 +174,7 @@ class MemberViews:
         self.misses += 1
         result = await run()
         if not result.errors and self._generation(member_id) == generation:
-            self._keep(key, result, generation, context.member_settles_at)
+            return self._keep(key, result, generation, context.member_settles_at)
         return result
 
     def _keep(
@@ -183,17 +183,28 @@ class MemberViews:
         result: ExecutionResult,
         generation: int,
         settles_at: datetime | None,
-    ) -> None:
-        size = len(orjson.dumps(result.data))
+    ) -> ExecutionResult:
+        """Keep the answer as its JSON, encoded once: the response embeds those bytes as they
+        are (`orjson.Fragment`), now and on every reuse. (Kept as objects, an answer took
+        several times its JSON's size, and was encoded again for each response.)"""
+        try:
+            encoded = orjson.dumps(result.data)
+        except TypeError:  # what orjson cannot write (the view falls back for it): not kept
+            return result
+        size = len(encoded)
         if size > MAX_ANSWER_BYTES:
-            return
+            return result
+        # The view encodes `data` with orjson, which writes a Fragment's bytes as they are.
+        data = cast(dict[str, Any], orjson.Fragment(encoded))
+        kept = ExecutionResult(data=data, errors=None, extensions=result.extensions)
         self._drop(key)
         while self._entries and self.bytes + size > MAX_BYTES:
             self._drop(next(iter(self._entries)))  # the oldest kept
         self._entries[key] = _Entry(
-            result, size, generation, time.monotonic() + self._ttl, settles_at
+            kept, size, generation, time.monotonic() + self._ttl, settles_at
         )
         self.bytes += size
+        return kept
 
     def _drop(self, key: tuple[int, str]) -> None:
         entry = self._entries.pop(key, None)
