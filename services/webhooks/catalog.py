@@ -85,11 +85,17 @@ def classify(event: MemberEvent, entry: LedgerEntry | None) -> WebhookEventType 
     """The webhook event a member event is, if any. A balance change is points.earned
     (earning, and positive adjustments), points.reversed (refunds, negative adjustments),
     points.expired or reward.redeemed by its entry's kind; points coming back from a
-    cancelled redemption are part of redemption.cancelled; a change of 0 points (withheld
-    from a suspended member, nothing to recover) is none."""
+    cancelled redemption are part of redemption.cancelled. A redemption is reward.redeemed
+    even at 0 points (a gift, such as the referral welcome's voucher): the merchant or the
+    brand has something to hand over. Any other change of 0 points (withheld from a
+    suspended member, nothing to recover) is none."""
     if event.kind is not EventKind.POINTS_UPDATED:
         return _SAME_NAME.get(event.kind)
-    if entry is None or entry.points == 0:
+    if entry is None:
+        return None
+    if entry.kind is EntryKind.REDEMPTION and entry.reverses_entry_id is None and entry.points <= 0:
+        return WebhookEventType.REWARD_REDEEMED
+    if entry.points == 0:
         return None
     if entry.kind in EARNING_KINDS or (entry.kind is EntryKind.ADJUSTMENT and entry.points > 0):
         return WebhookEventType.POINTS_EARNED
@@ -97,8 +103,6 @@ def classify(event: MemberEvent, entry: LedgerEntry | None) -> WebhookEventType 
         return WebhookEventType.POINTS_REVERSED
     if entry.kind is EntryKind.EXPIRATION:
         return WebhookEventType.POINTS_EXPIRED
-    if entry.kind is EntryKind.REDEMPTION and entry.points < 0:
-        return WebhookEventType.REWARD_REDEEMED
     return None
 
 

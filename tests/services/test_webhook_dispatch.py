@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from models import (
     DeliveryStatus,
     EntryKind,
+    Member,
     MemberEvent,
+    Redemption,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -244,6 +246,44 @@ async def test_each_kind_of_change_is_its_event(
     redeemed = bodies[8]["data"]
     assert redeemed["redemption"]["code"] and redeemed["reward"]["cost"] == 10
     assert bodies[9]["data"]["redemption"]["status"] == "CANCELLED"
+
+
+async def test_a_welcome_gift_is_a_redemption_too(
+    sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    """A voucher given at 0 points (the referral welcome's) still has to be handed over:
+    reward.redeemed, as for a redemption paid in points; cancelling it is
+    redemption.cancelled, not another redemption."""
+    hook = await endpoint(sessions, clock, T.REWARD_REDEEMED, T.REDEMPTION_CANCELLED)
+    gift = await new_reward(sessions, clock, cost=500, stock=3)
+    await configure(sessions, referral_welcome_reward_id=gift)
+    ann = await new_member(sessions, clock)
+    async with sessions.begin() as session:
+        code = (await session.get_one(Member, ann)).referral_code
+        bob = await members.enroll(
+            session,
+            email="bob@example.com",
+            display_name="Bob",
+            now=clock.now(),
+            referral_code=code,
+        )
+    async with sessions() as session:
+        (voucher,) = await session.scalars(select(Redemption).where(Redemption.member_id == bob.id))
+    async with sessions.begin() as session:
+        await redemptions.cancel(session, redemption_id=voucher.id, now=clock.now(), actor="test")
+    await run_dispatch(sessions, clock)
+
+    bodies = await sent(sessions, hook)
+    bob_id = encode_id("Member", bob.id)
+    assert [(b["type"], b["data"]["member"]["id"]) for b in bodies] == [
+        ("reward.redeemed", bob_id),
+        ("redemption.cancelled", bob_id),
+    ]
+    given = bodies[0]["data"]
+    assert given["reward"]["id"] == encode_id("Reward", gift)
+    assert given["redemption"]["code"] and given["transaction"]["points"] == 0
+    assert given["balance"]["available"] == 0
+    assert bodies[1]["data"]["redemption"]["status"] == "CANCELLED"
 
 
 async def test_a_partner_hears_of_its_own_rewards_only_and_nothing_of_the_member(
