@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +33,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     literal_column,
     not_,
@@ -45,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from models import LeaderboardCount, LedgerEntry, Member
-from services.leaderboards.periods import Board, Period, Standing, period_key
+from services.leaderboards.periods import Board, Period, Standing, period_key, period_start
 
 
 def unlisted() -> ColumnElement[bool]:
@@ -168,6 +169,27 @@ async def board_from_database(
         else:
             total_ranked = int(row_above)
     return Board(period=period, entries=entries, me=me, total_ranked=total_ranked)
+
+
+async def prune_counts(session: AsyncSession, now: datetime) -> int:
+    """Delete the counts of months and weeks before the previous one: no board reads them
+    (boards are of the current period), and no write touches them again (a member's scores
+    leave a period's counts only within that period). The previous period stays, so that a
+    write racing the turn of a period never finds its count gone. Returns the rows deleted."""
+    deleted = 0
+    for period, before in (
+        (Period.MONTHLY, period_start(Period.MONTHLY, now)),
+        (Period.WEEKLY, period_start(Period.WEEKLY, now)),
+    ):
+        assert before is not None
+        previous = period_key(period, before - timedelta(days=1))
+        result = await session.execute(
+            delete(LeaderboardCount).where(
+                LeaderboardCount.period == period.value, LeaderboardCount.period_key < previous
+            )
+        )
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 @dataclass(frozen=True, slots=True)

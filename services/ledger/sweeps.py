@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import QUALIFYING_KINDS, LedgerEntry, Member, Tier
 from services import rollup
 from services.celebrations import DEFAULT_LOOKBACK, pay_celebrations
+from services.leaderboards.sql import prune_counts
 from services.ledger.entries import lock_member, settle
 from services.ledger.reminders import remind_expiring
 from services.program import get_program, list_tiers
@@ -33,6 +34,8 @@ class SweepReport:
     anniversaries_paid: int = 0
     # points.expiring reminders written (services.ledger.reminders).
     expiry_reminders: int = 0
+    # Leaderboard counts of past months and weeks deleted.
+    leaderboard_counts_pruned: int = 0
 
 
 async def sweep(
@@ -70,6 +73,9 @@ async def sweep(
     # into the daily sums, so readers add up few changes (services.rollup).
     async with sessions.begin() as session:
         await rollup.fold(session)
+    # Leaderboard counts of periods long over (services.leaderboards.sql.prune_counts).
+    async with sessions.begin() as session:
+        report.leaderboard_counts_pruned = await prune_counts(session, now)
     return report
 
 

@@ -22,7 +22,15 @@ from redis.backoff import NoBackoff
 from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Tier
+from models import (
+    QUALIFYING_KINDS,
+    EntryKind,
+    EntryStatus,
+    LeaderboardCount,
+    LedgerEntry,
+    Member,
+    Tier,
+)
 from models.engine import read_session_factory, session_factory
 from services.clock import ManualClock
 from services.leaderboards import (
@@ -41,6 +49,7 @@ from services.leaderboards import (
 )
 from services.leaderboards.snapshot import Ranking
 from services.ledger.purchases import record_purchase, refund_purchase
+from services.ledger.sweeps import sweep
 from services.members import enroll
 from tests.services.helpers import new_member, restate_scores
 
@@ -307,6 +316,42 @@ async def test_periods_roll_over(
     )
     assert abs(ttl - lifetime.total_seconds()) < 60
     assert await store.redis.ttl(store.keys(Period.ALL_TIME, clock.now()).board) == -1
+
+
+async def test_the_sweep_prunes_counts_of_periods_long_over_on_both_backends(
+    engine: AsyncEngine, clock: ManualClock
+) -> None:
+    """Counts of months and weeks before the previous one go (nothing reads or writes them
+    again); the current and the previous period stay, and every board reads as before."""
+    sessions = session_factory(engine)
+    ann = await new_member(sessions, clock, "ann")
+    for day in (datetime(2025, 11, 20, tzinfo=UTC), datetime(2025, 12, 20, tzinfo=UTC)):
+        clock.set(day)
+        await buy(sessions, clock, ann, 100)
+    clock.set(datetime(2026, 1, 14, 10, tzinfo=UTC))  # January, 2026-W03
+    await buy(sessions, clock, ann, 40)
+
+    async def periods() -> list[tuple[str, int]]:
+        async with sessions() as session:
+            found = await session.execute(
+                select(LeaderboardCount.period, LeaderboardCount.period_key)
+            )
+            return [(str(period), int(key)) for period, key in found]
+
+    gone = {("MONTHLY", 202511), ("WEEKLY", 202547), ("WEEKLY", 202551)}  # before 2026-W02
+    old = [row for row in await periods() if row in gone]
+    assert set(old) == gone
+    before = [await db_board(sessions, period, clock, member_id=ann) for period in Period]
+    report = await sweep(sessions, clock.now())
+    assert report.leaderboard_counts_pruned == len(old)
+    assert set(await periods()) == {
+        ("ALL_TIME", 0),
+        ("MONTHLY", 202512),
+        ("MONTHLY", 202601),
+        ("WEEKLY", 202603),
+    }
+    assert [await db_board(sessions, period, clock, member_id=ann) for period in Period] == before
+    assert (await sweep(sessions, clock.now())).leaderboard_counts_pruned == 0
 
 
 async def test_a_refund_lowers_points_and_rank(
