@@ -50,7 +50,9 @@ async def metric_value(
             *_within(Purchase.occurred_at, start, end),
         )
     elif metric is ChallengeMetric.PURCHASE_AMOUNT:
-        stmt = select(func.coalesce(func.sum(Purchase.amount - Purchase.refunded_amount), 0)).where(
+        # Whole units of the cents the purchases still count for (`net_cents`): read from the
+        # member's purchases index alone on PostgreSQL.
+        stmt = select(func.coalesce(func.sum(Purchase.net_cents), 0) / 100).where(
             Purchase.member_id == member_id, *_within(Purchase.occurred_at, start, end)
         )
     elif metric is ChallengeMetric.REFERRAL_COUNT:
