@@ -69,12 +69,11 @@ async def sweep(
     await _refresh_windowed_tiers(sessions, now, window_lookback, report)
     await _move_off_retired_tiers(sessions, now, report)
     report.expiry_reminders = await remind_expiring(sessions, now)
-    # The charts' rollup: what the ledger's trigger appended since the last sweep is folded
-    # into the daily sums, so readers add up few changes (services.rollup).
+    # Housekeeping of derived tables: the charts' rollup folds what the ledger's trigger
+    # appended since the last sweep, so readers add up few changes (services.rollup); the
+    # leaderboard counts of periods long over go (services.leaderboards.sql.prune_counts).
     async with sessions.begin() as session:
         await rollup.fold(session)
-    # Leaderboard counts of periods long over (services.leaderboards.sql.prune_counts).
-    async with sessions.begin() as session:
         report.leaderboard_counts_pruned = await prune_counts(session, now)
     return report
 
