@@ -34,6 +34,7 @@ from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from schema.compiled import CompiledOperations, OperationObserver
+from schema.compiled.member_view import plan_member_view
 from schema.documents import DocumentCache, KnownDocument
 from schema.error_codes import ErrorCoder
 from schema.extension_runner import LeanExtensionsRunner
@@ -181,6 +182,10 @@ def build_schema(
         time_resolvers(schema._schema, resolvers_observed)
     if not extra_extensions:
         schema.compiled = CompiledOperations(
-            schema._schema, documents, mask_internal=mask_internal_errors, observe=observe
+            schema._schema,
+            documents,
+            mask_internal=mask_internal_errors,
+            observe=observe,
+            plan_view=plan_member_view,
         )
     return schema

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from graphql import GraphQLError, GraphQLSchema, specified_rules
 from graphql.execution.values import get_variable_values
@@ -31,7 +31,7 @@ from schema.compiled.plan import OperationPlan, plan_operation
 from schema.documents import CACHE_SIZE, DocumentCache, KnownDocument
 from schema.error_codes import code_errors
 
-__all__ = ["CompiledOperation", "CompiledOperations", "OperationObserver"]
+__all__ = ["CompiledOperation", "CompiledOperations", "OperationObserver", "ReadView"]
 
 # Strawberry's default validation rules (its `ExecutionContext.validation_rules`).
 _RULES: Final = tuple(specified_rules)
@@ -45,10 +45,19 @@ OperationObserver = Callable[[str | None, str, bool, float], None]
 error), and its duration in seconds."""
 
 
+class ReadView(Protocol):
+    """A query's plan answered another way (e.g. `schema.compiled.member_view`)."""
+
+    async def answer(self, context: Any) -> dict[str, Any] | None:
+        """The operation's data (no errors), or None, having written nothing, where the
+        plan must answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledOperation:
     known: KnownDocument
     plan: OperationPlan
+    view: ReadView | None = None
 
     @property
     def name(self) -> str | None:
@@ -71,8 +80,11 @@ class CompiledOperations:
         mask_internal: bool,
         observe: OperationObserver | None = None,
         maxsize: int = CACHE_SIZE,
+        plan_view: Callable[[OperationPlan], ReadView | None] | None = None,
     ) -> None:
         self._schema = schema
+        # Plans of some queries as another way to answer them (`ReadView`), tried first.
+        self._plan_view = plan_view
         self._documents = documents
         self._parse_options = {"max_tokens": documents.limits.max_tokens}
         self._mask_internal = mask_internal
@@ -103,7 +115,10 @@ class CompiledOperations:
         if known is None or self._documents.validation_errors(known, self._schema, _RULES):
             return None
         plan = plan_operation(self._schema, known.document, operation_name)
-        return CompiledOperation(known, plan) if plan is not None else None
+        if plan is None:
+            return None
+        view = self._plan_view(plan) if self._plan_view is not None else None
+        return CompiledOperation(known, plan, view)
 
     async def execute(
         self,
@@ -125,6 +140,11 @@ class CompiledOperations:
         if self._documents.check(compiled.known, self._schema, variables, _RULES):
             return None  # past the query limits for these variables
         plan = compiled.plan
+        if compiled.view is not None:
+            data = await compiled.view.answer(context)
+            if data is not None:
+                self._observed(compiled, False, started)
+                return ExecutionResult(data=data, errors=None)
         coerced = get_variable_values(
             self._schema,
             plan.operation.variable_definitions or (),
@@ -142,7 +162,10 @@ class CompiledOperations:
             data=data,
             errors=code_errors(errors, mask_internal=self._mask_internal) if errors else None,
         )
+        self._observed(compiled, bool(errors), started)
+        return result
+
+    def _observed(self, compiled: CompiledOperation, failed: bool, started: float) -> None:
         if self._observe is not None:
             seconds = time.perf_counter() - started
-            self._observe(compiled.name, compiled.kind, bool(errors), seconds)
-        return result
+            self._observe(compiled.name, compiled.kind, failed, seconds)

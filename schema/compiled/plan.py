@@ -60,11 +60,15 @@ from strawberry.types.field import StrawberryField
 __all__ = [
     "Completion",
     "FieldPlan",
+    "Flat",
     "LeafCompletion",
     "ListCompletion",
     "NonNullCompletion",
+    "NotFlat",
     "ObjectCompletion",
     "OperationPlan",
+    "attribute_reader",
+    "flat_of",
     "plan_operation",
 ]
 
@@ -277,7 +281,7 @@ class _Planner:
             return NonNullCompletion(self.completion(type_.of_type, details))
         if isinstance(type_, GraphQLList):
             item = self.completion(type_.of_type, details)
-            item_flat = _flat(item)
+            item_flat = flat_of(item)
             return ListCompletion(item, _flat_list(item_flat) if item_flat else None)
         if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
             return LeafCompletion(type_)
@@ -311,14 +315,14 @@ def _constant(value: str) -> Callable[..., str]:
 # -- flat completions ----------------------------------------------------------------------
 
 
-class _NotFlat(Exception):
+class NotFlat(Exception):
     """Raised by a flat completion for whatever the executor must complete field by field."""
 
 
-def _flat(completion: Completion) -> Flat | None:
+def flat_of(completion: Completion) -> Flat | None:
     """The flat completion of `completion`, or None where some part of it is not flat."""
     if isinstance(completion, NonNullCompletion):
-        inner = _flat(completion.inner)
+        inner = flat_of(completion.inner)
         return None if inner is None else _flat_non_null(inner)
     if isinstance(completion, LeafCompletion):
         return _flat_leaf(completion.type)
@@ -328,7 +332,7 @@ def _flat(completion: Completion) -> Flat | None:
 def _flat_non_null(inner: Flat) -> Flat:
     def complete(value: Any) -> Any:
         if value is None:
-            raise _NotFlat
+            raise NotFlat
         return inner(value)
 
     return complete
@@ -342,7 +346,7 @@ def _flat_leaf(type_: GraphQLScalarType | GraphQLEnumType) -> Flat:
             return None
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
-            raise _NotFlat
+            raise NotFlat
         return coerced
 
     return complete
@@ -353,7 +357,7 @@ def _flat_list(item: Flat) -> Flat:
         if value is None:
             return None
         if not isinstance(value, list | tuple):
-            raise _NotFlat  # iterables of other kinds (async ones too) go field by field
+            raise NotFlat  # iterables of other kinds (async ones too) go field by field
         return [item(each) for each in value]
 
     return complete
@@ -367,13 +371,13 @@ def _flat_object(type_: GraphQLObjectType, fields: tuple[FieldPlan, ...]) -> Fla
         return None  # a type's own check may read the info
     readers: list[tuple[str, Callable[[Any], Any], Flat]] = []
     for field in fields:
-        completion = _flat(field.completion)
+        completion = flat_of(field.completion)
         if completion is None:
             return None
         if field.definition is TypeNameMetaFieldDef:
             readers.append((field.response_name, _typename_reader(type_.name), completion))
             continue
-        reader = _attribute_reader(field)
+        reader = attribute_reader(field)
         if reader is None:
             return None
         readers.append((field.response_name, reader, completion))
@@ -384,7 +388,7 @@ def _flat_object(type_: GraphQLObjectType, fields: tuple[FieldPlan, ...]) -> Fla
             return None
         # strawberry's own check never reads the info
         if check is not None and not check(value, None):  # type: ignore[arg-type]
-            raise _NotFlat
+            raise NotFlat
         return {name: finish(read(value)) for name, read, finish in entries}
 
     return complete
@@ -397,7 +401,7 @@ def _typename_reader(name: str) -> Callable[[Any], str]:
     return read
 
 
-def _attribute_reader(field: FieldPlan) -> Callable[[Any], Any] | None:
+def attribute_reader(field: FieldPlan) -> Callable[[Any], Any] | None:
     """`operator.attrgetter` of the attribute a basic strawberry field returns."""
     if not field.basic:
         return None

@@ -38,6 +38,7 @@ from services.leaderboards import Period
 from services.offers import offers_for
 
 if TYPE_CHECKING:
+    from schema.loaders import Loaders
     from schema.types.segments import Segment
 
 # A member's transactions, newest first: built once (building a statement and its cache key
@@ -83,6 +84,25 @@ class PointsBalance:
             expired=row.expired,
             member_pk=row.id,
         )
+
+
+async def tier_of(loaders: Loaders, row: MemberRecord) -> Tier:
+    """`Member.tier` (also for `schema.compiled.member_view`)."""
+    return Tier.among(await loaders.tiers(including=row.tier_id), row.tier_id)
+
+
+async def tier_progress_of(loaders: Loaders, row: MemberRecord) -> TierProgress:
+    """`Member.tierProgress` (also for `schema.compiled.member_view`)."""
+    ranked = Tier.ranked(await loaders.tiers(including=row.tier_id))
+    rank = next(t.rank for t in ranked if t.id == encode_id("Tier", row.tier_id))
+    following = ranked[rank + 1] if rank + 1 < len(ranked) else None
+    qualifying = row.qualifying_points
+    return TierProgress(
+        current=ranked[rank],
+        next=following,
+        qualifying_points=qualifying,
+        points_to_next=max(following.threshold - qualifying, 0) if following else None,
+    )
 
 
 def _require_member_or_admin(info: Info) -> None:
@@ -188,21 +208,11 @@ class Member(Node):
 
     @strawberry.field
     async def tier(self, info: Info) -> Tier:
-        tier_id = self.row.tier_id
-        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
+        return await tier_of(info.context.loaders, self.row)
 
     @strawberry.field
     async def tier_progress(self, info: Info) -> TierProgress:
-        ranked = Tier.ranked(await info.context.loaders.tiers(including=self.row.tier_id))
-        rank = next(t.rank for t in ranked if t.id == encode_id("Tier", self.row.tier_id))
-        following = ranked[rank + 1] if rank + 1 < len(ranked) else None
-        qualifying = self.row.qualifying_points
-        return TierProgress(
-            current=ranked[rank],
-            next=following,
-            qualifying_points=qualifying,
-            points_to_next=max(following.threshold - qualifying, 0) if following else None,
-        )
+        return await tier_progress_of(info.context.loaders, self.row)
 
     @strawberry.field  # newest first
     async def transactions(
