@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator
 
-from schema.context import Info, Role
+from schema.context import Context, Info, Role
 from schema.exceptions import BadUserInput
 from schema.types.leaderboard import Leaderboard
 from services.leaderboards import Board, Leaderboards, Period
@@ -21,20 +21,20 @@ IDLE_CHECK_SECONDS = 15.0
 SETTLE_SECONDS = (0.3, 1.2, 2.6)
 
 
-def _size(first: int | None) -> int:
+def size_of(first: int | None) -> int:
     size = 10 if first is None else first
     if not 1 <= size <= MAX_FIRST:
         raise BadUserInput(f"`first` must be between 1 and {MAX_FIRST}")
     return size
 
 
-def _viewer_member(info: Info) -> int | None:
-    viewer = info.context.viewer
+def _viewer_member(context: Context) -> int | None:
+    viewer = context.viewer
     return viewer.member_id if viewer.role is Role.MEMBER else None
 
 
-def _boards(info: Info) -> Leaderboards:
-    leaderboards = info.context.runtime.leaderboards
+def _boards(context: Context) -> Leaderboards:
+    leaderboards = context.runtime.leaderboards
     assert leaderboards is not None, "the app always builds its leaderboards"
     return leaderboards
 
@@ -42,8 +42,14 @@ def _boards(info: Info) -> Leaderboards:
 async def leaderboard(
     info: Info, period: Period = Period.ALL_TIME, first: int | None = 10
 ) -> Leaderboard:
-    me = _viewer_member(info)
-    board = await _boards(info).board(period, first=_size(first), member_id=me)
+    return await leaderboard_of(info.context, period, size_of(first))
+
+
+async def leaderboard_of(context: Context, period: Period, size: int) -> Leaderboard:
+    """`Query.leaderboard` (also for `schema.compiled.leaderboard_view`): the top `size`, and
+    the caller's own entry when the caller is a ranked member."""
+    me = _viewer_member(context)
+    board = await _boards(context).board(period, first=size, member_id=me)
     return Leaderboard.from_board(board, me)
 
 
@@ -55,9 +61,9 @@ async def leaderboard_updated(
     info: Info, period: Period = Period.ALL_TIME, first: int | None = 10
 ) -> AsyncGenerator[Leaderboard, None]:
     """The board now, then again whenever its top `first` changes, at most once a second."""
-    size = _size(first)
-    me = _viewer_member(info)
-    boards = _boards(info)
+    size = size_of(first)
+    me = _viewer_member(info.context)
+    boards = _boards(info.context)
     bus = info.context.runtime.bus
     bell = bus.subscribe(None)  # any member's commit may move the board
     try:

@@ -33,8 +33,10 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
-from schema.compiled import CompiledOperations, OperationObserver
+from schema.compiled import CompiledOperations, OperationObserver, ReadView
+from schema.compiled.leaderboard_view import plan_leaderboard_view
 from schema.compiled.member_view import plan_member_view
+from schema.compiled.plan import OperationPlan
 from schema.documents import DocumentCache, KnownDocument
 from schema.error_codes import ErrorCoder
 from schema.extension_runner import LeanExtensionsRunner
@@ -148,6 +150,11 @@ class CachedNames(NameConverter):
         return converted
 
 
+def _read_view(plan: OperationPlan) -> ReadView | None:
+    """Another way to answer a planned query, where there is one (`CompiledOperations`)."""
+    return plan_member_view(plan) or plan_leaderboard_view(plan)
+
+
 def build_schema(
     *,
     limits: QueryLimits | None = None,
@@ -186,6 +193,6 @@ def build_schema(
             documents,
             mask_internal=mask_internal_errors,
             observe=observe,
-            plan_view=plan_member_view,
+            plan_view=_read_view,
         )
     return schema

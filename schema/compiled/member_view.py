@@ -39,7 +39,6 @@ from typing import Any, Final
 import orjson
 from graphql import GraphQLObjectType, IntValueNode, NullValueNode
 from graphql.type.introspection import TypeNameMetaFieldDef
-from strawberry.types.field import StrawberryField
 
 from schema.compiled.plan import (
     Completion,
@@ -51,6 +50,7 @@ from schema.compiled.plan import (
     ObjectCompletion,
     OperationPlan,
     attribute_reader,
+    field_permissions,
     flat_of,
 )
 from schema.context import Context, Role
@@ -193,7 +193,7 @@ def plan_member_view(plan: OperationPlan) -> MemberView | None:
                 continue
             if root.parent_type.name != "Query" or root.field_name != "me":
                 return None
-            if root.nodes[0].arguments or _permissions(root) != [MemberOnly]:
+            if root.nodes[0].arguments or field_permissions(root) != [MemberOnly]:
                 return None
             member = _object(root.completion, "Member")
             roots.append(_Root(root.response_name, _member_fields(member, pages)))
@@ -243,7 +243,7 @@ def _attribute(reader: Callable[[Any], Any], complete: Flat) -> FieldValue:
 
 
 def _tier_field(field: FieldPlan) -> _Field:
-    if field.nodes[0].arguments or _permissions(field) != []:
+    if field.nodes[0].arguments or field_permissions(field) != []:
         raise _Declined(field.field_name)
     complete = flat_of(field.completion)
     if complete is None:
@@ -257,7 +257,7 @@ def _tier_field(field: FieldPlan) -> _Field:
 
 
 def _page_field(field: FieldPlan, pages: list[str]) -> _Field:
-    if _permissions(field) != []:
+    if field_permissions(field) != []:
         raise _Declined(field.field_name)
     first = _TRANSACTIONS_DEFAULT
     for argument in field.nodes[0].arguments or ():
@@ -387,18 +387,3 @@ def _items(completion: Completion) -> Completion:
     if not isinstance(completion, ListCompletion):
         raise _Declined(str(completion))
     return completion.item
-
-
-def _permissions(field: FieldPlan) -> list[type] | None:
-    """The field's permission classes (an empty list: none), None for anything else on it
-    (another extension: its resolver is not only what this module calls)."""
-    definition = field.definition.extensions.get("strawberry-definition")
-    if not isinstance(definition, StrawberryField):
-        return None
-    permissions = list(definition.permission_classes)
-    others = [
-        extension
-        for extension in definition.extensions
-        if type(extension).__name__ != "PermissionExtension"
-    ]
-    return None if others else permissions

@@ -68,6 +68,7 @@ __all__ = [
     "ObjectCompletion",
     "OperationPlan",
     "attribute_reader",
+    "field_permissions",
     "flat_of",
     "plan_operation",
 ]
@@ -413,3 +414,17 @@ def attribute_reader(field: FieldPlan) -> Callable[[Any], Any] | None:
     if definition.default_resolver is not getattr:
         return None
     return attrgetter(definition.python_name)
+
+
+def field_permissions(field: FieldPlan) -> list[type] | None:
+    """The permission classes of a field strawberry defined (an empty list: none), or None
+    where it has another extension (its resolver is then more than its function)."""
+    definition = field.definition.extensions.get("strawberry-definition")
+    if not isinstance(definition, StrawberryField):
+        return None
+    others = [
+        extension
+        for extension in definition.extensions
+        if type(extension).__name__ != "PermissionExtension"
+    ]
+    return None if others else list(definition.permission_classes)
