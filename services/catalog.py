@@ -9,6 +9,7 @@ through this process is seen at once (it invalidates); other processes see it wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from services.gamification.challenges import challenge_windows, threshold_badges
 from services.program import catalog_version, get_program, list_tiers, retired_tiers
 from services.segments import all_rules
 from services.targeting import MembershipQuery
+
+logger = logging.getLogger("laurel.catalog")
 
 # Purchases reported later than this after they happened look promotions up in the database.
 PROMOTION_LOOKBACK = timedelta(days=30)
@@ -157,34 +160,58 @@ async def current_catalog(session: AsyncSession, cached: Catalog | None, now: da
 
 
 class CatalogCache:
+    """The snapshot, kept `ttl` seconds. An old one that still serves (it covers `now` and
+    has the tier asked for) is handed out while one reload runs in the background: requests
+    never queue behind a reload (under load one took tens of milliseconds, every `ttl`, and
+    every dashboard arriving meanwhile waited for it: most of the dashboard's p99). Only a
+    missing or unusable snapshot is waited for. Writes never rely on it alone
+    (`current_catalog` checks its version inside their unit of work)."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl: float = 2.0) -> None:
         self._sessions = sessions
         self._ttl = ttl
         self._snapshot: Catalog | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        self._reloading: asyncio.Task[Catalog] | None = None
+        self._invalidations = 0  # a reload begun before one must not store what it read
 
     async def get(self, now: datetime, *, tier_id: int | None = None) -> Catalog:
-        """The snapshot; reloaded when old, or when it lacks `tier_id` (a tier another process
-        created since: display may lag by `ttl`, but must never fail)."""
+        """The snapshot; reloaded when old (in the background while the old one serves), or
+        at once when it lacks `tier_id` (a tier another process created since: display may
+        lag by about `ttl`, but must never fail)."""
         snapshot = self._snapshot
-        fresh_enough = snapshot is not None and time.monotonic() < self._expires
         if (
             snapshot is not None
-            and fresh_enough
             and snapshot.covers(now)
             and (tier_id is None or snapshot.has_tier(tier_id))
         ):
+            if time.monotonic() >= self._expires and self._reloading is None:
+                self._reloading = asyncio.create_task(self._reload(snapshot, now))
+                self._reloading.add_done_callback(self._reloaded)
             return snapshot
         if snapshot is not None and tier_id is not None and not snapshot.has_tier(tier_id):
             self._snapshot = snapshot = None
+        return await self._reload(snapshot, now)
+
+    async def _reload(self, seen: Catalog | None, now: datetime) -> Catalog:
         async with self._lock:  # one reload at a time, however many requests wait for it
-            if self._snapshot is not snapshot and self._snapshot is not None:
+            if self._snapshot is not seen and self._snapshot is not None:
                 return self._snapshot
+            invalidations = self._invalidations
             async with self._sessions() as session:
                 fresh = await load_catalog(session, now)
-            self._snapshot, self._expires = fresh, time.monotonic() + self._ttl
+            if invalidations == self._invalidations:
+                self._snapshot, self._expires = fresh, time.monotonic() + self._ttl
             return fresh
+
+    def _reloaded(self, task: asyncio.Task[Catalog]) -> None:
+        self._reloading = None
+        if not task.cancelled() and task.exception() is not None:
+            # The old snapshot keeps serving; the next request past `ttl` tries again.
+            logger.warning("catalog reload failed", exc_info=task.exception())
 
     def invalidate(self) -> None:
         self._snapshot = None
+        self._expires = 0.0
+        self._invalidations += 1
