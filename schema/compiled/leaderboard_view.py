@@ -12,7 +12,8 @@ the resolver calls); the field's flat completion (`schema.compiled.plan`) writes
 
 Anything else is left to the plan: a variable, a `first` out of range (strawberry's error), a
 selection that does not complete flat, another root field beside `leaderboard`, and any error
-(the plan runs the resolver again and reports what it finds).
+(the plan runs the resolver again and reports what it finds); with tracing's slow-resolver
+spans on, no view is planned at all (every resolver then runs, to be timed).
 `tests/graphql/test_leaderboard_view.py` holds the two ways to byte-for-byte agreement.
 """
 
