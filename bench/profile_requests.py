@@ -1,13 +1,15 @@
 """Where a request's CPU goes: Laurel in-process, the bench's exact requests, cProfile.
 
-    .venv/bin/python -m bench.profile_requests [--workload dashboard|earn|redeem]
+    .venv/bin/python -m bench.profile_requests [--workload dashboard|leaderboard|earn|redeem]
         [--requests 2000 --concurrency 8 --top 40]
 
 It seeds (or reuses) a small PostgreSQL database of its own, ``laurel_profile`` (2,000 members
 x ~20 entries, with ``bench.seed``: the same data shapes as the benchmark), builds the app with
 ``api.app.create_app`` and ``LAUREL_ENV=production`` settings, and sends the workload's
 request as ``bench/workloads.py`` builds it for wrk straight to the ASGI app: ``dashboard`` (the
-``Dashboard`` query as random members with their own JWTs), ``earn`` (``recordPurchase`` with a
+``Dashboard`` query as random members with their own JWTs), ``leaderboard`` (the
+``Leaderboard`` query alike, from Redis as ``laurel-redis`` serves it: BENCH_REDIS_URL, the
+all-time board built first under a prefix of the run's own, deleted at the end), ``earn`` (``recordPurchase`` with a
 service key, random members, a unique orderId each) or ``redeem`` (``redeemReward`` as one of
 10 hot members, the two bench rewards in turn, a unique key each). No sockets, no HTTP parsing,
 no wrk, so what is left is Laurel's own work (Starlette, the GraphQL view, authentication,
@@ -48,9 +50,11 @@ from api.app import AppState, create_app
 from api.database import prepare_database
 from api.settings import Settings
 from bench.config import Database
+from bench.run import REDIS_URL, build_board, delete_keys
 from bench.seed import SeedSize, ensure_seeded
 from bench.workloads import (
     DASHBOARD_QUERY,
+    LEADERBOARD_QUERY,
     WORKLOADS,
     Credentials,
     earn_request,
@@ -61,6 +65,7 @@ from models.engine import create_engine
 from schema.context import Context
 
 DASHBOARD_BODY = orjson.dumps({"query": DASHBOARD_QUERY})
+LEADERBOARD_BODY = orjson.dumps({"query": LEADERBOARD_QUERY})
 PROFILE_PATH = "/tmp/laurel_{workload}.prof"
 
 
@@ -130,6 +135,8 @@ class Driver:
         creds, self.sent = self.credentials, self.sent + 1
         if self.workload == "dashboard":
             return self.random.choice(self.authorizations), DASHBOARD_BODY
+        if self.workload == "leaderboard":
+            return self.random.choice(self.authorizations), LEADERBOARD_BODY
         if self.workload == "earn":
             member = self.random.choice(creds.earn_members)
             order = f"profile-{self.run_id}-{self.sent}"
@@ -165,7 +172,8 @@ class Driver:
 
         await self.app(_scope(authorization, request_body), receive, send)
         body = b"".join(chunks)
-        refused = self.workload != "dashboard" and b'"userErrors":[]' not in body
+        mutation = self.workload in ("earn", "redeem")
+        refused = mutation and b'"userErrors":[]' not in body
         if status != 200 or b'"errors"' in body or refused:
             raise RuntimeError(f"bad answer ({status}): {body[:500]!r}")
 
@@ -298,12 +306,29 @@ async def prepare(args: argparse.Namespace) -> tuple[Database, Credentials]:
 async def main_async(args: argparse.Namespace) -> None:
     db, credentials = await prepare(args)
     os.environ["LAUREL_ENV"] = "production"
+    # The leaderboard as `laurel-redis` serves it: from Redis (BENCH_REDIS_URL), the board
+    # built first under a prefix of this run's own, deleted at the end.
+    redis_prefix = f"profile-{secrets.token_hex(4)}:" if args.workload == "leaderboard" else None
     settings = Settings(
         env="production",
         database_url=db.sqlalchemy_url,
         jwt_secret=SecretStr(credentials.jwt_secret),
         sweep_interval_seconds=0,
+        redis_url=REDIS_URL if redis_prefix is not None else None,
+        redis_prefix=redis_prefix or "laurel:",
     )
+    if redis_prefix is not None:
+        print(f"leaderboard: {await build_board(db, redis_prefix):,} members ranked in Redis")
+    try:
+        await run_profile(args, settings, credentials)
+    finally:
+        if redis_prefix is not None:
+            await delete_keys(redis_prefix)
+
+
+async def run_profile(
+    args: argparse.Namespace, settings: Settings, credentials: Credentials
+) -> None:
     app = create_app(settings)
     state: AppState = app.state.laurel
     driver = Driver(app, args.workload, credentials)

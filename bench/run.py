@@ -155,7 +155,7 @@ def main() -> None:
             urls = {name: server.url for name, server in servers.items()}
             results["servers"] = urls
             if "laurel-redis" in servers:
-                results["board_built"] = asyncio.run(_build_board(db, prefix))
+                results["board_built"] = asyncio.run(build_board(db, prefix))
                 print(f"  Redis board built: {results['board_built']}", flush=True)
             print("probing ...", flush=True)
             results["probe"] = checks.probe({t: urls[t] for t in workloads.TARGETS}, creds, run_id)
@@ -196,7 +196,7 @@ def main() -> None:
             for server in servers.values():
                 stop(server)
             if "leaderboard" in args.workloads:
-                asyncio.run(_delete_keys(prefix))
+                asyncio.run(delete_keys(prefix))
 
     results["measurements"] = [m.as_dict() for m in measurements]
     results["summary"] = summarize(measurements)
@@ -324,7 +324,7 @@ def _start_servers(
     return servers
 
 
-async def _build_board(db: Database, prefix: str) -> int:
+async def build_board(db: Database, prefix: str) -> int:
     """Laurel's all-time board in Redis, built as `laurel leaderboards rebuild` builds it:
     members ranked."""
     engine = create_engine(db.sqlalchemy_url, pool_size=1)
@@ -338,7 +338,7 @@ async def _build_board(db: Database, prefix: str) -> int:
         await engine.dispose()
 
 
-async def _delete_keys(prefix: str) -> None:
+async def delete_keys(prefix: str) -> None:
     redis = connect_redis(REDIS_URL, timeout=30.0)
     try:
         keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
