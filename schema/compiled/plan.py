@@ -24,21 +24,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Undefined,
@@ -339,10 +345,24 @@ def _flat_non_null(inner: Flat) -> Flat:
     return complete
 
 
+_AS_IT_IS: Final = (
+    (GraphQLInt, int),
+    (GraphQLString, str),
+    (GraphQLBoolean, bool),
+    (GraphQLID, str),
+)
+
+
 def _flat_leaf(type_: GraphQLScalarType | GraphQLEnumType) -> Flat:
     coerce = type_.coerce_output_value
+    # A value of exactly this type graphql-core's coercion returns as it is (a 32-bit int for
+    # Int): returned without the call, whose chain of checks was most of a board's completion.
+    exact = next((kind for scalar, kind in _AS_IT_IS if type_ is scalar), None)
 
     def complete(value: Any) -> Any:
+        kind = type(value)
+        if kind is exact and (kind is not int or GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+            return value
         if value is None:
             return None
         coerced = coerce(value)

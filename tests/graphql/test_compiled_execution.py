@@ -180,6 +180,29 @@ BOOKS = [
 
 
 @strawberry.type
+class Leaves:
+    """Attributes only (so completed flat), holding values at the edges of the built-in
+    scalars' output coercion (the flat path returns some as they are, `plan._flat_leaf`)."""
+
+    number: int
+    text: str
+    flag: bool
+    ident: strawberry.ID
+
+
+class Text(str):
+    """A str of another type."""
+
+
+EDGE_LEAVES: list[Any] = [
+    (2**31 - 1, "plain", True, "7"),
+    (-(2**31), Text("sub"), False, 7),
+    (True, True, 1.0, 7.0),
+    (2.0, 3.5, 0, Text("i")),
+]
+
+
+@strawberry.type
 class Holder:
     """Fields that fail on demand, at every nullability."""
 
@@ -348,6 +371,11 @@ class Query:
     @strawberry.field
     def holder(self) -> Holder | None:
         return Holder()
+
+    @strawberry.field
+    def leaves(self, huge: bool = False) -> list[Leaves]:
+        edges = [*EDGE_LEAVES, (2**31, "x", True, "1")] if huge else EDGE_LEAVES
+        return [Leaves(number=n, text=t, flag=f, ident=i) for n, t, f, i in edges]
 
     @strawberry.field
     def required(self) -> Holder:
@@ -952,6 +980,26 @@ async def test_a_leaf_that_cannot_be_coerced_is_an_error(field: str, message: st
     assert len(expected.errors) == 1
     assert expected.errors[0]["path"] == [field]
     assert expected.errors[0]["message"] == message
+
+
+async def test_flat_objects_coerce_their_leaves_as_graphql_core_does() -> None:
+    expected, _ = await both("{ leaves { number text flag ident } }")
+    assert expected.data == {
+        "leaves": [
+            {"number": 2**31 - 1, "text": "plain", "flag": True, "ident": "7"},
+            {"number": -(2**31), "text": "sub", "flag": False, "ident": "7"},
+            {"number": 1, "text": "true", "flag": True, "ident": "7"},
+            {"number": 2, "text": "3.5", "flag": False, "ident": "i"},
+        ]
+    }
+
+    expected, _ = await both("{ leaves(huge: true) { number ident } }")
+    assert messages(expected) == [
+        (
+            "Int cannot represent non 32-bit signed integer value: 2147483648",
+            ["leaves", 4, "number"],
+        )
+    ]
 
 
 async def test_an_enum_value_that_is_no_member_nulls_a_list_of_non_null_items() -> None:
