@@ -3,7 +3,8 @@ snapshot, cached briefly.
 
 Every earn and every dashboard reads it and only admins change it, so each process keeps a
 snapshot for a couple of seconds instead of reading three tables per request. A change made
-through this process is seen at once (it invalidates); other processes see it within `ttl`.
+through this process is seen at once (it invalidates); other processes see it within about
+`ttl` (an old snapshot serves while it is reloaded: `CatalogCache`).
 """
 
 from __future__ import annotations
