@@ -59,10 +59,12 @@ def claims(token: str, header: dict[str, Any], secrets: Sequence[str]) -> dict[s
     if signature is None or payload is None:
         return None
     for secret in secrets:
-        key = _key(secret)
-        if key is not None and hmac.compare_digest(
-            hmac.digest(key, signing_input, hashlib.sha256), signature
-        ):
+        keyed = _keyed(secret)
+        if keyed is None:
+            continue
+        mac = keyed.copy()  # the key already set up (a one-shot digest sets it up each time)
+        mac.update(signing_input)
+        if hmac.compare_digest(mac.digest(), signature):
             break
     else:
         return None
@@ -99,11 +101,11 @@ def _segment(segment: bytes) -> bytes | None:
 
 
 @lru_cache(maxsize=16)
-def _key(secret: str) -> bytes | None:
-    """The secret as PyJWT uses it as an HMAC key, or None where PyJWT refuses it (a PEM or
-    SSH public key given as a secret)."""
+def _keyed(secret: str) -> hmac.HMAC | None:
+    """An HMAC-SHA256 with the secret as PyJWT uses it as a key, or None where PyJWT refuses
+    it (a PEM or SSH public key given as a secret)."""
     try:
         key: bytes = _HMAC.prepare_key(secret)
     except InvalidKeyError:
         return None
-    return key
+    return hmac.new(key, digestmod=hashlib.sha256)
