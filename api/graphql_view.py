@@ -626,8 +626,9 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         request = Request(scope=scope, receive=receive)
         response: Response | None
         media = MediaType.JSON
-        params = request.query_params
-        if request.method != "GET" or any(name in params for name in ("query", *_PERSISTED_PARAMS)):
+        if request.method != "GET" or any(
+            name in request.query_params for name in ("query", *_PERSISTED_PARAMS)
+        ):
             # (A GET without a query is GraphiQL's page, or its refusal.)
             negotiated = negotiate(request.headers.get("accept"))
             if negotiated is None:
