@@ -11,10 +11,10 @@ request as ``bench/workloads.py`` builds it for wrk straight to the ASGI app: ``
 ``Leaderboard`` query alike, from Redis as ``laurel-redis`` serves it: BENCH_REDIS_URL, the
 all-time board built first under a prefix of the run's own, deleted at the end), ``earn``
 (``recordPurchase`` with a service key, random members, a unique orderId each) or ``redeem``
-(``redeemReward`` as one of 10 hot members, the two bench rewards in turn, a unique key each). No sockets, no HTTP parsing,
-no wrk, so what is left is Laurel's own work (Starlette, the GraphQL view, authentication,
-strawberry and graphql-core, SQLAlchemy and asyncpg, orjson). Every answer is checked: status
-200, no ``errors``, and no ``userErrors`` for the mutations.
+(``redeemReward`` as one of 10 hot members, the two bench rewards in turn, a unique key each).
+No sockets, no HTTP parsing, no wrk, so what is left is Laurel's own work (Starlette, the
+GraphQL view, authentication, strawberry and graphql-core, SQLAlchemy and asyncpg, orjson).
+Every answer is checked: status 200, no ``errors``, and no ``userErrors`` for the mutations.
 
 It prints:
 
