@@ -24,9 +24,9 @@ Anything else is left to the plan or to strawberry (`plan_member_view` returns N
 `answer` returns None having written nothing): a field not listed here, a variable, a
 `first` out of range or an `after`, a viewer who is not a member (strawberry says why), a
 member not found, a member whose pending points or lots are due (the general path settles
-them first), SQLite (no direct reads), and any
-error (the general path reads again and reports it as it always has). With tracing's
-slow-resolver spans on, no view is planned at all: every resolver then runs, to be timed.
+them first), SQLite (no direct reads), and any error (the general path reads again and
+reports it as it always has). With tracing's slow-resolver spans on, no view is planned at
+all: every resolver then runs, to be timed.
 """
 
 from __future__ import annotations
