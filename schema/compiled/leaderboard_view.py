@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationType
 from graphql.execution.values import get_argument_values
 from graphql.type.introspection import TypeNameMetaFieldDef
 
@@ -73,7 +73,7 @@ class LeaderboardView:
 def plan_leaderboard_view(plan: OperationPlan) -> LeaderboardView | None:
     """The leaderboard view of `plan`, or None where this module does not answer for it."""
     operation = plan.operation
-    if operation.operation.value != "query" or operation.variable_definitions:
+    if operation.operation is not OperationType.QUERY or operation.variable_definitions:
         return None
     roots: list[_Board | str] = []
     for root in plan.fields:

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from graphql import GraphQLObjectType, IntValueNode, NullValueNode
+from graphql import GraphQLError, GraphQLObjectType, OperationType
+from graphql.execution.values import get_argument_values
 from graphql.type.introspection import TypeNameMetaFieldDef
 
 from schema.compiled.plan import (
@@ -55,7 +56,8 @@ from schema.compiled.plan import (
     flat_of,
 )
 from schema.context import Context, Role
-from schema.pagination import MAX_PAGE
+from schema.exceptions import BadUserInput
+from schema.pagination import page_size
 from schema.permissions import MemberOnly
 from schema.types.member import Member, tier_of, tier_progress_of
 from services.direct.writer import MEMBER_COLUMNS, LockedMember
@@ -69,7 +71,6 @@ logger: Final = logging.getLogger("laurel.graphql")
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 # json_build_object takes at most 100 arguments.
 _MAX_KEYS = 50
-_TRANSACTIONS_DEFAULT = 20  # `Member.transactions(first: Int = 20)`
 
 
 def _global_id(type_name: str, pk: str) -> str:
@@ -183,7 +184,7 @@ class MemberView:
 def plan_member_view(plan: OperationPlan) -> MemberView | None:
     """The member view of `plan`, or None where this module does not answer for it."""
     operation = plan.operation
-    if operation.operation.value != "query" or operation.variable_definitions:
+    if operation.operation is not OperationType.QUERY or operation.variable_definitions:
         return None
     pages: list[str] = []
     roots: list[_Root] = []
@@ -260,17 +261,13 @@ def _tier_field(field: FieldPlan) -> _Field:
 def _page_field(field: FieldPlan, pages: list[str]) -> _Field:
     if field_permissions(field) != []:
         raise _Declined(field.field_name)
-    first = _TRANSACTIONS_DEFAULT
-    for argument in field.nodes[0].arguments or ():
-        value = argument.value
-        if argument.name.value == "after" and isinstance(value, NullValueNode):
-            continue
-        if argument.name.value == "first" and isinstance(value, IntValueNode):
-            first = int(value.value)
-        elif not (argument.name.value == "first" and isinstance(value, NullValueNode)):
-            raise _Declined("an `after`, or a variable")
-    if not 1 <= first <= MAX_PAGE:
-        raise _Declined("`first` out of range")  # strawberry's error, not ours
+    try:  # the document's literals (no variables here), and the resolver's own page rule
+        arguments = get_argument_values(field.definition, field.nodes[0])
+        first = page_size(arguments.get("first"))
+    except (GraphQLError, BadUserInput) as error:
+        raise _Declined("`first` out of range") from error  # strawberry's error, not ours
+    if arguments.get("after") is not None:
+        raise _Declined("an `after`: not the newest page")
     column = f"page_{len(pages)}"
     pages.append(_connection(_object(field.completion, "PointsTransactionConnection"), first))
 
