@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import pytest
 import strawberry
@@ -1410,6 +1410,30 @@ async def test_the_dashboard_completes_its_attribute_objects_flat(pg_api: Api) -
         "me.transactions.edges": True,
         "me.transactions.edges.node": True,
     }
+
+
+ViewT = TypeVar("ViewT")
+
+
+def read_view(api: Api, query: str, kind: type[ViewT]) -> ViewT | None:
+    """The app's read view of type `kind` for `query` (`CompiledOperation.view`), if any."""
+    found = app_operations(api).find(query, None)
+    assert found is not None, query
+    return found.view if isinstance(found.view, kind) else None
+
+
+def spy_answers(monkeypatch: pytest.MonkeyPatch, kind: type[ViewT]) -> list[tuple[ViewT, bool]]:
+    """Each view of type `kind` asked from now on, and whether it answered."""
+    asked: list[tuple[ViewT, bool]] = []
+    answer = kind.answer  # type: ignore[attr-defined]
+
+    async def spied(self: ViewT, context: Any) -> dict[str, Any] | None:
+        data = await answer(self, context)
+        asked.append((self, data is not None))
+        return cast(dict[str, Any] | None, data)
+
+    monkeypatch.setattr(kind, "answer", spied)
+    return asked
 
 
 @dataclass

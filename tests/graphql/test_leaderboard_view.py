@@ -4,15 +4,18 @@ answer for is left to the plan."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from bench.workloads import LEADERBOARD_QUERY
 from models import KeyRole
 from schema.compiled.leaderboard_view import LeaderboardView
 from tests.conftest import Api
-from tests.graphql.test_compiled_execution import Twins, app_operations, twins  # noqa: F401
+from tests.graphql.test_compiled_execution import (  # noqa: F401
+    Twins,
+    read_view,
+    spy_answers,
+    twins,
+)
 from tests.graphql.test_rewards_api import PURCHASE, call, new_member, ok
 
 SEVERAL = """query Boards { __typename
@@ -24,30 +27,18 @@ NULL_FIRST = "{ leaderboard(period: WEEKLY, first: null) { entries { displayName
 
 
 @pytest.fixture
-def views(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each leaderboard view asked answered."""
-    answered: list[bool] = []
-    answer = LeaderboardView.answer
-
-    async def spied(self: LeaderboardView, context: Any) -> dict[str, Any] | None:
-        data = await answer(self, context)
-        answered.append(data is not None)
-        return data
-
-    monkeypatch.setattr(LeaderboardView, "answer", spied)
-    return answered
+def views(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LeaderboardView, bool]]:
+    """Each leaderboard view asked, and whether it answered."""
+    return spy_answers(monkeypatch, LeaderboardView)
 
 
 def view_of(api: Api, query: str) -> LeaderboardView | None:
-    found = app_operations(api).find(query, None)
-    assert found is not None, query
-    view = found.view
-    return view if isinstance(view, LeaderboardView) else None
+    return read_view(api, query, LeaderboardView)
 
 
 async def test_the_view_answers_as_strawberry_for_every_caller(
     twins: Twins,  # noqa: F811
-    views: list[bool],
+    views: list[tuple[LeaderboardView, bool]],
 ) -> None:
     api = twins.planned
     admin, service = await api.key(KeyRole.ADMIN), await api.key(KeyRole.SERVICE)
@@ -72,7 +63,7 @@ async def test_the_view_answers_as_strawberry_for_every_caller(
         "points": 125,
         "isMe": True,
     }
-    assert all(views) and len(views) >= len(documents) * 6
+    assert all(done for _, done in views) and len(views) >= len(documents) * 6
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -23,7 +22,7 @@ from bench.workloads import DASHBOARD_QUERY
 from models import KeyRole
 from schema.compiled.member_view import MemberView
 from tests.conftest import Api, ApiFactory
-from tests.graphql.test_compiled_execution import Twins, app_operations, graphql_view
+from tests.graphql.test_compiled_execution import Twins, graphql_view, read_view, spy_answers
 from tests.graphql.test_rewards_api import (
     ADJUST,
     CREATE_TIER,
@@ -94,22 +93,11 @@ async def twins(pg: AsyncEngine, make_api: ApiFactory) -> Twins:
 @pytest.fixture
 def views(monkeypatch: pytest.MonkeyPatch) -> list[tuple[MemberView, bool]]:
     """Each member view asked, and whether it answered."""
-    asked: list[tuple[MemberView, bool]] = []
-    answer = MemberView.answer
-
-    async def spied(self: MemberView, context: Any) -> dict[str, Any] | None:
-        data = await answer(self, context)
-        asked.append((self, data is not None))
-        return data
-
-    monkeypatch.setattr(MemberView, "answer", spied)
-    return asked
+    return spy_answers(monkeypatch, MemberView)
 
 
 def view_of(api: Api, query: str) -> MemberView | None:
-    found = app_operations(api).find(query, None)
-    assert found is not None, query
-    return found.view  # type: ignore[return-value]
+    return read_view(api, query, MemberView)
 
 
 async def program_members(api: Api) -> dict[str, Someone]:
