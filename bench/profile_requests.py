@@ -314,9 +314,11 @@ async def main_async(args: argparse.Namespace) -> None:
         database_url=db.sqlalchemy_url,
         jwt_secret=SecretStr(credentials.jwt_secret),
         sweep_interval_seconds=0,
-        redis_url=REDIS_URL if redis_prefix is not None else None,
-        redis_prefix=redis_prefix or "laurel:",
     )
+    if redis_prefix is not None:
+        settings = settings.model_copy(
+            update={"redis_url": REDIS_URL, "redis_prefix": redis_prefix}
+        )
     if redis_prefix is not None:
         print(f"leaderboard: {await build_board(db, redis_prefix):,} members ranked in Redis")
     try:
