@@ -32,6 +32,7 @@ from api.auth import Authenticator, IdentityProvider
 from api.body_limit import BodyLimit
 from api.graphql_view import CONNECTION_CLEANUPS, LaurelGraphQL
 from api.jwks import KeySet
+from api.live_operations import LiveOperations
 from api.logs import RequestIds
 from api.member_views import MemberViews
 from api.metrics import Metrics
@@ -243,6 +244,15 @@ def create_app(
             state = context.request.scope.setdefault("state", {})
             state.setdefault(CONNECTION_CLEANUPS, []).append(expiry.cancel)
 
+    compiled = getattr(schema, "compiled", None)
+    # Planned `pointsUpdated` subscriptions skip strawberry's per-subscription machinery;
+    # with tracing on, strawberry runs them (its spans see each operation).
+    live = (
+        LiveOperations(compiled, runtime)
+        if settings.live_plans and tracing is None and compiled is not None
+        else None
+    )
+    metrics.watch_live(lambda: (bus.subscribers, len(live) if live is not None else 0))
     graphql = LaurelGraphQL[Context](
         schema,
         context_getter=get_context,
@@ -259,6 +269,7 @@ def create_app(
         # API keys live on servers.
         restricted=lambda context: context.viewer.role in (Role.MEMBER, Role.ANONYMOUS),
         tracing=tracing,
+        live=live,
     )
 
     async def healthz(_: Request) -> Response:

@@ -22,7 +22,8 @@ On top of strawberry's ``GraphQL`` view:
   path), and in trusted mode restricted callers run registered documents only;
 * WebSockets speak ``graphql-transport-ws`` only; each ``subscribe`` message passes
   ``on_ws_operation`` first (rate limits), and a ``connection_init`` refused for its rate
-  closes with 4429 rather than 4403;
+  closes with 4429 rather than 4403; a planned ``pointsUpdated`` is answered by
+  ``api.live_operations`` (same messages, nothing kept running while it waits);
 * with tracing on (``api.tracing``), each operation request runs in its span;
 * GraphiQL (``GET /graphql`` from a browser) is Laurel's own page, see ``api.pages``.
 """
@@ -63,6 +64,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from api import pages
 from api.http_media import GRAPHQL_RESPONSE_JSON, JSON, MediaType, negotiate, request_error_status
+from api.live_operations import LiveOperation, LiveOperations
 from api.persisted import PERSISTED_QUERY_NOT_FOUND, PersistedDocuments
 from api.tracing import Tracing
 from models.engine import dropped
@@ -234,7 +236,28 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             }
             await self.send_message(refusal)
             return
+        if view.live is not None and self._may_open(message["id"]):
+            operation = view.live.open(self, message)
+            if operation is not None:
+                self.operations[message["id"]] = operation
+                return
         await super().handle_subscribe(message)
+
+    def _may_open(self, operation_id: str) -> bool:
+        """Whether strawberry would start this operation (else it closes the socket for a
+        reused id, or refuses one past the connection's limit, with its own messages)."""
+        limit = self.max_subscriptions_per_connection
+        return operation_id not in self.operations and (
+            limit is None or len(self.operations) < limit
+        )
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        operation = self.operations.get(operation_id)
+        if isinstance(operation, LiveOperation):
+            del self.operations[operation_id]
+            operation.live.close(operation)
+            return
+        await super().cleanup_operation(operation_id)
 
     async def _resolved(
         self, view: LaurelGraphQL[Any], message: SubscribeMessage
@@ -281,6 +304,7 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         persisted: PersistedDocuments | None = None,
         restricted: Callable[[ContextT], bool] = lambda _: False,
         tracing: Tracing | None = None,
+        live: LiveOperations | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -309,6 +333,9 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         self.restricted = restricted
         # Traces (`api.tracing`); None when off, and then nothing else is done.
         self.tracing = tracing
+        # `pointsUpdated` subscriptions answered without strawberry's per-subscription
+        # machinery (`api.live_operations`); None: strawberry runs them all.
+        self.live = live
 
     async def execute_single(
         self,

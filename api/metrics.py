@@ -1,6 +1,6 @@
 """Prometheus metrics: GraphQL operations counted and timed by name and type; webhook
 deliveries by result, their attempts' latency and the age of the oldest undelivered work; the
-member-views cache's hits, misses and size."""
+member-views cache's hits, misses and size; live subscriptions open."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ class Metrics:
         """Expose the member-views cache's (hits, misses, answers kept), read at each scrape:
         the cache keeps plain integers, so a request pays nothing for the metric."""
         self.registry.register(_MemberViewsCollector(read))
+
+    def watch_live(self, read: Callable[[], tuple[int, int]]) -> None:
+        """Expose (subscriptions waiting on the bus, of them answered by
+        `api.live_operations`), read at each scrape."""
+        self.registry.register(_LiveCollector(read))
 
     def label(self, name: str | None) -> str:
         if not name:
@@ -137,4 +142,22 @@ class _MemberViewsCollector(Collector):
         )
         yield GaugeMetricFamily(
             "laurel_member_views_entries", "Answers the member-views cache holds", value=size
+        )
+
+
+class _LiveCollector(Collector):
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        waiting, planned = self._read()
+        yield GaugeMetricFamily(
+            "laurel_live_subscriptions",
+            "Subscriptions of this process waiting for members' events (and for any event)",
+            value=waiting,
+        )
+        yield GaugeMetricFamily(
+            "laurel_live_planned_subscriptions",
+            "Of them, planned pointsUpdated subscriptions answered without a task of their own",
+            value=planned,
         )

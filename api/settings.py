@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = []
     ws_init_timeout_seconds: float = 5.0
     max_subscriptions_per_connection: int = 20
+    # `pointsUpdated` subscriptions answered by Laurel's own handler (`api.live_operations`,
+    # ~10 KiB less a subscriber); off: strawberry runs every subscription. Same messages.
+    live_plans: bool = True
     # Request bodies (and WebSocket messages) larger than this are refused with 413.
     max_body_bytes: int = 100 * 1024
     # HTTP requests one process serves at once; more are answered 503 with Retry-After.

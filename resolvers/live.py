@@ -15,7 +15,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import models
-from schema.context import Info, Role
+from schema.context import Context, Info, Role
 from schema.exceptions import BadUserInput, Unauthenticated
 from schema.ids import decode_cursor, encode_cursor
 from schema.types.events import MemberEvent, PointsUpdate, TierChanged
@@ -33,11 +33,12 @@ _members = models.Member.__table__
 _LIVE = sorted(kind.value for kind in models.LIVE_KINDS)
 
 
-def _member_id(info: Info) -> int:
-    viewer = info.context.viewer
+def live_member(context: Context) -> int:
+    """The member whose events `context`'s caller may follow (Unauthenticated: none)."""
+    viewer = context.viewer
     if viewer.role is not Role.MEMBER or viewer.member_id is None:
         raise Unauthenticated("live updates need a member token in connection_init")
-    if info.context.runtime.revocations.is_erased(viewer.member_id):
+    if context.runtime.revocations.is_erased(viewer.member_id):
         raise Unauthenticated("member token refused: this member's data was erased")
     return viewer.member_id
 
@@ -58,7 +59,7 @@ async def _stream(
 ) -> AsyncGenerator[MemberEvent | PointsUpdate, None]:
     """The caller's events after `cursor` (None: from now on), or only their balance changes.
     The checks run on the first read, as the stream starts (errors come as its results)."""
-    member_id = _member_id(info)
+    member_id = live_member(info.context)
     try:
         after = decode_cursor(cursor, ["after"]) if cursor is not None else None
     except DomainError as error:
@@ -69,9 +70,9 @@ async def _stream(
     engine = ctx.runtime.read_engine
     try:
         if after is None:
-            after = await _last_event_id(engine, member_id)
+            after = await last_event_id(engine, member_id)
         while not ctx.runtime.revocations.is_erased(member_id):  # erasure ends the stream
-            rows, entries, member = await _read_after(engine, member_id, after)
+            rows, entries, member = await read_after(engine, member_id, after)
             if member is not None:
                 # Each delivery reads afresh: no answer cached for an earlier event.
                 ctx.renew_loaders()
@@ -91,7 +92,7 @@ async def _stream(
         bus.unsubscribe(member_id, bell)
 
 
-async def _last_event_id(engine: AsyncEngine, member_id: int) -> int:
+async def last_event_id(engine: AsyncEngine, member_id: int) -> int:
     """The id of the member's last event (0: none). A function of its own, so that no
     connection stays in the waiting stream's frame (~2.5 KiB a subscriber)."""
     async with engine.connect() as connection:
@@ -101,10 +102,11 @@ async def _last_event_id(engine: AsyncEngine, member_id: int) -> int:
     return int(last or 0)
 
 
-async def _read_after(
+async def read_after(
     engine: AsyncEngine, member_id: int, after: int
 ) -> tuple[list[Row[Any]], dict[int, Row[Any]], Row[Any] | None]:
-    """Up to PAGE of the member's events after `after`, their entries, and the member."""
+    """Up to PAGE of the member's events after `after`, their entries, and the member (None
+    when there are no such events)."""
     async with engine.connect() as connection:
         rows = list(
             (
@@ -142,19 +144,7 @@ async def _event(
 ) -> MemberEvent:
     payload: PointsUpdate | TierChanged | BadgeAwarded | ChallengeCompleted
     if row.kind is models.EventKind.POINTS_UPDATED:
-        data = row.data
-        payload = PointsUpdate(
-            member=Member.from_row(member),
-            transaction=PointsTransaction.from_row(entries[row.entry_id]),
-            balance=PointsBalance(
-                available=data["available"],
-                pending=data["pending"],
-                lifetime_earned=data["lifetimeEarned"],
-                redeemed=data["redeemed"],
-                expired=data["expired"],
-                member_pk=row.member_id,
-            ),
-        )
+        payload = points_update_of(row, entries, member)
     elif row.kind is models.EventKind.TIER_CHANGED:
         # Either may be a tier retired since: history still names it.
         payload = TierChanged(
@@ -172,6 +162,23 @@ async def _event(
             challenge=Challenge.from_row(challenge), completed_at=row.created_at
         )
     return MemberEvent(cursor=encode_cursor(row.id), occurred_at=row.created_at, payload=payload)
+
+
+def points_update_of(row: Row[Any], entries: dict[int, Row[Any]], member: Row[Any]) -> PointsUpdate:
+    """The `pointsUpdated` payload of a POINTS_UPDATED event `row` (`read_after`'s rows)."""
+    data = row.data
+    return PointsUpdate(
+        member=Member.from_row(member),
+        transaction=PointsTransaction.from_row(entries[row.entry_id]),
+        balance=PointsBalance(
+            available=data["available"],
+            pending=data["pending"],
+            lifetime_earned=data["lifetimeEarned"],
+            redeemed=data["redeemed"],
+            expired=data["expired"],
+            member_pk=row.member_id,
+        ),
+    )
 
 
 async def _tier(info: Info, tier_id: int) -> Tier:

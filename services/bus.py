@@ -29,6 +29,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -56,6 +57,13 @@ def hint_channel(prefix: str) -> str:
 def broadcast_channel(hints: str) -> str:
     """The channel of broadcasts beside the hints' channel `hints`."""
     return f"{hints}:broadcast"
+
+
+class Bell(Protocol):
+    """What the bus rings for a member: a `Doorbell`, or a subscriber that acts on its own
+    (e.g. `api.live_operations.LiveOperation`, which starts its delivery when rung)."""
+
+    def ring(self) -> None: ...
 
 
 class Doorbell:
@@ -93,10 +101,10 @@ class LocalBus:
     """Subscribers of this process, rung by this process's commits."""
 
     def __init__(self) -> None:
-        # A member's one doorbell, or a set when it has several (a set is ~0.2 KiB: most
+        # A member's one bell, or a set when it has several (a set is ~0.2 KiB: most
         # members have one subscriber, and a process may hold 20,000).
-        self._by_member: dict[int, Doorbell | set[Doorbell]] = {}
-        self._everything: set[Doorbell] = set()
+        self._by_member: dict[int, Bell | set[Bell]] = {}
+        self._everything: set[Bell] = set()
         self._commit_listeners: list[Listener] = []
         self._ring_listeners: list[Callable[[Iterable[int] | None], None]] = []
         self._broadcast_listeners: list[Callable[[str], None]] = []
@@ -105,34 +113,45 @@ class LocalBus:
     @property
     def subscribers(self) -> int:
         held = self._by_member.values()
-        return sum(1 if isinstance(h, Doorbell) else len(h) for h in held) + len(self._everything)
+        return sum(len(h) if isinstance(h, set) else 1 for h in held) + len(self._everything)
 
     def subscribe(self, member_id: int | None) -> Doorbell:
         """A doorbell rung when `member_id` (None: any member) has newly committed events."""
         bell = Doorbell()
+        self.attach(member_id, bell)
+        return bell
+
+    def attach(self, member_id: int | None, bell: Bell) -> None:
+        """Ring `bell` when `member_id` (None: any member) has newly committed events, until
+        `unsubscribe`."""
         if member_id is None:
             self._everything.add(bell)
-            return bell
+            return
         held = self._by_member.get(member_id)
         if held is None:
             self._by_member[member_id] = bell
-        elif isinstance(held, Doorbell):
-            self._by_member[member_id] = {held, bell}
-        else:
+        elif isinstance(held, set):
             held.add(bell)
-        return bell
+        else:
+            self._by_member[member_id] = {held, bell}
 
-    def unsubscribe(self, member_id: int | None, bell: Doorbell) -> None:
+    def unsubscribe(self, member_id: int | None, bell: Bell) -> bool:
+        """Ring `bell` no more; False if it was not subscribed."""
         if member_id is None:
+            if bell not in self._everything:
+                return False
             self._everything.discard(bell)
-            return
+            return True
         held = self._by_member.get(member_id)
         if held is bell:
             del self._by_member[member_id]
-        elif isinstance(held, set):
+            return True
+        if isinstance(held, set) and bell in held:
             held.discard(bell)
             if not held:
                 del self._by_member[member_id]
+            return True
+        return False
 
     def on_commit(self, listener: Listener) -> None:
         """Call `listener` with the members of every commit made by this process."""
@@ -158,23 +177,23 @@ class LocalBus:
             listener(member_ids)
         for member_id in member_ids:
             held = self._by_member.get(member_id)
-            if isinstance(held, Doorbell):
-                held.ring()
-            elif held is not None:
+            if isinstance(held, set):
                 for bell in held:
                     bell.ring()
+            elif held is not None:
+                held.ring()
         for bell in self._everything:
             bell.ring()
 
     def ring_everyone(self) -> None:
         for listener in self._ring_listeners:
             listener(None)
-        for held in self._by_member.values():
-            if isinstance(held, Doorbell):
-                held.ring()
-            else:
-                for bell in held:
+        for held in list(self._by_member.values()):  # a bell may unsubscribe when rung
+            if isinstance(held, set):
+                for bell in list(held):
                     bell.ring()
+            else:
+                held.ring()
         for bell in self._everything:
             bell.ring()
 

@@ -50,6 +50,7 @@ class PlanExecutor:
         "errors",
         "operation_extensions",
         "plan",
+        "root_value",
         "schema",
         "variables",
     )
@@ -61,8 +62,11 @@ class PlanExecutor:
         variables: VariableValues,
         context: Any,
         operation_extensions: dict[str, Any] | None,
+        root_value: Any = None,
     ) -> None:
+        """`root_value`: the source of the root fields (a subscription's event)."""
         self.schema = schema
+        self.root_value = root_value
         self.plan = plan
         self.variables = variables
         self.context = context
@@ -78,9 +82,9 @@ class PlanExecutor:
         plan = self.plan
         try:
             if plan.serial:
-                result = self._execute_fields_serially(plan.fields, None)
+                result = self._execute_fields_serially(plan.fields, self.root_value)
             else:
-                result = self._execute_fields(plan.fields, None, None)
+                result = self._execute_fields(plan.fields, self.root_value, None)
             data = await result if is_awaitable(result) else result
         except GraphQLError as error:  # a non-null root field was null: no data at all
             self.errors.add(error, None)
@@ -203,7 +207,7 @@ class PlanExecutor:
             path,
             self.schema,
             plan.fragments,
-            None,  # root value
+            self.root_value,
             plan.operation,
             self.variables.coerced,
             self.context,

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from graphql import GraphQLError, GraphQLSchema, specified_rules
-from graphql.execution.values import get_variable_values
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.types import ExecutionResult
 
 from schema.compiled.executor import PlanExecutor
-from schema.compiled.plan import OperationPlan, plan_operation
+from schema.compiled.plan import OperationPlan, plan_operation, plan_subscription
 from schema.documents import CACHE_SIZE, DocumentCache, KnownDocument
 from schema.error_codes import code_errors
 
@@ -37,6 +37,8 @@ __all__ = ["CompiledOperation", "CompiledOperations", "OperationObserver", "Read
 _RULES: Final = tuple(specified_rules)
 # graphql-core's default for `execute` (`Executor.build`'s `max_coercion_errors`).
 _MAX_COERCION_ERRORS: Final = 50
+# What an operation declaring no variables has, whatever the request sent.
+_NO_VARIABLES: Final = VariableValues({}, {})
 
 
 OperationObserver = Callable[[str | None, str, bool, float], None]
@@ -92,6 +94,8 @@ class CompiledOperations:
         self._maxsize = maxsize
         # None: the document has no plan (or does not parse or validate), for any variables.
         self._plans: dict[tuple[str, str | None], CompiledOperation | None] = {}
+        # The same for subscriptions' per-event plans (`find_subscription`).
+        self._subscriptions: dict[tuple[str, str | None], CompiledOperation | None] = {}
 
     def __len__(self) -> int:
         """How many query texts (and names) have a verdict: a plan, or none."""
@@ -111,14 +115,82 @@ class CompiledOperations:
         return compiled
 
     def _compile(self, query: str, operation_name: str | None) -> CompiledOperation | None:
-        known = self._documents.parse(query, self._parse_options)
-        if known is None or self._documents.validation_errors(known, self._schema, _RULES):
+        known = self._known(query)
+        if known is None:
             return None
         plan = plan_operation(self._schema, known.document, operation_name)
         if plan is None:
             return None
         view = self._plan_view(plan) if self._plan_view is not None else None
         return CompiledOperation(known, plan, view)
+
+    def _known(self, query: str) -> KnownDocument | None:
+        """The document, parsed and valid (None: it does not parse, or does not validate)."""
+        known = self._documents.parse(query, self._parse_options)
+        if known is None or self._documents.validation_errors(known, self._schema, _RULES):
+            return None
+        return known
+
+    def find_subscription(
+        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> CompiledOperation | None:
+        """The subscription whose events `execute_event` answers, or None where strawberry
+        must run it (no plan, invalid, past the query limits for these variables, or
+        declaring variables: its events are then run as before)."""
+        key = (query, operation_name)
+        try:
+            compiled = self._subscriptions[key]
+        except KeyError:
+            known = self._known(query)
+            plan = (
+                plan_subscription(self._schema, known.document, operation_name)
+                if known is not None
+                else None
+            )
+            if plan is not None and plan.operation.variable_definitions:
+                plan = None
+            compiled = CompiledOperation(known, plan) if known and plan else None
+            if len(self._subscriptions) >= self._maxsize:
+                self._subscriptions.pop(next(iter(self._subscriptions)), None)
+            self._subscriptions[key] = compiled
+        if compiled is None or self._documents.check(
+            compiled.known, self._schema, variables, _RULES
+        ):
+            return None
+        return compiled
+
+    async def execute_event(
+        self, compiled: CompiledOperation, event: Any, context: Any
+    ) -> ExecutionResult:
+        """One event's result (graphql-core's `execute_subscription_event`, then the error
+        codes strawberry's stream gives each result)."""
+        executor = PlanExecutor(
+            self._schema, compiled.plan, _NO_VARIABLES, context, None, root_value=event
+        )
+        try:
+            data, errors = await executor.execute()
+        except Exception as error:  # what strawberry's stream does with a crash
+            return self.failed_event(error)
+        return ExecutionResult(
+            data=data,
+            errors=code_errors(errors, mask_internal=self._mask_internal) if errors else None,
+        )
+
+    def failed_event(self, error: Exception) -> ExecutionResult:
+        """The last result of a stream that raised `error` (strawberry's `_stream`)."""
+        located = (
+            error
+            if isinstance(error, GraphQLError)
+            else GraphQLError(str(error), original_error=error)
+        )
+        return ExecutionResult(
+            data=None, errors=code_errors([located], mask_internal=self._mask_internal)
+        )
+
+    def observed(self, name: str | None, kind: str, failed: bool, seconds: float) -> None:
+        """Tell the observer (the metrics) an operation ended."""
+        if self._observe is not None:
+            self._observe(name, kind, failed, seconds)
 
     async def execute(
         self,

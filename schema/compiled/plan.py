@@ -8,7 +8,8 @@ each time: a plan records it once, and `schema.compiled.executor` follows it.
 Only what the plan can mirror exactly is planned. `plan_operation` returns None for anything
 else, and such a document runs through graphql-core as before:
 
-* subscriptions (they stream over a WebSocket);
+* subscriptions (they stream over a WebSocket), except by `plan_subscription`: the selection
+  run on each event of a stream (`api.live_operations`);
 * abstract types (interfaces and unions) anywhere in the selection: the runtime type, and so
   the fields to collect, depends on each value (`node`, live events);
 * introspection (`__schema`, `__type`; `__typename` is planned: the parent type's name);
@@ -77,6 +78,7 @@ __all__ = [
     "field_permissions",
     "flat_of",
     "plan_operation",
+    "plan_subscription",
 ]
 
 # Nothing in a planned selection depends on variables (see `_variable_free`).
@@ -166,6 +168,24 @@ def plan_operation(
     operation = _operation(document, operation_name)
     if operation is None or operation.operation is OperationType.SUBSCRIPTION:
         return None
+    return _plan(schema, document, operation)
+
+
+def plan_subscription(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> OperationPlan | None:
+    """The plan of a subscription's selection, as graphql-core runs it for each event: the
+    root field resolved on the event (`execute_subscription_event`). None where it has none,
+    or where the operation is not a subscription. Same conditions as `plan_operation`."""
+    operation = _operation(document, operation_name)
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+        return None
+    return _plan(schema, document, operation)
+
+
+def _plan(
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+) -> OperationPlan | None:
     root_type = schema.get_root_type(operation.operation)
     if root_type is None:
         return None
