@@ -183,4 +183,4 @@ def points_update_of(row: Row[Any], entries: dict[int, Row[Any]], member: Row[An
 
 async def _tier(info: Info, tier_id: int) -> Tier:
     """The tier, live or retired, ranked among the live ones."""
-    return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
+    return Tier.of(await info.context.loaders.catalog(tier_id=tier_id), tier_id)

@@ -42,7 +42,7 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
             return None
         return PointsTransaction.from_row(entry)
     if type_name == "Tier":
-        return next((t for t in Tier.ranked(await ctx.loaders.tiers()) if t.id == id), None)
+        return next((t for t in Tier.ranked_in(await ctx.loaders.catalog()) if t.id == id), None)
     if type_name == "Promotion":
         async with ctx.runtime.read_sessions() as session:
             promotion = await session.get(models.Promotion, pk)

@@ -75,7 +75,7 @@ async def program(info: Info) -> Program:
 
 
 async def tiers(info: Info) -> list[Tier]:
-    return Tier.ranked(await info.context.loaders.tiers())
+    return list(Tier.ranked_in(await info.context.loaders.catalog()))
 
 
 async def promotions(info: Info) -> list[Promotion]:
@@ -223,11 +223,7 @@ async def end_promotion(info: Info, input: EndPromotionInput) -> EndPromotionPay
 
 async def _ranked(session: AsyncSession, tier_id: int) -> Tier:
     """A live tier as clients see it, ranked among the live ones."""
-    return next(
-        t
-        for t in Tier.ranked(await programs.list_tiers(session))
-        if t.id == encode_id("Tier", tier_id)
-    )
+    return next(t for t in Tier.ranked(await programs.list_tiers(session)) if t.pk == tier_id)
 
 
 async def program_stats(

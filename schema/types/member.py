@@ -88,13 +88,13 @@ class PointsBalance:
 
 async def tier_of(loaders: Loaders, row: MemberRecord) -> Tier:
     """`Member.tier` (also for `schema.compiled.member_view`)."""
-    return Tier.among(await loaders.tiers(including=row.tier_id), row.tier_id)
+    return Tier.of(await loaders.catalog(tier_id=row.tier_id), row.tier_id)
 
 
 async def tier_progress_of(loaders: Loaders, row: MemberRecord) -> TierProgress:
     """`Member.tierProgress` (also for `schema.compiled.member_view`)."""
-    ranked = Tier.ranked(await loaders.tiers(including=row.tier_id))
-    rank = next(t.rank for t in ranked if t.id == encode_id("Tier", row.tier_id))
+    ranked = Tier.ranked_in(await loaders.catalog(tier_id=row.tier_id), row.tier_id)
+    rank = next(t.rank for t in ranked if t.pk == row.tier_id)
     following = ranked[rank + 1] if rank + 1 < len(ranked) else None
     qualifying = row.qualifying_points
     return TierProgress(

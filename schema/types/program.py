@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +16,7 @@ from schema.types.node import Node
 if TYPE_CHECKING:
     from schema.types.experiments import Experiment
     from schema.types.segments import Segment
+    from services.catalog import Catalog
 
 
 @strawberry.type
@@ -82,6 +84,7 @@ class Tier(Node):
     threshold: int
     multiplier: float
     benefits: list[str]
+    pk: strawberry.Private[int]
 
     @classmethod
     def from_row(cls, row: models.Tier, rank: int) -> Tier:
@@ -92,18 +95,46 @@ class Tier(Node):
             threshold=row.threshold,
             multiplier=float(row.multiplier),
             benefits=list(row.benefits),
+            pk=row.id,
         )
 
     @classmethod
-    def among(cls, rows: list[models.Tier], tier_id: int) -> Tier:
-        """Tier `tier_id` of `rows` (by threshold, as `Loaders.tiers` gives them), ranked."""
-        rank = next(i for i, row in enumerate(rows) if row.id == tier_id)
-        return cls.from_row(rows[rank], rank)
+    def ranked(cls, rows: Sequence[models.Tier]) -> tuple[Tier, ...]:
+        """All tiers with their ranks: 0 for the entry tier, rising with thresholds."""
+        return tuple(cls.from_row(row, rank) for rank, row in enumerate(rows))
 
     @classmethod
-    def ranked(cls, rows: list[models.Tier]) -> list[Tier]:
-        """All tiers with their ranks: 0 for the entry tier, rising with thresholds."""
-        return [cls.from_row(row, rank) for rank, row in enumerate(rows)]
+    def ranked_in(cls, catalog: Catalog, including: int | None = None) -> tuple[Tier, ...]:
+        """The catalog's live tiers (with tier `including` among them if it is retired),
+        ranked: built once per catalog snapshot and shared (never mutated), since every
+        dashboard names its member's tier and the next one."""
+        return _SNAPSHOT_TIERS.ranked(catalog, including)
+
+    @classmethod
+    def of(cls, catalog: Catalog, tier_id: int) -> Tier:
+        """Tier `tier_id`, live or retired, ranked among the live ones."""
+        return next(t for t in cls.ranked_in(catalog, tier_id) if t.pk == tier_id)
+
+
+class _SnapshotTiers:
+    """`Tier.ranked_in` of the last catalog snapshot asked for (a snapshot lives a few
+    seconds; when another one is asked for, this one's tiers are dropped)."""
+
+    def __init__(self) -> None:
+        self._catalog: Catalog | None = None
+        self._ranked: dict[int | None, tuple[Tier, ...]] = {}
+
+    def ranked(self, catalog: Catalog, including: int | None) -> tuple[Tier, ...]:
+        if catalog is not self._catalog:
+            self._catalog, self._ranked = catalog, {}
+        key = including if including is not None and catalog.is_retired(including) else None
+        ranked = self._ranked.get(key)
+        if ranked is None:
+            ranked = self._ranked[key] = Tier.ranked(catalog.tiers_including(key))
+        return ranked
+
+
+_SNAPSHOT_TIERS = _SnapshotTiers()
 
 
 @strawberry.type

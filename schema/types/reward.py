@@ -86,7 +86,7 @@ class Reward(Node):
         tier_id = self.row.minimum_tier_id
         if tier_id is None:
             return None
-        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
+        return Tier.of(await info.context.loaders.catalog(tier_id=tier_id), tier_id)
 
     @strawberry.field  # null when untargeted
     async def segment(
@@ -105,7 +105,7 @@ class Reward(Node):
         tier_id = self.row.early_access_tier_id
         if tier_id is None:
             return None
-        return Tier.among(await info.context.loaders.tiers(including=tier_id), tier_id)
+        return Tier.of(await info.context.loaders.catalog(tier_id=tier_id), tier_id)
 
     @strawberry.field  # its members may redeem from earlyAccessStartsAt
     async def early_access_segment(

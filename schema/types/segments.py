@@ -95,7 +95,7 @@ class SegmentCondition:
         if ids is None:
             return None
         loaders = info.context.loaders
-        return [Tier.among(await loaders.tiers(including=pk), pk) for pk in ids]
+        return [Tier.of(await loaders.catalog(tier_id=pk), pk) for pk in ids]
 
     @strawberry.field
     async def has_badge(self, info: Info) -> Badge | None:

@@ -133,12 +133,12 @@ async def _members_by_tier(info: Info) -> list[TierMembers]:
         counts = {c.tier_id: c.members for c in await timeline.members_by_tier(session)}
     loaders = info.context.loaders
     by_tier = [
-        TierMembers(tier=Tier.from_row(row, rank), members=counts.pop(row.id, 0))
-        for rank, row in enumerate(await loaders.tiers())  # live tiers, by threshold
+        TierMembers(tier=tier, members=counts.pop(tier.pk, 0))
+        for tier in Tier.ranked_in(await loaders.catalog())  # live tiers, by threshold
     ]
     # Members a deleted tier still holds (they move at their next write or sweep).
     for tier_id, n in sorted(counts.items()):
-        retired = Tier.among(await loaders.tiers(including=tier_id), tier_id)
+        retired = Tier.of(await loaders.catalog(tier_id=tier_id), tier_id)
         by_tier.append(TierMembers(tier=retired, members=n))
     return by_tier
 

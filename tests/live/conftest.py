@@ -99,7 +99,8 @@ def server_env(prefix: str, **extra: str) -> dict[str, str]:
         LAUREL_JWT_SECRET=JWT_SECRET,
         LAUREL_ENV="production",
         LAUREL_SWEEP_INTERVAL_SECONDS="0",
-        LAUREL_WS_INIT_TIMEOUT_SECONDS="2",
+        # Long enough for a loaded CI machine to get a client's connection_init read in time.
+        LAUREL_WS_INIT_TIMEOUT_SECONDS="5",
         LAUREL_MAX_SUBSCRIPTIONS_PER_CONNECTION="3",
     )
     env.update(extra)

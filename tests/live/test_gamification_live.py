@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from gql import Client, GraphQLRequest, gql
-from gql.transport.exceptions import TransportClosed
+from gql.transport.exceptions import TransportClosed, TransportConnectionFailed
 from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -129,10 +129,17 @@ async def listening(
     )
 
     async def run() -> None:
-        async with Client(transport=transport) as session:
-            request = GraphQLRequest(EVENTS, variable_values=variables or {"after": None})
-            async for result in session.subscribe(request):
-                received.put_nowait(result["memberEvents"])
+        try:
+            async with Client(transport=transport) as session:
+                request = GraphQLRequest(EVENTS, variable_values=variables or {"after": None})
+                async for result in session.subscribe(request):
+                    received.put_nowait(result["memberEvents"])
+        except TransportConnectionFailed as error:
+            # Which close code, and what the server said about it.
+            closed = error.__cause__
+            raise AssertionError(
+                f"the server closed the connection ({closed!r}):\n{server.output()[-4000:]}"
+            ) from error
 
     task = asyncio.create_task(run())
     try:

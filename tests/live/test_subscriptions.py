@@ -232,7 +232,7 @@ async def test_connections_without_a_valid_credential_in_time_are_closed(
     assert await close_code(a, [init({})], subprotocol=protocol) == 4403
     bad = {"authorization": "Bearer not-a-token"}
     assert await close_code(a, [init(bad)], subprotocol=protocol) == 4403
-    # no connection_init within LAUREL_WS_INIT_TIMEOUT_SECONDS (2 s here)
+    # no connection_init within LAUREL_WS_INIT_TIMEOUT_SECONDS (5 s here)
     assert await close_code(a, [], subprotocol=protocol) == 4408
     # subscribing before connection_init
     query = "subscription { pointsUpdated { balance { available } } }"
