@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,7 +82,9 @@ class Authenticator:
         self._cache_seconds = key_cache_seconds
         self._keys: dict[str, tuple[float, Viewer | None]] = {}
         # token -> (verified until, monotonic; `exp`, POSIX seconds; the member's viewer)
-        self._tokens: dict[str, tuple[float, float, Viewer]] = {}
+        # (An OrderedDict: the oldest is dropped for each new token, and a plain dict finds
+        # its first key by skipping every slot deleted before it.)
+        self._tokens: OrderedDict[str, tuple[float, float, Viewer]] = OrderedDict()
 
     async def viewer(self, authorization: str | None) -> Viewer:
         if not authorization:
@@ -145,7 +148,7 @@ class Authenticator:
             expires_at=expires_at,
         )
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
-            self._tokens.pop(next(iter(self._tokens)), None)
+            self._tokens.popitem(last=False)
         self._tokens[token] = (
             time.monotonic() + TOKEN_CACHE_SECONDS,
             expires_at.timestamp(),

@@ -20,6 +20,7 @@ lag by, like the catalog cache). Rules that keep it exact:
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,7 +103,9 @@ class MemberViews:
         self._ttl = ttl
         # Told of every answer reused, as the schema tells it of every operation it runs.
         self._observe = observe
-        self._entries: dict[tuple[int, str], _Entry] = {}
+        # Oldest first (an OrderedDict, since a plain dict's first key costs a skip over
+        # every slot deleted before it, and the oldest is dropped for each new answer).
+        self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()
         self.bytes = 0  # the kept answers' sizes, at most MAX_BYTES
         self._generations: dict[int, int] = {}
         self._epoch = 0  # bumped when everyone may have news

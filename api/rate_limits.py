@@ -28,6 +28,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -89,7 +90,9 @@ class LocalCounters(Storage):
         super().__init__()
         self.max_keys = max_keys
         # key -> [count, expires at (monotonic)]; insertion order is the age of a window.
-        self._windows: dict[str, list[float]] = {}
+        # An OrderedDict: a plain dict's first key is found by skipping every slot deleted
+        # before it, which made each new caller's sweep cost more the longer it ran.
+        self._windows: OrderedDict[str, list[float]] = OrderedDict()
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -165,7 +168,7 @@ class RateLimits:
         self._batch: list[tuple[str, RateLimitItem, int, int, asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Future[None]] = set()
         # Slices of callers' windows this process holds: key -> [calls left, window end].
-        self._leases: dict[str, list[float]] = {}
+        self._leases: OrderedDict[str, list[float]] = OrderedDict()  # oldest first, as above
         # Each call has a short deadline; after a failure this process counts alone for
         # `breaker_seconds` (services.breaker). Any exception counts: never fail a request.
         self.breaker = RedisBreaker(

@@ -55,9 +55,9 @@ class RecordedPurchase:
 # The member as the purchase is worked out from, and the version of its row (`xmin` changes
 # with every update of the row, and only then).
 _READ = f"""
-SELECT m.xmin AS version,
-       (SELECT catalog_version FROM program) AS catalog_version,
-       {MEMBER_COLUMNS}
+SELECT {MEMBER_COLUMNS},
+       m.xmin AS version,
+       (SELECT catalog_version FROM program) AS catalog_version
 FROM members AS m
 WHERE m.id = $1
 """  # noqa: S608  (the only text formatted in is LockedMember's field names)

@@ -77,7 +77,7 @@ WITH claim AS (
     ON CONFLICT (scope, key) DO NOTHING
     RETURNING id
 )
-SELECT (SELECT id FROM claim) AS claim_id, {MEMBER_COLUMNS}
+SELECT {MEMBER_COLUMNS}, (SELECT id FROM claim) AS claim_id
 FROM members AS m
 WHERE m.id = $5
 FOR UPDATE OF m
