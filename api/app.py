@@ -105,10 +105,12 @@ def create_app(
     # Every unit of work tells the bus, after it commits, which members have new events.
     sessions = session_factory(engine, info=notifying(bus.committed))
     read_sessions = read_session_factory(engine)
+    direct = DirectWriter.on(engine, bus.committed)
     leaderboards = Leaderboards(
         read_sessions,
         LeaderboardStore(redis, prefix=settings.redis_prefix) if redis is not None else None,
         clock,
+        direct=direct,
     )
     bus.on_commit(leaderboards.mark_dirty)  # this process's commits move the boards
     # Erasures and key changes, announced by any process, refused here at once.
@@ -132,7 +134,7 @@ def create_app(
         member_token_ttl=timedelta(seconds=settings.member_token_ttl_seconds),
         bus=bus,
         leaderboards=leaderboards,
-        direct=DirectWriter.on(engine, bus.committed),
+        direct=direct,
         credentials_changed=credentials_changed,
         member_erased=member_erased,
         revocations=revocations,

@@ -86,6 +86,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage loops")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument(
+        "--from-database",
+        action="store_true",
+        help="the leaderboard as `laurel-db` serves it (no Redis), not as `laurel-redis`",
+    )
     args = parser.parse_args()
     if not 1 <= args.requests <= 1_000_000 or not 1 <= args.concurrency <= 256:
         parser.error("requests must be 1-1,000,000 and concurrency 1-256")
@@ -308,7 +313,8 @@ async def main_async(args: argparse.Namespace) -> None:
     os.environ["LAUREL_ENV"] = "production"
     # The leaderboard as `laurel-redis` serves it: from Redis (BENCH_REDIS_URL), the board
     # built first under a prefix of this run's own, deleted at the end.
-    redis_prefix = f"profile-{secrets.token_hex(4)}:" if args.workload == "leaderboard" else None
+    from_redis = args.workload == "leaderboard" and not args.from_database
+    redis_prefix = f"profile-{secrets.token_hex(4)}:" if from_redis else None
     settings = Settings(
         env="production",
         database_url=db.sqlalchemy_url,

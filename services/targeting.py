@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import BigInteger, DateTime, bindparam
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Challenge, Promotion, Reward, Segment, Tier
+from services.direct.statements import AsyncpgStatement, for_asyncpg
 from services.errors import NotFound
 from services.experiments import treated
 from services.segments import segments_containing
@@ -73,13 +73,14 @@ class MembershipQuery:
     def __init__(self, rules: Mapping[int, Mapping[str, Any]], *, size: int = 64) -> None:
         self._rules = rules
         self._size = size
-        self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
+        self._compiled: OrderedDict[tuple[int, ...], AsyncpgStatement] = OrderedDict()
 
-    def statement(self, ids: Collection[int]) -> tuple[str, list[int], Any]:
-        """(SQL, the segment ids its columns answer for in order, an argument builder)."""
+    def statement(self, ids: Collection[int]) -> tuple[AsyncpgStatement | None, list[int]]:
+        """(The statement, with parameters `member_id` and `now`; the segment ids its columns
+        answer for, in order), or (None, []) when no segment of `ids` has a rule."""
         wanted = tuple(sorted(i for i in ids if i in self._rules))
         if not wanted:
-            return "", [], None
+            return None, []
         found = self._compiled.get(wanted)
         if found is None:
             found = self._compile(wanted)
@@ -87,36 +88,20 @@ class MembershipQuery:
             while len(self._compiled) > self._size:
                 self._compiled.popitem(last=False)
         self._compiled.move_to_end(wanted)
-        return found.sql, list(wanted), found.arguments
+        return found, list(wanted)
 
-    def _compile(self, wanted: tuple[int, ...]) -> _Compiled:
+    def _compile(self, wanted: tuple[int, ...]) -> AsyncpgStatement:
         # RuleSql only ever subtracts whole days from `now` and compares the member's id, which
         # SQL parameters support as well as Python values: so both stay parameters.
         now = bindparam("now", value=datetime.min, type_=DateTime(timezone=True))
         member = bindparam("member_id", value=0, type_=BigInteger())
         sql = RuleSql(dialect="postgresql", now=cast(datetime, now), rules=self._rules)
         stmt = membership(sql, cast(int, member), [(i, self._rules[i]) for i in wanted])
-        dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        constants = dict(compiled.construct_params())
-        names = list(compiled.positiontup or ())
+        compiled = for_asyncpg(stmt)
         # Every column starts `members.id = <member>`: the member's id is $1, which lets the
         # direct path put this statement in its own read of the member (also $1).
-        assert names[0] == "member_id", names
-        return _Compiled(sql=compiled.string, names=names, constants=constants)
-
-
-class _Compiled:
-    __slots__ = ("constants", "names", "sql")
-
-    def __init__(self, *, sql: str, names: list[str], constants: dict[str, Any]) -> None:
-        self.sql = sql
-        self.names = names
-        self.constants = constants
-
-    def arguments(self, member_id: int, now: datetime) -> list[Any]:
-        given = {"member_id": member_id, "now": now}
-        return [given.get(name, self.constants[name]) for name in self.names]
+        assert compiled.names[0] == "member_id", compiled.names
+        return compiled
 
 
 async def early_access_for(

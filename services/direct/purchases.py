@@ -122,13 +122,13 @@ async def _read(
     purchase, since the write goes ahead only if that row (which the member's purchases,
     balance, tier and attribute changes update) and the catalog (whose version every rule
     change bumps) are still the versions read."""
-    sql, order, arguments = catalog.membership.statement(ids)
-    if not order:
+    membership, order = catalog.membership.statement(ids)
+    if membership is None:
         return await driver.fetchrow(_READ, member_id), frozenset()
     # The membership statement's $1 is the member's id too (MembershipQuery sees to it).
     row = await driver.fetchrow(
-        f"SELECT r.*, s.* FROM ({_READ}) AS r, ({sql}) AS s",  # noqa: S608 (compiled SQL)
-        *arguments(member_id, now),
+        f"SELECT r.*, s.* FROM ({_READ}) AS r, ({membership.sql}) AS s",  # noqa: S608
+        *membership.arguments({"member_id": member_id, "now": now}),
     )
     if row is None:
         return None, frozenset()

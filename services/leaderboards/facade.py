@@ -33,9 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.breaker import REDIS_FAILURES as REDIS_OUTAGE
 from services.breaker import SKIPPED, RedisBreaker
 from services.clock import Clock
+from services.direct.writer import DirectWriter
 from services.leaderboards.periods import Board, Period, Standing
 from services.leaderboards.snapshot import RankingCache
-from services.leaderboards.sql import board_from_database, period_points
+from services.leaderboards.sql import board_direct, board_from_database, period_points
 from services.leaderboards.store import LeaderboardBusy, LeaderboardStore, RebuildLockLost
 
 log = logging.getLogger("laurel.leaderboards")
@@ -79,8 +80,11 @@ class Leaderboards:
         max_backoff_seconds: float = 5.0,
         fallback_cache_seconds: float = 2.0,
         fallback_stale_seconds: float = 10.0,
+        direct: DirectWriter | None = None,
     ) -> None:
         self.read_sessions = read_sessions
+        # PostgreSQL's board read straight on asyncpg (`board_direct`); elsewhere a session.
+        self.direct = direct
         self.store = store
         self.clock = clock
         self.flush_seconds = flush_seconds
@@ -133,6 +137,8 @@ class Leaderboards:
                 return found
         if self.fallback is not None:
             return await self.fallback.board(period, now, first=first, member_id=member_id)
+        if self.direct is not None:
+            return await board_direct(self.direct, period, now, first=first, member_id=member_id)
         async with self.read_sessions() as session:
             return await board_from_database(session, period, now, first=first, member_id=member_id)
 

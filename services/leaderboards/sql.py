@@ -18,7 +18,7 @@ them) goes through them (the counts' triggers too, in migration 0019).
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from models import LeaderboardCount, LedgerEntry, Member
+from services.direct.statements import AsyncpgStatement, for_asyncpg
+from services.direct.writer import DirectWriter
 from services.leaderboards.periods import Board, Period, Standing, period_key, period_start
 
 
@@ -149,13 +151,44 @@ async def board_from_database(
 
     Within the top, a rank is 1 + the position of the first entry with the same points: the
     list starts at the top, so that is the number of members with more points."""
+    parameters = _board_parameters(period, now, first=first, member_id=member_id)
+    statement = _board_statement(period, member_id is not None)
+    return _board(period, (await session.execute(statement, parameters)).all())
+
+
+async def board_direct(
+    direct: DirectWriter,
+    period: Period,
+    now: datetime,
+    *,
+    first: int,
+    member_id: int | None,
+) -> Board:
+    """`board_from_database` on PostgreSQL straight on asyncpg: the same statement, compiled
+    to SQL once. Through a session, SQLAlchemy's execution and result machinery cost about
+    four times what asyncpg spends on this statement (~1.5 ms of CPU against ~0.4)."""
+    parameters = _board_parameters(period, now, first=first, member_id=member_id)
+    compiled = _board_sql(period, member_id is not None)
+    return _board(period, await direct.read_rows(compiled.sql, *compiled.arguments(parameters)))
+
+
+def _board_parameters(
+    period: Period, now: datetime, *, first: int, member_id: int | None
+) -> dict[str, int]:
     if first < 0:
         raise ValueError("first must not be negative")
     parameters: dict[str, int] = {"period_key": period_key(period, now), "first": first}
     if member_id is not None:
         parameters["member_id"] = member_id
-    statement = _board_statement(period, member_id is not None)
-    rows = (await session.execute(statement, parameters)).all()
+    return parameters
+
+
+@functools.cache
+def _board_sql(period: Period, mine: bool) -> AsyncpgStatement:
+    return for_asyncpg(_board_statement(period, mine))
+
+
+def _board(period: Period, rows: Iterable[Sequence[Any]]) -> Board:
     entries: list[Standing] = []
     me: Standing | None = None
     total_ranked = 0

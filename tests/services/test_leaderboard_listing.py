@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from models import QUALIFYING_KINDS, EntryKind, EntryStatus, LedgerEntry, Member, Tier
 from models.engine import read_session_factory, session_factory
 from services.clock import ManualClock
+from services.direct.writer import DirectWriter
 from services.events import notifying, touched
 from services.leaderboards import (
     Board,
@@ -37,6 +38,7 @@ from services.leaderboards import (
     ranked_members,
 )
 from services.leaderboards.snapshot import Ranking
+from services.leaderboards.sql import board_direct
 from services.ledger.adjustments import adjust_points
 from services.ledger.sweeps import sweep
 from services.redemptions import redeem
@@ -396,8 +398,9 @@ async def test_every_source_agrees_with_the_rule_on_random_data(
     pg: AsyncEngine, clock: ManualClock, store: LeaderboardStore
 ) -> None:
     """200 members with random ledgers, a fifth of them opted out and some erased: the
-    database, a rebuilt Redis board, an applied one and the snapshot all equal the rule
-    computed naively in Python, for every member's own standing too."""
+    database (through a session and straight on asyncpg), a rebuilt Redis board, an applied
+    one and the snapshot all equal the rule computed naively in Python, for every member's
+    own standing too."""
     rng = random.Random(20260111)
     sessions = session_factory(pg)
     count = 200
@@ -452,6 +455,8 @@ async def test_every_source_agrees_with_the_rule_on_random_data(
     hidden = [m for m in ids if state[m] is not True]  # every opted-out and erased member
     probes: list[int | None] = [*rng.sample([m for m in ids if state[m]], 30), *hidden, None]
     applied = LeaderboardStore(store.redis, prefix=f"{store.prefix}applied:")
+    writer = DirectWriter.on(pg, lambda _: None)
+    assert writer is not None
     async with sessions() as session:
         await applied.apply(session, ids, clock.now())
     for period in Period:
@@ -463,6 +468,8 @@ async def test_every_source_agrees_with_the_rule_on_random_data(
             expected = rule(entries, state, period, clock.now(), me)
             assert expected.total_ranked == ranked > 10
             assert await db_board(sessions, period, clock, first=count, member_id=me) == expected
+            direct = await board_direct(writer, period, clock.now(), first=count, member_id=me)
+            assert direct == expected
             assert await redis_board(store, period, clock, first=count, member_id=me) == expected
             assert await redis_board(applied, period, clock, first=count, member_id=me) == expected
             assert ranking.board(first=count, member_id=me) == expected

@@ -68,13 +68,16 @@ async def test_the_direct_statement_agrees_with_the_general_path_on_every_condit
             name: await segments.segments_containing(session, pk, ids, NOW)
             for name, pk in seeded.ids.items()
         }
-    sql, order, arguments = targeting.MembershipQuery(every_rule).statement(ids)
+    membership, order = targeting.MembershipQuery(every_rule).statement(ids)
+    assert membership is not None
     pooled = await pg.raw_connection()
     try:
         found = {}
         for name, pk in seeded.ids.items():
             driver: Any = pooled.driver_connection
-            row = await driver.fetchrow(sql, *arguments(pk, NOW))
+            row = await driver.fetchrow(
+                membership.sql, *membership.arguments({"member_id": pk, "now": NOW})
+            )
             found[name] = frozenset(i for i, inside in zip(order, row, strict=True) if inside)
     finally:
         pooled.close()
