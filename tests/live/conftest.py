@@ -3,6 +3,8 @@ and a real Redis, for the live-update tests; and helpers to talk to them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -10,18 +12,61 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
 
+from schema.ids import encode_id
 from tests.conftest import JWT_SECRET, PG_URL
 
 REDIS_URL = os.environ.get("LAUREL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LAUREL = Path(sys.executable).with_name("laurel")
+
+
+@contextlib.asynccontextmanager
+async def running(
+    work: Coroutine[Any, Any, None], *quiet: type[BaseException]
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`work` as a task while the block runs, cancelled after it: its cancellation and its
+    `quiet` errors are ignored then, anything else it raised is raised."""
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *quiet):
+            await task
+
+
+RECORD_PURCHASE = """mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {
+    transaction { id } userErrors { code message } } }"""
+
+
+async def record_purchase(
+    server: Server, service_key: str, member_id: int, order_id: str, amount: float = 10.0
+) -> None:
+    """A purchase through `server` that must be recorded (no userErrors)."""
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
+        response = await client.post(
+            "/graphql",
+            json={
+                "query": RECORD_PURCHASE,
+                "variables": {
+                    "input": {
+                        "memberId": encode_id("Member", member_id),
+                        "orderId": order_id,
+                        "amount": amount,
+                    }
+                },
+            },
+            headers={"authorization": f"Bearer {service_key}"},
+        )
+    body = response.json()
+    assert body["data"]["recordPurchase"]["userErrors"] == [], body
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from models.engine import session_factory
 from schema.ids import decode_id, encode_cursor, encode_id
 from services import access, members
 from tests.conftest import JWT_SECRET
-from tests.live.conftest import Server
+from tests.live.conftest import Server, running
 
 EVENTS = gql(
     """subscription($after: String) { memberEvents(after: $after) { cursor occurredAt payload {
@@ -141,13 +141,8 @@ async def listening(
                 f"the server closed the connection ({closed!r}):\n{server.output()[-4000:]}"
             ) from error
 
-    task = asyncio.create_task(run())
-    try:
+    async with running(run(), TransportClosed):
         yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TransportClosed):
-            await task
 
 
 async def next_event(queue: asyncio.Queue[dict[str, Any]], within: float = 10) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from schema.ids import encode_id
 from services import access, members
 from services.leaderboards import Board, Period, board_from_database
 from tests.conftest import JWT_SECRET, Api
-from tests.live.conftest import REDIS_URL, Server, free_port, server_env
+from tests.live.conftest import REDIS_URL, Server, free_port, running, server_env
 
 BOARD = """query($period: LeaderboardPeriod!, $first: Int) {
     leaderboard(period: $period, first: $first) {
@@ -454,13 +454,8 @@ async def live_boards(
             async for result in session.subscribe(request):
                 received.put_nowait(result["leaderboardUpdated"])
 
-    task = asyncio.create_task(run())
-    try:
+    async with running(run(), TransportClosed):
         yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TransportClosed):
-            await task
 
 
 async def standings_of_five(live: LiveCast) -> None:

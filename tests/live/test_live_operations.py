@@ -30,8 +30,15 @@ from models.engine import create_engine, session_factory
 from schema.ids import encode_id
 from services import access, members
 from tests.conftest import JWT_SECRET, PG_URL
-from tests.live.conftest import REDIS_URL, Server, free_port, server_env
-from tests.live.test_subscriptions import PURCHASE, transport
+from tests.live.conftest import (
+    REDIS_URL,
+    Server,
+    free_port,
+    record_purchase,
+    running,
+    server_env,
+)
+from tests.live.test_subscriptions import transport
 
 # Each names the transaction's reference somewhere, so that a frame can be told apart.
 DOCUMENTS = [
@@ -130,13 +137,8 @@ async def listener(server: Server, token: str) -> AsyncIterator[Listener]:
                 assert isinstance(frame, str)
                 kept.frames.append(frame)
 
-        reader = asyncio.create_task(read())
-        try:
+        async with running(read(), Exception):
             yield kept
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
 
 
 async def until(condition: Any, within: float = 15) -> None:
@@ -147,22 +149,7 @@ async def until(condition: Any, within: float = 15) -> None:
 
 
 async def buy(server: Server, member: Member, order_id: str) -> None:
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
-        response = await client.post(
-            "/graphql",
-            json={
-                "query": PURCHASE,
-                "variables": {
-                    "input": {
-                        "memberId": encode_id("Member", member.id),
-                        "orderId": order_id,
-                        "amount": 10.0,
-                    }
-                },
-            },
-            headers={"authorization": f"Bearer {member.service_key}"},
-        )
-    assert response.json()["data"]["recordPurchase"]["userErrors"] == [], response.text
+    await record_purchase(server, member.service_key, member.id, order_id)
 
 
 def complete(operation_id: str) -> str:

@@ -26,7 +26,7 @@ from models.engine import session_factory
 from schema.ids import encode_id
 from services import access, members
 from tests.conftest import JWT_SECRET
-from tests.live.conftest import Server, free_port, server_env
+from tests.live.conftest import Server, free_port, record_purchase, running, server_env
 
 POINTS = gql(
     "subscription { pointsUpdated { transaction { reference points } balance { available } } }"
@@ -36,8 +36,6 @@ EVENTS = gql(
         __typename ... on PointsUpdate { transaction { reference points } balance { available } }
         ... on TierChanged { from { name } to { name } } } } }"""
 )
-PURCHASE = """mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {
-    transaction { id } userErrors { code message } } }"""
 
 
 @dataclass
@@ -75,23 +73,7 @@ def transport(server: Server, token: str | None, **options: Any) -> WebsocketsTr
 
 
 async def purchase(server: Server, world: World, member_id: int, order_id: str) -> None:
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
-        response = await client.post(
-            "/graphql",
-            json={
-                "query": PURCHASE,
-                "variables": {
-                    "input": {
-                        "memberId": encode_id("Member", member_id),
-                        "orderId": order_id,
-                        "amount": 10.0,
-                    }
-                },
-            },
-            headers={"authorization": f"Bearer {world.service_key}"},
-        )
-    body = response.json()
-    assert body["data"]["recordPurchase"]["userErrors"] == [], body
+    await record_purchase(server, world.service_key, member_id, order_id)
 
 
 @contextlib.asynccontextmanager
@@ -107,13 +89,8 @@ async def listening(
             async for result in session.subscribe(request):
                 received.put_nowait(result)
 
-    task = asyncio.create_task(run())
-    try:
+    async with running(run(), TransportClosed):
         yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TransportClosed):
-            await task
 
 
 async def next_result(queue: asyncio.Queue[dict[str, Any]], within: float = 10) -> dict[str, Any]:
