@@ -9,7 +9,8 @@ x ~20 entries, with ``bench.seed``: the same data shapes as the benchmark), buil
 request as ``bench/workloads.py`` builds it for wrk straight to the ASGI app: ``dashboard`` (the
 ``Dashboard`` query as random members with their own JWTs), ``leaderboard`` (the
 ``Leaderboard`` query alike, from Redis as ``laurel-redis`` serves it: BENCH_REDIS_URL, the
-all-time board built first under a prefix of the run's own, deleted at the end), ``earn``
+all-time board built first under a prefix of the run's own, deleted at the end; with
+``--from-database`` as ``laurel-db`` serves it, without Redis), ``earn``
 (``recordPurchase`` with a service key, random members, a unique orderId each) or ``redeem``
 (``redeemReward`` as one of 10 hot members, the two bench rewards in turn, a unique key each).
 No sockets, no HTTP parsing, no wrk, so what is left is Laurel's own work (Starlette, the
