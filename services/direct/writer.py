@@ -65,8 +65,8 @@ class LockedMember:
 
     @classmethod
     def from_record(cls, row: Any) -> LockedMember:
-        """The member from a row that starts with MEMBER_COLUMNS (read by position: looking
-        28 columns up by name was a tenth of a dashboard's CPU)."""
+        """The member from a row that starts with MEMBER_COLUMNS, read by position (0.8 µs;
+        looking its 28 columns up by name took 3.9)."""
         member = cls(*row[:_FIELDS])
         member.status = _MEMBER_STATUSES[member.status]
         if isinstance(member.attributes, str):  # asyncpg hands json over as text
