@@ -9,8 +9,9 @@ standing is still answered (where it would rank), an erased member's is not.
 
 * `periods`: `Period`, `period_start` / `period_end` / `period_label`, the `Standing` and
   `Board` values.
-* `sql`: `board_from_database` (one statement), `period_points` (one statement
-  for a batch of members), `ranked_members` (a rebuild's input). PostgreSQL and SQLite.
+* `sql`: `board_from_database` (one statement; `board_direct` runs it straight on asyncpg on
+  PostgreSQL), `period_points` (one statement for a batch of members), `ranked_members` (a
+  rebuild's input). PostgreSQL and SQLite.
 * `store`: `LeaderboardStore`, the boards as Redis sorted sets: reads in one round trip (a
   Lua script answering in JSON), writes as absolute, version-guarded scores in one script call
   per batch, rebuilds into a temporary key swapped in with RENAME, lazily under a SET NX EX
@@ -21,10 +22,11 @@ standing is still answered (where it would rank), an erased member's is not.
   database, never an error for a Redis outage; `mark_dirty` + a background writer.
 
 Integration: build `Leaderboards(read_sessions, LeaderboardStore(connect_redis(url)) or None,
-clock)`, `await start()` / `await stop()` in the app's lifespan, and call
-`mark_dirty(member_ids)` after every commit that wrote qualifying entries (purchases, refunds,
-activities, referrals, signup bonuses, ...) or changed a member's display name, leaderboard
-opt-out or erasure (the app does it for every commit announced with `events.touched`).
+clock, direct=DirectWriter.on(engine, ...))`, `await start()` / `await stop()` in the app's
+lifespan, and call `mark_dirty(member_ids)` after every commit that wrote qualifying entries
+(purchases, refunds, activities, referrals, signup bonuses, ...) or changed a member's display
+name, leaderboard opt-out or erasure (the app does it for every commit announced with
+`events.touched`).
 """
 
 from services.leaderboards.facade import REDIS_FAILURES, Leaderboards, connect_redis
