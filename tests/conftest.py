@@ -100,6 +100,16 @@ async def engine(
     return chosen
 
 
+@pytest.fixture(scope="module")
+async def pg_before_servers(pg_engine: AsyncEngine) -> AsyncEngine:
+    """PostgreSQL emptied before a module's long-lived servers start. A server reads at
+    startup what it then keeps in memory (erased members, the catalog), and a test empties
+    the database as it starts, not as it ends: started on the last test's rows, whose ids
+    the next test's restarted identities reuse, a server refuses a new member 1 as erased."""
+    await _empty(pg_engine)
+    return pg_engine
+
+
 @pytest.fixture
 async def pg(pg_engine: AsyncEngine) -> AsyncEngine:
     """PostgreSQL only (concurrency tests that need real row locks across connections)."""

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schema.ids import encode_id
 from tests.conftest import JWT_SECRET, PG_URL
@@ -158,7 +159,9 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture(scope="module")
-def two_servers(redis_prefix: str) -> Iterator[tuple[Server, Server]]:
+def two_servers(
+    redis_prefix: str, pg_before_servers: AsyncEngine
+) -> Iterator[tuple[Server, Server]]:
     """Processes A and B: one database, one Redis, one key prefix."""
     servers = [Server(free_port(), server_env(redis_prefix)) for _ in range(2)]
     try:
