@@ -105,7 +105,7 @@ def both(redis_prefix: str, database_url: str = PG_URL) -> Iterator[tuple[Server
 
 
 @pytest.fixture(scope="module")
-def servers(redis_prefix: str) -> Iterator[tuple[Server, Server]]:
+def servers(redis_prefix: str, pg_before_servers: AsyncEngine) -> Iterator[tuple[Server, Server]]:
     with both(redis_prefix) as pair:
         yield pair
 
@@ -181,6 +181,43 @@ def with_reference(frames: list[str], reference: str) -> list[str]:
     return [f for f in frames if reference_of(f) == reference]
 
 
+# `member.rank` comes from the Redis board, which a background writer brings up to date about
+# 0.1 s after each commit (services.leaderboards): a delivery made before the write shows the
+# standing before the purchase, so two processes may differ there by when each delivered. Its
+# shape must match; its figures are compared where nothing is in flight (test_member_views).
+RACING = {
+    ".payload.data.pointsUpdated.member.rank.points",
+    ".payload.data.pointsUpdated.member.rank.rank",
+}
+
+
+def differences(mine: str, theirs: str) -> list[str]:
+    """Where two frames differ (outside RACING): each path with both values."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+            for key in a:
+                walk(a[key], b[key], f"{path}.{key}")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for index, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}[{index}]")
+        elif path in RACING and type(a) is type(b) is int:
+            return
+        elif a != b:
+            found.append(f"{path}: {a!r} != {b!r}")
+
+    walk(json.loads(mine), json.loads(theirs), "")
+    if not found and _without_racing(mine) != _without_racing(theirs):
+        found.append(f"the same JSON, other text: {mine!r} != {theirs!r}")
+    return found
+
+
+def _without_racing(frame: str) -> str:
+    """The frame's text with RACING's figures blanked (the text must match too: key order)."""
+    return re.sub(r'"rank":\{"rank":\d+,"points":\d+', '"rank":{"rank":0,"points":0', frame)
+
+
 async def metric(server: Server, name: str) -> float:
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
         text = (await client.get("/metrics")).text
@@ -218,7 +255,8 @@ async def test_every_frame_is_the_same_either_way(
                 mine = with_reference(a.of(str(number)), reference)
                 theirs = with_reference(b.of(str(number)), reference)
                 assert len(mine) == 1, (number, reference, mine)
-                assert mine == theirs, number
+                assert len(theirs) == 1, (number, reference, theirs)
+                assert differences(mine[0], theirs[0]) == [], number
         error = json.loads(with_reference(a.of("4"), last)[0])["payload"]
         assert error["errors"][0]["path"] == ["pointsUpdated", "member", "experimentGroup"]
         assert error["data"]["pointsUpdated"]["member"]["experimentGroup"] is None
@@ -316,7 +354,7 @@ async def test_a_database_gone_under_a_stream_ends_it_the_same_way(
                 await until(lambda: all(c in ln.frames for ln in (a, b) for c in completes))
                 for number in range(len(DOCUMENTS)):
                     mine, theirs = a.of(str(number))[-2:], b.of(str(number))[-2:]
-                    assert mine == theirs, number
+                    assert mine == theirs, (number, differences(mine[0], theirs[0]))
                     last = json.loads(mine[0])["payload"]
                     assert last["data"] is None
                     assert [e["extensions"]["code"] for e in last["errors"]] == [
