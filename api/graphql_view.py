@@ -418,8 +418,12 @@ class LaurelGraphQL(GraphQL[ContextT, None], Generic[ContextT]):
         content_type = request.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "application/json":
             return None
-        if self._get_stream_transport_from_headers(request.headers) is not None:
-            return None  # a streamed answer (multipart, server-sent events)
+        # A streamed answer (multipart, server-sent events, if a protocol enabled them) is
+        # the full view's. Strawberry's rule reads only `accept`: given only that header, it
+        # skips decoding every other.
+        accept = {"accept": request.headers.get("accept", "")}
+        if self._get_stream_transport_from_headers(accept) is not None:
+            return None
         try:
             data = orjson.loads(await request.body())  # kept by the request for the full view
         except ValueError:

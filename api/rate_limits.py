@@ -209,7 +209,7 @@ class RateLimits:
         if served is not False:
             return served
         if self.redis is None:
-            return await self._locally(limit, who)
+            return await self._locally(limit, key)
         size = max(1, limit.amount // LEASE_SHARE)
         window_ms = limit.get_expiry() * 1000
         if self.breaker.failing:
@@ -217,7 +217,7 @@ class RateLimits:
             # through, the rest count here at once), never a batch that waits.
             answer = await self.breaker.call(lambda: self._lease_one(key, size, window_ms))
             if answer is SKIPPED:
-                return await self._locally(limit, who)
+                return await self._locally(limit, key)
             self._install(key, limit, size, answer)
         else:
             # A caller's calls at once wait on one lease; callers' first calls in one turn
@@ -226,7 +226,7 @@ class RateLimits:
             if pending is None:
                 pending = self._pending[key] = self._ask_lease(key, limit, size, window_ms)
             if await asyncio.shield(pending) is SKIPPED:
-                return await self._locally(limit, who)
+                return await self._locally(limit, key)
         served = self._from_lease(key, limit)
         if served is not False:
             return served
@@ -261,12 +261,13 @@ class RateLimits:
         else:
             self._refuse(key, limit, time.time() + (ends - time.monotonic()))
 
-    async def _locally(self, limit: RateLimitItem, who: str) -> Refusal | None:
-        """No Redis, or the breaker is open: counted in this process."""
-        if await self.local.hit(limit, who):
+    async def _locally(self, limit: RateLimitItem, key: str) -> Refusal | None:
+        """No Redis, or the breaker is open: counted in this process. (The fixed-window
+        strategy's `hit`, given the key `hit` made: the library would make it again.)"""
+        storage = self.local.storage
+        if await storage.incr(key, limit.get_expiry()) <= limit.amount:
             return None
-        key = limit.key_for(who)
-        return self._refuse(key, limit, await self.local.storage.get_expiry(key))
+        return self._refuse(key, limit, await storage.get_expiry(key))
 
     async def _lease_one(self, key: str, size: int, window_ms: int) -> Any:
         assert self.redis is not None

@@ -47,6 +47,7 @@ from schema.error_codes import MASKED_MESSAGE, code_errors
 from schema.exceptions import Forbidden
 from schema.limits import QueryLimits
 from tests.conftest import START, Api, ApiFactory
+from tests.graphql.test_persisted_queries import URQL_ACCEPT
 from tests.graphql.test_rewards_api import CREATE_TIER, Someone, call, new_member, new_reward, ok
 
 # -- the toy schema ---------------------------------------------------------------------------
@@ -1451,9 +1452,12 @@ class Twins:
         variables: dict[str, Any] | None,
         token: str | None,
         method: str,
+        accept: str | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         headers["x-request-id"] = "twins"  # (else each response has an id of its own)
+        if accept is not None:
+            headers["accept"] = accept
         if method == "GET":
             params = {"query": query, "variables": json.dumps(variables)}
             response = await api.client.get("/graphql", params=params, headers=headers)
@@ -1471,16 +1475,18 @@ class Twins:
         unplanned_token: str | None = None,
         unplanned_variables: dict[str, Any] | None = None,
         method: str = "POST",
+        accept: str | None = None,
     ) -> Any:
         """Both apps' responses, byte for byte (after numbering ids and voucher codes, when
         each app acts for its own twin member); the planned app's JSON."""
-        planned = await self.send(self.planned, query, variables, token, method)
+        planned = await self.send(self.planned, query, variables, token, method, accept)
         unplanned = await self.send(
             self.unplanned,
             query,
             variables if unplanned_variables is None else unplanned_variables,
             token if unplanned_token is None else unplanned_token,
             method,
+            accept,
         )
         assert normalised(planned) == normalised(unplanned)
         return json.loads(planned[2])
@@ -1565,6 +1571,10 @@ async def test_real_requests_answer_byte_for_byte_alike_with_and_without_plans(
     # Over GET (the view's full path, plans still used): a query runs, a mutation is refused.
     got = await twins.same(DASHBOARD_QUERY, None, ann.token, method="GET")
     assert got == dashboard
+    # A client that also accepts streamed answers (urql): the same JSON, for Laurel streams
+    # nothing over HTTP (subscriptions are on WebSockets).
+    streamed = await twins.same(DASHBOARD_QUERY, None, ann.token, accept=URQL_ACCEPT)
+    assert streamed == dashboard
     refused = await twins.same(EARN_MUTATION, {"input": {}}, service, method="GET")
     assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
