@@ -332,6 +332,7 @@ def create_app(
             if webhooks is not None:
                 await webhooks.stop()  # a few seconds at most; leases of the rest expire
             await bus.stop()
+            await rate_limits.settle()  # the leases of calls already served, counted
             if redis is not None:
                 await redis.aclose()
             if isinstance(bus, RedisBus):

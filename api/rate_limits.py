@@ -7,15 +7,20 @@ when LAUREL_REDIS_URL is set, in Redis, one count per credential shared by every
 the same LAUREL_REDIS_PREFIX.
 
 In Redis a process does not ask for every call: it leases a slice of the caller's window (one
-INCRBY of a tenth of the limit, and the window's end, in one script) and serves calls from it
-until it is used up or the window ends. A round trip costs 200-300 µs of CPU with redis-py; a
-lease makes it one in ten calls or fewer (the 50 µs budget), and the leases asked for in one
-turn of the event loop (many callers' first calls, under load) share one pipelined round trip.
-The count in Redis is always at least the calls served, so no window ever serves more than the
-limit; the price is that units a process leased and did not use are lost when the window ends,
-so a caller spread over several processes may be refused a little before the limit (at most a
-tenth of it per other process).
-`limits` has no leasing; the script is six lines.
+INCRBY of a tenth of the limit, and the window's end) and serves calls from it until it is used
+up or the window ends. A round trip costs ~100 µs of CPU with redis-py, whatever it carries, so
+leases are asked for together: the leases of up to 5 ms of callers share one script call.
+A caller's first call in a window is served at once and counted with its lease (it does not
+wait those 5 ms): when a member opens an app, nearly every call is a first call, and with
+100,000 callers a check fell from ~350 to 29-44 µs of CPU (bench/rate_limits.py). The
+caller's later calls wait for a lease when they find none left.
+The count in Redis is at least the calls served, a few milliseconds late for a first call: a
+window can serve one call over the limit per process (a first call, when other processes used
+the whole window; one more each time the process forgot the caller, past 10,000 others).
+Units a process leased and did not use are lost when the window ends, so a caller spread over
+several processes may be refused a little before the limit (at most a tenth of it per other
+process).
+`limits` has no leasing; the script is a dozen lines.
 
 A Redis that fails or hangs never fails or stalls a request: each call has a short deadline, and
 after a failure this process counts on its own for a few seconds (a circuit breaker) instead
@@ -45,17 +50,29 @@ log = logging.getLogger("laurel.rate_limits")
 # Values of a LAUREL_RATE_LIMIT_* setting that mean "no limit for this role".
 UNLIMITED: Final = frozenset({"", "none", "unlimited", "off"})
 
-# Take `amount` units of a window (ARGV[1]); a new window lasts ARGV[2] ms. Returns the count
-# after taking them and the window's time left in ms.
-_LEASE: Final = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); left = tonumber(ARGV[2]) end
-return {count, left}
+# Leases of several windows at once: for each key, take ARGV[2i-1] units; a new window lasts
+# ARGV[2i] ms. Returns, per key, the count after taking them and the window's time left in ms.
+_LEASES: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local amount, window = tonumber(ARGV[2 * i - 1]), ARGV[2 * i]
+  local count = redis.call('INCRBY', key, amount)
+  if count == amount then redis.call('PEXPIRE', key, window) end
+  local left = redis.call('PTTL', key)
+  if left < 0 then redis.call('PEXPIRE', key, window); left = tonumber(window) end
+  out[2 * i - 1] = count
+  out[2 * i] = left
+end
+return out
 """
 LEASE_SHARE: Final = 10  # a lease is a tenth of the limit (at least one call)
 MAX_LEASES: Final = 10_000
+FLUSH_SECONDS: Final = 0.005  # first calls' leases wait this long to share a round trip
+MAX_BATCH: Final = 64  # leases in one script call (Redis runs a script alone: keep it short)
+
+# A lease asked for: key, limit, units, window (ms), calls it counts that were already served,
+# and the answer to come.
+_Ask = tuple[str, RateLimitItem, int, int, int, "asyncio.Future[Any]"]
 
 
 def parse_limit(value: str) -> RateLimitItem | None:
@@ -165,8 +182,11 @@ class RateLimits:
         # Leases being asked for: key -> the answer to come; and this turn's requests, sent
         # together (`_ask_lease`).
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        self._batch: list[tuple[str, RateLimitItem, int, int, asyncio.Future[Any]]] = []
+        self._batch: list[_Ask] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_scheduled = False
         self._flushing: set[asyncio.Future[None]] = set()
+        self._lease_script = self.redis.register_script(_LEASES) if self.redis else None
         # Slices of callers' windows this process holds: key -> [calls left, window end].
         self._leases: OrderedDict[str, list[float]] = OrderedDict()  # oldest first, as above
         # Each call has a short deadline; after a failure this process counts alone for
@@ -218,13 +238,23 @@ class RateLimits:
             answer = await self.breaker.call(lambda: self._lease_one(key, size, window_ms))
             if answer is SKIPPED:
                 return await self._locally(limit, key)
-            self._install(key, limit, size, answer)
+            self._install(key, limit, size, answer, served=0)
         else:
-            # A caller's calls at once wait on one lease; callers' first calls in one turn
-            # of the event loop share one round trip (`_flush`, which installs the leases).
             pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[key] = self._ask_lease(key, limit, size, window_ms)
+                lease = self._leases.get(key)
+                if lease is None or lease[1] <= time.monotonic():
+                    # The caller's first call in this window here: served now, counted with
+                    # the lease asked for it (`_flush`).
+                    self._pending[key] = self._ask_lease(key, limit, size, window_ms, served=1)
+                    return None
+                # Its lease is used up: this call waits for the next (and so do the caller's
+                # other calls meanwhile).
+                pending = self._pending[key] = self._ask_lease(
+                    key, limit, size, window_ms, served=0
+                )
+            else:
+                self._flush_soon()  # someone waits on it now
             if await asyncio.shield(pending) is SKIPPED:
                 return await self._locally(limit, key)
         served = self._from_lease(key, limit)
@@ -247,9 +277,10 @@ class RateLimits:
             return None
         return False
 
-    def _install(self, key: str, limit: RateLimitItem, size: int, answer: Any) -> None:
-        """Keep the lease Redis answered (count after taking `size`, ms left), or, when the
-        window has nothing left, the refusal until it ends."""
+    def _install(self, key: str, limit: RateLimitItem, size: int, answer: Any, served: int) -> None:
+        """Keep the lease Redis answered (count after taking `size`, ms left), less the
+        `served` calls it counts that were served before it came; or, when the window has
+        nothing left, the refusal until it ends."""
         count, left_ms = answer
         ends = time.monotonic() + int(left_ms) / 1000
         # The units of this lease still under the limit (others may have taken the rest).
@@ -257,7 +288,9 @@ class RateLimits:
         if granted >= 1:
             if len(self._leases) >= MAX_LEASES:  # bounded: drop the oldest
                 del self._leases[next(iter(self._leases))]
-            self._leases[key] = [granted, ends]
+            # Kept even when the calls served took it all: the caller's next call in this
+            # window waits for a lease instead of being served first.
+            self._leases[key] = [max(granted - served, 0), ends]
         else:
             self._refuse(key, limit, time.time() + (ends - time.monotonic()))
 
@@ -270,57 +303,88 @@ class RateLimits:
         return self._refuse(key, limit, await storage.get_expiry(key))
 
     async def _lease_one(self, key: str, size: int, window_ms: int) -> Any:
-        assert self.redis is not None
-        return await self.redis.eval(_LEASE, 1, self.prefix + key, size, window_ms)
+        return (await self._leases_of([self.prefix + key], [size, window_ms]))[0:2]
+
+    async def _leases_of(self, keys: list[str], args: list[int]) -> list[Any]:
+        """One script call: per key, the count after its lease and its window's ms left."""
+        assert self._lease_script is not None
+        answers: list[Any] = await self._lease_script(keys=keys, args=args)
+        return answers
 
     def _ask_lease(
-        self, key: str, limit: RateLimitItem, size: int, window_ms: int
+        self, key: str, limit: RateLimitItem, size: int, window_ms: int, *, served: int
     ) -> asyncio.Future[Any]:
-        """A lease of `size` units of `key`'s window, asked for with every other lease asked
-        for in this turn of the event loop in one pipeline: a round trip's CPU is mostly
-        redis-py's, whatever it carries. Resolves once the lease (or the refusal) is kept, to
-        Redis's answer, or SKIPPED."""
+        """A lease of `size` units of `key`'s window, `served` of them taken by calls already
+        served, asked for with the others of the next few milliseconds in one script call:
+        a round trip's CPU is mostly redis-py's, whatever it carries. A lease someone waits
+        for goes with the next turn of the event loop. Resolves once the lease (or the
+        refusal) is kept, to Redis's answer, or SKIPPED."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append((key, limit, size, window_ms, future))
-        if len(self._batch) == 1:
-            flush = asyncio.ensure_future(self._flush())
-            self._flushing.add(flush)
-            flush.add_done_callback(self._flushing.discard)
+        self._batch.append((key, limit, size, window_ms, served, future))
+        if not served or len(self._batch) >= MAX_BATCH:
+            self._flush_soon()
+        elif self._timer is None and not self._flush_scheduled:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_soon)
         return future
 
+    async def settle(self) -> None:
+        """Send the leases asked for and wait for every answer: the calls already served are
+        counted in Redis (at shutdown, before the client closes)."""
+        self._flush_soon()
+        while self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
+
+    def _flush_soon(self) -> None:
+        """Send the leases asked for so far at the next turn of the event loop."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_scheduled or not self._batch:
+            return
+        self._flush_scheduled = True
+        flush = asyncio.ensure_future(self._flush())
+        self._flushing.add(flush)
+        flush.add_done_callback(self._flushing.discard)
+
     async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let this turn's other first calls join the batch
+        await asyncio.sleep(0)  # let this turn's other calls join the batch
+        self._flush_scheduled = False
+        if self._timer is not None:  # this call takes the timer's leases
+            self._timer.cancel()
+            self._timer = None
         batch, self._batch = self._batch, []
-        redis = self.redis
-        assert redis is not None
-
-        async def lease_all() -> list[Any]:
-            # EVAL, not EVALSHA: a pipeline of registered scripts first asks SCRIPT EXISTS,
-            # a round trip more; Redis caches the compiled script by its text anyway.
-            async with redis.pipeline(transaction=False) as pipe:
-                for key, _, size, window_ms, _ in batch:
-                    pipe.eval(_LEASE, 1, self.prefix + key, size, window_ms)
-                results: list[Any] = await pipe.execute()
-                return results
-
-        answers: Any = None
         try:
-            answers = await self.breaker.call(lease_all)
+            for start in range(0, len(batch), MAX_BATCH):
+                await self._send(batch[start : start + MAX_BATCH])
         finally:
-            # Settled before anyone waiting resumes: a caller finds the lease kept (or the
-            # window refused) and no request pending for its key. Cancelled with the process:
-            # nobody waits in vain.
-            for index, (key, limit, size, _, future) in enumerate(batch):
-                self._pending.pop(key, None)
-                if future.done():
-                    continue
-                if answers is None:
+            # Cancelled with the process: nobody waits in vain.
+            for key, *_, future in batch:
+                if not future.done():
+                    self._pending.pop(key, None)
                     future.cancel()
-                elif answers is SKIPPED:
-                    future.set_result(SKIPPED)
-                else:
-                    self._install(key, limit, size, answers[index])
-                    future.set_result(answers[index])
+
+    async def _send(self, batch: list[_Ask]) -> None:
+        """One script call for these leases, each kept (or its refusal) and its future settled
+        before anyone waiting resumes: a caller finds the lease kept (or the window refused)
+        and no request pending for its key."""
+        keys: list[str] = []
+        args: list[int] = []
+        for key, _, size, window_ms, _, _ in batch:
+            keys.append(self.prefix + key)
+            args += (size, window_ms)
+        answers = await self.breaker.call(lambda: self._leases_of(keys, args))
+        for index, (key, limit, size, _, served, future) in enumerate(batch):
+            self._pending.pop(key, None)
+            if future.done():
+                continue
+            if answers is SKIPPED:
+                if served:  # counted here instead, as calls are while Redis is away
+                    await self._locally(limit, key)
+                future.set_result(SKIPPED)
+            else:
+                answer = answers[2 * index : 2 * index + 2]
+                self._install(key, limit, size, answer, served)
+                future.set_result(answer)
 
     def _refuse(self, key: str, limit: RateLimitItem, ends: float) -> Refusal:
         left = max(0.0, ends - time.time())

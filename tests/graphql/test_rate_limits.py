@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from api.app import create_app
-from api.rate_limits import LocalCounters, RateLimits
+from api.rate_limits import FLUSH_SECONDS, LocalCounters, RateLimits
 from api.settings import Settings
 from models import KeyRole
 from models.engine import session_factory
@@ -259,15 +259,18 @@ async def test_a_frozen_redis_costs_one_short_timeout_then_the_breaker_skips_it(
     limit = parse("5/minute")
     try:
         started = time.monotonic()
-        assert await limits.hit(limit, "member:1") is None  # allowed: fail open
-        first = time.monotonic() - started
-        assert 0.15 < first < 1.0
+        assert await limits.hit(limit, "member:1") is None  # a first call is served at once
+        assert time.monotonic() - started < 0.05
         started = time.monotonic()
-        for _ in range(4):
+        assert await limits.hit(limit, "member:1") is None  # waits for the lease: fail open
+        assert 0.15 < time.monotonic() - started < 1.0
+        started = time.monotonic()
+        for _ in range(3):
             assert await limits.hit(limit, "member:1") is None
         assert time.monotonic() - started < 0.05  # no more waits on Redis
         assert limits.redis_skipped
-        refusal = await limits.hit(limit, "member:1")  # still limited, in this process
+        # Still limited, in this process: the first call was counted here too
+        refusal = await limits.hit(limit, "member:1")
         assert refusal is not None and refusal.retry_after >= 1
 
         # Once the breaker's second is up, one call tries Redis again; the others do not wait
@@ -308,26 +311,32 @@ async def test_local_counters_drop_ended_windows_as_new_ones_start() -> None:
     assert await counters.get("minute:1") == 2
 
 
-async def test_first_calls_at_once_share_one_round_trip_and_stay_exact() -> None:
+async def test_first_calls_are_served_at_once_share_one_round_trip_and_stay_exact() -> None:
     prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
     redis = Redis.from_url(REDIS_URL)
     limits = RateLimits({}, redis=redis, redis_url=REDIS_URL, prefix=prefix)
     limit = parse("3/minute")  # a lease of one call: every call asks Redis
-    round_trips = 0
-    execute = redis.pipeline().__class__.execute
+    script_calls: list[int] = []
+    leases_of = limits._leases_of
 
-    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal round_trips
-        round_trips += 1
-        return await execute(self, *args, **kwargs)
+    async def counted(keys: list[str], args: list[int]) -> list[Any]:
+        script_calls.append(len(keys))
+        return await leases_of(keys, args)
 
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(redis.pipeline().__class__, "execute", counted)
-            # 40 callers' first calls in one turn of the loop: one pipeline carries them all
+            patch.setattr(limits, "_leases_of", counted)
+            # 40 callers' first calls at once: served without waiting for Redis
             first = await asyncio.gather(*(limits.hit(limit, f"member:{n}") for n in range(40)))
             assert first == [None] * 40
-            assert round_trips == 1
+            assert script_calls == []
+            # and counted a few milliseconds later, their leases in one script call
+            await asyncio.sleep(FLUSH_SECONDS * 4)
+            assert script_calls == [40]
+            counts = await redis.mget(
+                [f"{prefix}ratelimit/{limit.key_for(f'member:{n}')}" for n in range(40)]
+            )
+            assert counts == [b"1"] * 40
             # Each caller's next calls, all at once: three served in all, the fourth refused
             # (a caller's calls waiting on one lease take turns, nothing is counted twice).
             more = await asyncio.gather(
@@ -337,6 +346,29 @@ async def test_first_calls_at_once_share_one_round_trip_and_stay_exact() -> None
         assert served == [2] * 40
     finally:
         await redis.aclose(close_connection_pool=True)
+
+
+async def test_a_first_call_over_a_limit_other_processes_used_up_is_the_only_one_served() -> None:
+    prefix = f"laureltest:{uuid.uuid4().hex[:12]}:"
+    clients = [Redis.from_url(REDIS_URL) for _ in range(2)]
+    a, b = (RateLimits({}, redis=c, redis_url=REDIS_URL, prefix=prefix) for c in clients)
+    limit = parse("5/minute")
+    try:
+        served_by_a = [await a.hit(limit, "member:1") is None for _ in range(7)]
+        assert served_by_a == [True] * 5 + [False] * 2
+        # b has not seen the caller: its first call is served before its lease says the window
+        # is full, and counted; every later call is refused
+        assert await b.hit(limit, "member:1") is None
+        later = [await b.hit(limit, "member:1") for _ in range(3)]
+        assert all(refusal is not None and refusal.retry_after >= 1 for refusal in later)
+        raw = await clients[0].get(f"{prefix}ratelimit/{limit.key_for('member:1')}")
+        assert raw is not None and int(raw) >= 6  # every call served is counted
+    finally:
+        keys = [key async for key in clients[0].scan_iter(match=f"{prefix}*")]
+        if keys:
+            await clients[0].delete(*keys)
+        for client in clients:
+            await client.aclose()
 
 
 async def test_many_calls_of_one_caller_at_once_are_counted_exactly() -> None:
