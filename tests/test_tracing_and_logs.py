@@ -81,6 +81,7 @@ async def apps() -> AsyncIterator[list[Starlette]]:
     for app in made:
         if app.state.tracing is not None:
             app.state.tracing.close()
+        await app.state.rate_limits.settle()  # the leases of calls served, sent
         boards = app.state.laurel.runtime.leaderboards
         if boards.store is not None:
             await boards.store.redis.aclose()  # the app's client (no lifespan ran)

@@ -156,6 +156,7 @@ async def redis_api(pg: AsyncEngine, clock: ManualClock) -> AsyncIterator[Api]:
         yield Api(client=client, sessions=state.runtime.sessions, clock=clock, app=app)
     finally:
         await client.aclose()
+        await app.state.rate_limits.settle()  # the leases of calls served, sent
         boards = state.runtime.leaderboards
         assert boards is not None and boards.store is not None
         redis: Redis = boards.store.redis

@@ -73,6 +73,7 @@ async def make_app(clock: ManualClock) -> AsyncIterator[AppFactory]:
     yield factory
     for api, state in made:
         await api.client.aclose()
+        await api.app.state.rate_limits.settle()  # the leases of calls served, sent
         boards = state.runtime.leaderboards
         if boards is not None and boards.store is not None:
             await boards.store.redis.aclose()  # the app's client (no lifespan ran)
