@@ -12,7 +12,7 @@ up or the window ends. A round trip costs ~100 µs of CPU with redis-py, whateve
 leases are asked for together: the leases of up to 5 ms of callers share one script call.
 A caller's first call in a window is served at once and counted with its lease (it does not
 wait those 5 ms): when a member opens an app, nearly every call is a first call, and with
-100,000 callers a check fell from ~350 to 29-44 µs of CPU (bench/rate_limits.py). The
+100,000 callers a check fell from ~350 to 25-31 µs of CPU (bench/rate_limits.py). The
 caller's later calls wait for a lease when they find none left.
 The count in Redis is at least the calls served, a few milliseconds late for a first call: a
 window can serve one call over the limit per process (a first call, when other processes used
