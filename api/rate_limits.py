@@ -179,8 +179,8 @@ class RateLimits:
         self.local = FixedWindowRateLimiter(LocalCounters())
         self.redis = redis if redis_url is not None else None
         self.prefix = f"{prefix}ratelimit/"
-        # Leases being asked for: key -> the answer to come; and this turn's requests, sent
-        # together (`_ask_lease`).
+        # Leases being asked for: key -> the answer to come; and the requests not sent yet,
+        # sent together within FLUSH_SECONDS (`_ask_lease`).
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._batch: list[_Ask] = []
         self._timer: asyncio.TimerHandle | None = None
